@@ -1,0 +1,75 @@
+# keel: a thin wrapper around the CMake build.
+#
+#   make            release build in build/ (build-clang/ when CC=clang)
+#   make test       install missing packages, build, run every test (ctest)
+#   make asan       the same under AddressSanitizer + UBSan, in build-asan/
+#   make run        install missing packages, build, start the demo program
+#   make bench      build and run every benchmark; make bench-NAME runs one
+#   make format     format the tree with .clang-format; make format-check checks it
+#   make install    cmake --install (PREFIX=/usr/local by default)
+#   make clean      remove every build directory
+
+# CC from the environment (CC=clang make) picks a build directory of its own,
+# so gcc and clang builds never share a CMake cache.
+ifeq ($(origin CC),default)
+BUILD ?= build
+CMAKE_CC :=
+else
+BUILD ?= build-$(notdir $(CC))
+CMAKE_CC := -DCMAKE_C_COMPILER=$(CC)
+endif
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+PREFIX ?= /usr/local
+RUN_ARGS ?=
+
+CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+
+.PHONY: all build deps test asan run bench format format-check install clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release $(CMAKE_CC)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+$(ASAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DKEEL_SANITIZE=ON $(CMAKE_CC)
+
+asan: deps $(ASAN_BUILD)/CMakeCache.txt
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+run: deps
+	@$(MAKE) --no-print-directory build
+	$(BUILD)/tools/keel-demo/keel-demo $(RUN_ARGS)
+
+bench: deps
+	@$(MAKE) --no-print-directory build
+	cmake --build $(BUILD) --target bench
+
+bench-%: deps
+	@$(MAKE) --no-print-directory build
+	cmake --build $(BUILD) --target bench-$*
+
+format:
+	git ls-files '*.c' '*.h' | xargs clang-format -i
+
+format-check:
+	git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf build build-* 

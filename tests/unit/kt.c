@@ -1,0 +1,117 @@
+/* kt.c: the harness behind kt.h; see there. */
+#include "kt.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define KT_MAX_CASES 512
+
+struct kt_case {
+    const char *name;
+    kt_fn fn;
+    const char *death_text;
+};
+
+static struct kt_case cases[KT_MAX_CASES];
+static int case_count;
+static int current_failed;
+
+void kt_register(const char *name, kt_fn fn, const char *death_text)
+{
+    if (case_count == KT_MAX_CASES) {
+        fprintf(stderr, "kt: too many cases\n");
+        exit(2);
+    }
+    cases[case_count++] = (struct kt_case){name, fn, death_text};
+}
+
+void kt_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "  %s:%d: ", file, line);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    current_failed = 1;
+}
+
+int kt_failed(void) { return current_failed; }
+
+/* Run a death case in a child; it passes when the child dies (of a signal,
+ * or exits non-zero as sanitizers do) having written `text` to stderr. */
+static void run_death(const struct kt_case *c)
+{
+    int pipefd[2];
+    if (pipe(pipefd) != 0) {
+        kt_fail(__FILE__, __LINE__, "pipe failed");
+        return;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        kt_fail(__FILE__, __LINE__, "fork failed");
+        return;
+    }
+    if (pid == 0) {
+        close(pipefd[0]);
+        dup2(pipefd[1], STDERR_FILENO);
+        c->fn();
+        fflush(NULL);
+        _exit(0); /* surviving is the failure */
+    }
+    close(pipefd[1]);
+    static char out[65536];
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(pipefd[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(pipefd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        kt_fail(__FILE__, __LINE__, "expected death, child exited normally");
+    } else if (strstr(out, c->death_text) == NULL) {
+        kt_fail(__FILE__, __LINE__, "child died (status %#x) without \"%s\"", status,
+                c->death_text);
+    }
+    if (current_failed)
+        fprintf(stderr, "  child stderr:\n%s\n", out);
+}
+
+static int selected(const struct kt_case *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return 1;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], c->name) == 0)
+            return 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int passed = 0, failed = 0;
+    for (int i = 0; i < case_count; i++) {
+        const struct kt_case *c = &cases[i];
+        if (!selected(c, argc, argv))
+            continue;
+        current_failed = 0;
+        if (c->death_text)
+            run_death(c);
+        else
+            c->fn();
+        printf("%s %s\n", current_failed ? "FAIL" : "PASS", c->name);
+        fflush(stdout);
+        if (current_failed)
+            failed++;
+        else
+            passed++;
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : (passed ? 0 : 1);
+}
