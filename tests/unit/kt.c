@@ -18,6 +18,8 @@ struct kt_case {
 static struct kt_case cases[KT_MAX_CASES];
 static int case_count;
 static int current_failed;
+static int current_skipped;
+static char tmpdir_path[256];
 
 void kt_register(const char *name, kt_fn fn, const char *death_text)
 {
@@ -40,6 +42,40 @@ void kt_fail(const char *file, int line, const char *fmt, ...)
 }
 
 int kt_failed(void) { return current_failed; }
+
+void kt_skip(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "  skipped: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    current_skipped = 1;
+}
+
+static void remove_tmpdir(void)
+{
+    if (tmpdir_path[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir_path);
+        if (system(cmd) != 0)
+            fprintf(stderr, "kt: could not remove %s\n", tmpdir_path);
+        tmpdir_path[0] = '\0';
+    }
+}
+
+const char *kt_tmpdir(void)
+{
+    if (!tmpdir_path[0]) {
+        snprintf(tmpdir_path, sizeof tmpdir_path, "/tmp/kt.XXXXXX");
+        if (!mkdtemp(tmpdir_path)) {
+            perror("kt: mkdtemp");
+            exit(2);
+        }
+    }
+    return tmpdir_path;
+}
 
 /* Run a death case in a child; it passes when the child dies (of a signal,
  * or exits non-zero as sanitizers do) having written `text` to stderr. */
@@ -95,23 +131,28 @@ static int selected(const struct kt_case *c, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < case_count; i++) {
         const struct kt_case *c = &cases[i];
         if (!selected(c, argc, argv))
             continue;
         current_failed = 0;
+        current_skipped = 0;
         if (c->death_text)
             run_death(c);
         else
             c->fn();
-        printf("%s %s\n", current_failed ? "FAIL" : "PASS", c->name);
+        remove_tmpdir();
+        const char *verdict = current_failed ? "FAIL" : current_skipped ? "SKIP" : "PASS";
+        printf("%s %s\n", verdict, c->name);
         fflush(stdout);
         if (current_failed)
             failed++;
+        else if (current_skipped)
+            skipped++;
         else
             passed++;
     }
-    printf("%d passed, %d failed\n", passed, failed);
+    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : (passed ? 0 : 1);
 }

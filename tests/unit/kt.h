@@ -9,6 +9,8 @@
  * "text". The program prints one line per
  * case and closes with "N passed, N failed"; it exits non-zero on any
  * failure, which fails ctest. `prog NAME...` runs only the named cases.
+ * A case that cannot run on this machine calls KT_SKIP("why"): it prints
+ * SKIP and counts as skipped, never as passed.
  */
 #ifndef KEEL_KT_H
 #define KEEL_KT_H
@@ -26,6 +28,16 @@ void kt_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Non-zero when the current case has failed. */
 int kt_failed(void);
+/* Mark the current case skipped (it cannot run here), with the reason. */
+void kt_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A fresh temporary directory for the current case (removed at exit). */
+const char *kt_tmpdir(void);
+
+#define KT_SKIP(...)                                                                               \
+    do {                                                                                           \
+        kt_skip(__VA_ARGS__);                                                                      \
+        return;                                                                                    \
+    } while (0)
 
 #define KT_CASE_(name, death)                                                                      \
     static void name(void);                                                                        \

@@ -1,0 +1,255 @@
+/* mmlog writers: claim, commit, abort, append; and growing the data file.
+ *
+ * The fast path of an append is: two stores to the handle's own slot, one
+ * fetch-and-add on the shared cursor, a header and a payload copied into an
+ * already-mapped window, one release store to publish the length, and a
+ * relaxed load to see whether any follower sleeps. No system call, no lock.
+ * Records larger than a chunk are copied with pwrite and published through
+ * the window like any other.
+ *
+ * Growth runs under the meta lock when a claim ends past the file: one
+ * fallocate extends the file to the claim's chunk plus one more, so the next
+ * claims find room. A full disk (or RLIMIT_FSIZE, checked first so that no
+ * SIGXFSZ is raised) fails the append with -ENOSPC or -EFBIG; the space the
+ * writer claimed is then abandoned, and recovery pads it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "keel/assert.h"
+#include "mmlog_internal.h"
+
+int mmlog_ensure_size(struct kl_mmlog *log, uint64_t end)
+{
+    struct mmlog_meta *m = log->meta;
+    if (KL_LIKELY(end <= __atomic_load_n(&m->file_size, __ATOMIC_ACQUIRE)))
+        return 0;
+    mmlog_lock(log);
+    uint64_t size = __atomic_load_n(&m->file_size, __ATOMIC_ACQUIRE);
+    int err = 0;
+    if (end > size) {
+        uint64_t cs = log->chunk_size;
+        uint64_t page = m->page_size;
+        uint64_t want[3] = {(end + cs - 1) / cs * cs + cs, (end + cs - 1) / cs * cs,
+                            (end + page - 1) / page * page};
+        err = -ENOSPC;
+        for (int i = 0; i < 3 && err != 0; i++) {
+            if (want[i] < end)
+                continue;
+            if (want[i] > log->fsize_limit) {
+                err = -EFBIG;
+                continue;
+            }
+            err = fallocate(log->data_fd, 0, (off_t)size, (off_t)(want[i] - size)) == 0 ? 0 : -errno;
+            if (err == 0) {
+                __atomic_store_n(&m->file_size, want[i], __ATOMIC_RELEASE);
+                m->grow_count++;
+            }
+        }
+    }
+    mmlog_unlock(log);
+    return err;
+}
+
+void mmlog_wake_followers(struct kl_mmlog *log)
+{
+    struct mmlog_meta *m = log->meta;
+    __atomic_fetch_add(&m->commit_seq, 1, __ATOMIC_RELEASE);
+    syscall(SYS_futex, &m->commit_seq, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+/* Claim `total` bytes: returns the offset, with the slot recording the claim,
+ * and the file grown to hold it; or a negative errno (the claim abandoned). */
+static int64_t reserve(struct kl_mmlog *log, uint64_t total)
+{
+    struct mmlog_slot *slot = log->slot;
+    slot->claim_len = total;
+    __atomic_store_n(&slot->state, MMLOG_SLOT_CLAIMING, __ATOMIC_RELAXED);
+    /* acq_rel: whoever reads the cursor past this claim sees CLAIMING */
+    uint64_t offset = __atomic_fetch_add(&log->meta->cursor, total, __ATOMIC_ACQ_REL);
+    slot->claim_offset = offset;
+    __atomic_store_n(&slot->state, MMLOG_SLOT_WRITING, __ATOMIC_RELEASE);
+    int err = mmlog_ensure_size(log, offset + total);
+    if (KL_UNLIKELY(err != 0)) {
+        __atomic_store_n(&slot->state, MMLOG_SLOT_IDLE, __ATOMIC_RELEASE);
+        return err;
+    }
+    return (int64_t)offset;
+}
+
+/* Write a header with a negative (in progress) length; returns it. */
+static struct mmlog_hdr *begin_record(char *at, uint64_t offset, uint32_t total, uint16_t type,
+                                      uint32_t payload_len)
+{
+    struct mmlog_hdr *h = (struct mmlog_hdr *)(void *)at;
+    h->type = type;
+    h->reserved = 0;
+    h->payload_len = payload_len;
+    h->check = mmlog_check(offset, total, type, payload_len);
+    __atomic_store_n(&h->len, -(int32_t)total, __ATOMIC_RELEASE);
+    return h;
+}
+
+static void publish(struct kl_mmlog *log, struct mmlog_hdr *h, uint32_t total)
+{
+    __atomic_store_n(&h->len, (int32_t)total, __ATOMIC_RELEASE);
+    __atomic_store_n(&log->slot->state, MMLOG_SLOT_IDLE, __ATOMIC_RELEASE);
+    if (KL_UNLIKELY(__atomic_load_n(&log->meta->waiters, __ATOMIC_RELAXED) != 0))
+        mmlog_wake_followers(log);
+}
+
+static int check_writable(struct kl_mmlog *log, uint16_t type, size_t len)
+{
+    if (log->readonly)
+        return -EBADF;
+    if (type >= KL_MMLOG_TYPE_RESERVED)
+        return -EINVAL;
+    if (len > KL_MMLOG_MAX_PAYLOAD)
+        return -EMSGSIZE;
+    KL_ASSERT(!log->claim_open, "a handle has one claim open at a time");
+    return 0;
+}
+
+int kl_mmlog_claim(struct kl_mmlog *log, uint16_t type, size_t len, struct kl_mmlog_claim *claim)
+{
+    int err = check_writable(log, type, len);
+    if (err)
+        return err;
+    uint64_t total = mmlog_align(MMLOG_HDR_SIZE + len);
+    if (total > log->chunk_size)
+        return -EMSGSIZE;
+    int64_t offset = reserve(log, total);
+    if (offset < 0)
+        return (int)offset;
+    char *at = mmlog_window_at(log, log->windows, log->window_count, (uint64_t)offset, true);
+    if (!at) {
+        err = -errno;
+        __atomic_store_n(&log->slot->state, MMLOG_SLOT_IDLE, __ATOMIC_RELEASE);
+        return err;
+    }
+    begin_record(at, (uint64_t)offset, (uint32_t)total, type, (uint32_t)len);
+    claim->data = at + MMLOG_HDR_SIZE;
+    claim->len = len;
+    claim->offset = (uint64_t)offset;
+    claim->window = 0;
+    log->claim_open = true;
+    return 0;
+}
+
+void kl_mmlog_commit(struct kl_mmlog *log, struct kl_mmlog_claim *claim)
+{
+    KL_ASSERT(log->claim_open, "commit without a claim");
+    struct mmlog_hdr *h = (struct mmlog_hdr *)(void *)((char *)claim->data - MMLOG_HDR_SIZE);
+    KL_ASSERT(h->len < 0 && log->slot->claim_offset == claim->offset,
+              "claim at %llu is not in progress", (unsigned long long)claim->offset);
+    log->claim_open = false;
+    publish(log, h, (uint32_t)-h->len);
+}
+
+void kl_mmlog_abort(struct kl_mmlog *log, struct kl_mmlog_claim *claim)
+{
+    KL_ASSERT(log->claim_open, "abort without a claim");
+    struct mmlog_hdr *h = (struct mmlog_hdr *)(void *)((char *)claim->data - MMLOG_HDR_SIZE);
+    uint32_t total = (uint32_t)-h->len;
+    begin_record((char *)h, claim->offset, total, MMLOG_TYPE_PAD, 0);
+    log->claim_open = false;
+    publish(log, h, total);
+}
+
+int mmlog_write_padding(struct kl_mmlog *log, uint64_t offset, uint64_t len)
+{
+    while (len > 0) {
+        uint64_t n = len > MMLOG_MAX_RECORD ? MMLOG_MAX_RECORD : len;
+        if (len - n != 0 && len - n < MMLOG_HDR_SIZE)
+            n -= MMLOG_HDR_SIZE; /* leave room for the last piece's header */
+        char *at = mmlog_window_at(log, log->windows, log->window_count, offset, true);
+        if (!at)
+            return -errno;
+        struct mmlog_hdr *h = begin_record(at, offset, (uint32_t)n, MMLOG_TYPE_PAD, 0);
+        __atomic_store_n(&h->len, (int32_t)n, __ATOMIC_RELEASE);
+        offset += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Copy `iov` into the log at `dst` (a mapping) or, for large records, with
+ * pwritev at file offset `file_offset`. */
+static int copy_payload(struct kl_mmlog *log, char *dst, uint64_t file_offset,
+                        const struct iovec *iov, int iovcnt, size_t len)
+{
+    if (dst) {
+        for (int i = 0; i < iovcnt; i++) {
+            memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+            dst += iov[i].iov_len;
+        }
+        return 0;
+    }
+    size_t done = 0;
+    while (done < len) {
+        /* pwritev has no "skip": rebuild the vector past what was written */
+        struct iovec rest[64];
+        int n = 0;
+        size_t skip = done;
+        for (int i = 0; i < iovcnt && n < 64; i++) {
+            if (skip >= iov[i].iov_len) {
+                skip -= iov[i].iov_len;
+                continue;
+            }
+            rest[n].iov_base = (char *)iov[i].iov_base + skip;
+            rest[n].iov_len = iov[i].iov_len - skip;
+            skip = 0;
+            n++;
+        }
+        ssize_t w = pwritev(log->data_fd, rest, n, (off_t)(file_offset + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+int kl_mmlog_appendv(struct kl_mmlog *log, uint16_t type, const struct iovec *iov, int iovcnt)
+{
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    int err = check_writable(log, type, len);
+    if (err)
+        return err;
+    uint64_t total = mmlog_align(MMLOG_HDR_SIZE + len);
+    int64_t offset = reserve(log, total);
+    if (offset < 0)
+        return (int)offset;
+    char *at = mmlog_window_at(log, log->windows, log->window_count, (uint64_t)offset, true);
+    if (!at) {
+        err = -errno;
+        __atomic_store_n(&log->slot->state, MMLOG_SLOT_IDLE, __ATOMIC_RELEASE);
+        return err;
+    }
+    struct mmlog_hdr *h = begin_record(at, (uint64_t)offset, (uint32_t)total, type, (uint32_t)len);
+    bool mapped = total <= log->chunk_size;
+    err = copy_payload(log, mapped ? at + MMLOG_HDR_SIZE : NULL,
+                       (uint64_t)offset + MMLOG_HDR_SIZE, iov, iovcnt, len);
+    if (err) { /* the claim becomes padding, now */
+        begin_record(at, (uint64_t)offset, (uint32_t)total, MMLOG_TYPE_PAD, 0);
+        publish(log, h, (uint32_t)total);
+        return err;
+    }
+    publish(log, h, (uint32_t)total);
+    return 0;
+}
+
+int kl_mmlog_append(struct kl_mmlog *log, uint16_t type, const void *data, size_t len)
+{
+    struct iovec iov = {(void *)data, len};
+    return kl_mmlog_appendv(log, type, &iov, 1);
+}
