@@ -28,8 +28,8 @@ struct kl_mmlog;
 struct kl_mmlog_reader;
 
 /* Open flags. */
-#define KL_MMLOG_CREATE    1u /* create the log if it does not exist */
-#define KL_MMLOG_READONLY  2u /* read only: no appends, no recovery, no trim */
+#define KL_MMLOG_CREATE     1u /* create the log if it does not exist */
+#define KL_MMLOG_READONLY   2u /* read only: no appends, no recovery, no trim */
 #define KL_MMLOG_NO_RECOVER 4u /* do not run recovery on open */
 
 struct kl_mmlog_options {
@@ -40,7 +40,7 @@ struct kl_mmlog_options {
 };
 
 /* Largest payload one record can carry. */
-#define KL_MMLOG_MAX_PAYLOAD ((UINT32_C(1) << 30) - 16)
+#define KL_MMLOG_MAX_PAYLOAD   ((UINT32_C(1) << 30) - 16)
 /* Record types at and above this value are reserved by mmlog. */
 #define KL_MMLOG_TYPE_RESERVED 0xFF00u
 
@@ -61,7 +61,7 @@ int kl_mmlog_appendv(struct kl_mmlog *log, uint16_t type, const struct iovec *io
 
 /* Space claimed for in-place writing (zero copy). */
 struct kl_mmlog_claim {
-    void *data;      /* write exactly `len` bytes here, then commit */
+    void *data; /* write exactly `len` bytes here, then commit */
     size_t len;
     uint64_t offset; /* of the record in the log */
     unsigned window; /* internal */
@@ -79,7 +79,7 @@ void kl_mmlog_abort(struct kl_mmlog *log, struct kl_mmlog_claim *claim);
 
 /* One committed record, as a reader returns it. */
 struct kl_mmlog_record {
-    uint64_t offset;  /* of the record in the log */
+    uint64_t offset; /* of the record in the log */
     uint16_t type;
     uint32_t len;     /* payload bytes */
     const void *data; /* valid until the next call on the reader */
@@ -110,17 +110,17 @@ uint64_t kl_mmlog_end(const struct kl_mmlog *log);
 
 /* What check and recovery found. */
 struct kl_mmlog_stats {
-    uint64_t records;       /* committed records */
-    uint64_t record_bytes;  /* their payload bytes */
-    uint64_t padding;       /* padding records */
+    uint64_t records;      /* committed records */
+    uint64_t record_bytes; /* their payload bytes */
+    uint64_t padding;      /* padding records */
     uint64_t padding_bytes;
-    uint64_t unfinished;    /* claims not committed: being written, or abandoned */
-    uint64_t abandoned;     /* of those, claims whose writer is gone */
-    uint64_t damaged;       /* places where the log cannot be parsed */
-    uint64_t end;           /* the cursor */
-    uint64_t recovered;     /* claims turned into padding by this call */
-    uint64_t locks_released;/* dead lock holders displaced by this call */
-    uint64_t slots_released;/* slots of dead processes freed by this call */
+    uint64_t unfinished;     /* claims not committed: being written, or abandoned */
+    uint64_t abandoned;      /* of those, claims whose writer is gone */
+    uint64_t damaged;        /* places where the log cannot be parsed */
+    uint64_t end;            /* the cursor */
+    uint64_t recovered;      /* claims turned into padding by this call */
+    uint64_t locks_released; /* dead lock holders displaced by this call */
+    uint64_t slots_released; /* slots of dead processes freed by this call */
 };
 
 /* Walk the whole log and count what is there; changes nothing. 0, or

@@ -46,7 +46,8 @@ int mmlog_ensure_size(struct kl_mmlog *log, uint64_t end)
                 err = -EFBIG;
                 continue;
             }
-            err = fallocate(log->data_fd, 0, (off_t)size, (off_t)(want[i] - size)) == 0 ? 0 : -errno;
+            err =
+                fallocate(log->data_fd, 0, (off_t)size, (off_t)(want[i] - size)) == 0 ? 0 : -errno;
             if (err == 0) {
                 __atomic_store_n(&m->file_size, want[i], __ATOMIC_RELEASE);
                 m->grow_count++;
@@ -237,8 +238,8 @@ int kl_mmlog_appendv(struct kl_mmlog *log, uint16_t type, const struct iovec *io
     }
     struct mmlog_hdr *h = begin_record(at, (uint64_t)offset, (uint32_t)total, type, (uint32_t)len);
     bool mapped = total <= log->chunk_size;
-    err = copy_payload(log, mapped ? at + MMLOG_HDR_SIZE : NULL,
-                       (uint64_t)offset + MMLOG_HDR_SIZE, iov, iovcnt, len);
+    err = copy_payload(log, mapped ? at + MMLOG_HDR_SIZE : NULL, (uint64_t)offset + MMLOG_HDR_SIZE,
+                       iov, iovcnt, len);
     if (err) { /* the claim becomes padding, now */
         begin_record(at, (uint64_t)offset, (uint32_t)total, MMLOG_TYPE_PAD, 0);
         publish(log, h, (uint32_t)total);

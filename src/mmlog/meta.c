@@ -30,9 +30,9 @@
 #include "keel/assert.h"
 #include "mmlog_internal.h"
 
-#define DEFAULT_CHUNK_SIZE  (4u << 20)
-#define DEFAULT_WINDOWS     4u
-#define INIT_WAIT_LIMIT_MS  10000
+#define DEFAULT_CHUNK_SIZE (4u << 20)
+#define DEFAULT_WINDOWS    4u
+#define INIT_WAIT_LIMIT_MS 10000
 
 /* Start time (clock ticks since boot) of process `pid`; 0 when unknown. */
 static uint64_t process_start_time(pid_t pid)

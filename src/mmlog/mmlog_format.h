@@ -36,14 +36,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define MMLOG_MAGIC        UINT64_C(0x31474f4c4c45454b) /* "KEELLOG1" */
-#define MMLOG_VERSION      1u
-#define MMLOG_HDR_SIZE     16u
-#define MMLOG_ALIGN        8u
-#define MMLOG_MAX_SLOTS    1024u
-#define MMLOG_TYPE_PAD     0xFFFFu
-#define MMLOG_MAX_RECORD   (UINT32_C(1) << 30) /* total length, header included */
-#define MMLOG_CACHELINE    64
+#define MMLOG_MAGIC      UINT64_C(0x31474f4c4c45454b) /* "KEELLOG1" */
+#define MMLOG_VERSION    1u
+#define MMLOG_HDR_SIZE   16u
+#define MMLOG_ALIGN      8u
+#define MMLOG_MAX_SLOTS  1024u
+#define MMLOG_TYPE_PAD   0xFFFFu
+#define MMLOG_MAX_RECORD (UINT32_C(1) << 30) /* total length, header included */
+#define MMLOG_CACHELINE  64
 
 /* Meta states: a zero-filled new file is MMLOG_STATE_EMPTY. */
 enum mmlog_state {
@@ -104,7 +104,7 @@ struct mmlog_meta {
     mmlog_owner lock_owner; /* who holds the lock, 0 when free; atomic */
     uint32_t flags;         /* MMLOG_FLAG_*, atomic */
     uint32_t reserved;
-    uint64_t file_size;  /* bytes of the data file that exist; atomic */
+    uint64_t file_size;      /* bytes of the data file that exist; atomic */
     uint64_t recovered_upto; /* everything below is committed records or padding */
     uint64_t grow_count;
     uint64_t lock_takeovers;
@@ -124,10 +124,14 @@ _Static_assert(offsetof(struct mmlog_meta, cursor) % MMLOG_CACHELINE == 0, "curs
 _Static_assert(offsetof(struct mmlog_meta, slots) % MMLOG_CACHELINE == 0, "slots aligned");
 
 /* Round up to the record alignment. */
-static inline uint64_t mmlog_align(uint64_t n) { return (n + MMLOG_ALIGN - 1) & ~(uint64_t)(MMLOG_ALIGN - 1); }
+static inline uint64_t mmlog_align(uint64_t n)
+{
+    return (n + MMLOG_ALIGN - 1) & ~(uint64_t)(MMLOG_ALIGN - 1);
+}
 
 /* The check of a header at `offset`; never 0, so zeros never look valid. */
-static inline uint32_t mmlog_check(uint64_t offset, uint32_t len, uint16_t type, uint32_t payload_len)
+static inline uint32_t mmlog_check(uint64_t offset, uint32_t len, uint16_t type,
+                                   uint32_t payload_len)
 {
     uint64_t x = offset ^ ((uint64_t)len << 20) ^ ((uint64_t)type << 52) ^
                  ((uint64_t)payload_len * UINT64_C(0x9E3779B97F4A7C15));
@@ -148,8 +152,9 @@ static inline bool mmlog_hdr_valid(const struct mmlog_hdr *h, uint64_t offset, i
     uint32_t abs_len = (uint32_t)(len < 0 ? -len : len);
     if (abs_len < MMLOG_HDR_SIZE || abs_len % MMLOG_ALIGN != 0 || abs_len > MMLOG_MAX_RECORD)
         return false;
-    if (h->type == MMLOG_TYPE_PAD ? h->payload_len != 0
-                                  : abs_len != mmlog_align(MMLOG_HDR_SIZE + (uint64_t)h->payload_len))
+    if (h->type == MMLOG_TYPE_PAD
+            ? h->payload_len != 0
+            : abs_len != mmlog_align(MMLOG_HDR_SIZE + (uint64_t)h->payload_len))
         return false;
     return h->check == mmlog_check(offset, abs_len, h->type, h->payload_len);
 }

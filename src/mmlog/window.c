@@ -29,8 +29,7 @@ static int window_map(struct kl_mmlog *log, struct mmlog_window *w, uint64_t chu
         w->chunk = UINT64_MAX;
     }
     int prot = write ? PROT_READ | PROT_WRITE : PROT_READ;
-    void *base = mmap(NULL, 2 * cs, prot, MAP_SHARED, log->data_fd,
-                      (off_t)(chunk * cs));
+    void *base = mmap(NULL, 2 * cs, prot, MAP_SHARED, log->data_fd, (off_t)(chunk * cs));
     if (base == MAP_FAILED)
         return -errno;
     if (write) {

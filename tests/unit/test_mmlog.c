@@ -21,8 +21,8 @@ static char log_path[512];
 static struct kl_mmlog *open_log(uint64_t chunk, unsigned windows)
 {
     snprintf(log_path, sizeof log_path, "%s/test.log", kt_tmpdir());
-    struct kl_mmlog_options opt = {.flags = KL_MMLOG_CREATE, .chunk_size = chunk,
-                                   .window_chunks = windows};
+    struct kl_mmlog_options opt = {
+        .flags = KL_MMLOG_CREATE, .chunk_size = chunk, .window_chunks = windows};
     struct kl_mmlog *log = NULL;
     int rc = kl_mmlog_open(log_path, &opt, &log);
     if (rc != 0)
