@@ -41,33 +41,38 @@
 #define DEFAULT_STACK_SIZE (64u * 1024u)
 #define MAIN_INDEX         UINT32_MAX
 
-__thread struct kl_sched *kl_sched__tls;
+__thread struct kl_sched *kl_sched__tls __attribute__((tls_model("initial-exec")));
 
 /* ---- ready queues --------------------------------------------------------- */
+
+_Static_assert(KL_FIBER_PRIO_COUNT == 2 && KL_FIBER_PRIO_HIGH == 0,
+               "pop_ready() knows exactly two priorities");
 
 static inline void push_ready(struct kl_sched *s, struct kl_fiber *f)
 {
     f->state = KL_FIBER_READY;
     kl_queue_push_back(&s->ready[f->prio], &f->ready_node);
-    s->ready_count++;
+}
+
+static inline bool any_ready(const struct kl_sched *s)
+{
+    return !kl_queue_empty(&s->ready[KL_FIBER_PRIO_HIGH]) ||
+           !kl_queue_empty(&s->ready[KL_FIBER_PRIO_NORMAL]);
 }
 
 /* The next fiber to run, or NULL when none is ready. */
 static inline struct kl_fiber *pop_ready(struct kl_sched *s)
 {
-    if (s->ready_count == 0)
+    struct kl_queue *q = &s->ready[KL_FIBER_PRIO_HIGH];
+    if (kl_queue_empty(q))
+        q = &s->ready[KL_FIBER_PRIO_NORMAL];
+    struct kl_queue_node *n = kl_queue_pop_front(q);
+    if (n == NULL)
         return NULL;
-    for (int p = 0; p < KL_FIBER_PRIO_COUNT; p++) {
-        struct kl_queue_node *n = kl_queue_pop_front(&s->ready[p]);
-        if (n) {
-            s->ready_count--;
-            struct kl_fiber *f = kl_container_of(n, struct kl_fiber, ready_node);
-            KL_ASSERT(f->state == KL_FIBER_READY, "fiber %s in a ready queue is %s", f->name,
-                      kl_fiber__state_name(f->state));
-            return f;
-        }
-    }
-    KL_PANIC("ready_count is %u but every ready queue is empty", s->ready_count);
+    struct kl_fiber *f = kl_container_of(n, struct kl_fiber, ready_node);
+    KL_ASSERT(f->state == KL_FIBER_READY, "fiber %s in a ready queue is %s", f->name,
+              kl_fiber__state_name(f->state));
+    return f;
 }
 
 /* ---- the switch ----------------------------------------------------------- */
@@ -87,7 +92,7 @@ static void asan_switched(struct kl_sched *s, struct kl_fiber *from)
 }
 #endif
 
-static void hog_check(struct kl_sched *s, struct kl_fiber *prev)
+static __attribute__((noinline, cold)) void hog_check(struct kl_sched *s, struct kl_fiber *prev)
 {
     uint64_t now = kl_now();
     uint64_t ran = now - s->slice_start_ns;
@@ -97,14 +102,13 @@ static void hog_check(struct kl_sched *s, struct kl_fiber *prev)
 }
 
 /* Leave `prev` (the current context) for `next`; returns when something
- * switches back to `prev`. A dying `prev` never comes back. */
+ * switches back to `prev`. A dying `prev` never comes back. Every caller has
+ * checked that no critical section is open (check_may_switch). */
 static inline void switch_to(struct kl_sched *s, struct kl_fiber *prev, struct kl_fiber *next,
                              bool prev_dying)
 {
     KL_ASSERT(s->current == prev, "switch from %s, but %s is running", prev->name,
               s->current->name);
-    KL_ASSERT(s->critical == 0, "fiber %s switched to %s inside a critical section", prev->name,
-              next->name);
     if (s->hog_threshold_ns)
         hog_check(s, prev);
     next->state = KL_FIBER_RUNNING;
@@ -242,7 +246,7 @@ void kl_fiber_yield(void)
     struct kl_fiber *cur = s->current;
     KL_ASSERT(cur != &s->main, "kl_fiber_yield() outside a fiber");
     check_may_switch(s, "kl_fiber_yield()");
-    if (s->ready_count == 0)
+    if (!any_ready(s))
         return;
     push_ready(s, cur);
     struct kl_fiber *next = pop_ready(s);
@@ -439,6 +443,7 @@ int kl_sched__run_until(struct kl_sched *s, bool (*done)(void *arg), void *arg)
     KL_ASSERT(s->current == &s->main, "the scheduler loop runs on the main context, not in %s",
               s->current->name);
     while (!done(arg)) {
+        check_may_switch(s, "the scheduler loop");
         struct kl_fiber *next = pop_ready(s);
         if (next) {
             switch_to(s, &s->main, next, false);

