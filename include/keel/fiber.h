@@ -27,6 +27,8 @@
  * "stack overflow in fiber NAME (id SLOT:INCARNATION)", every crash and panic
  * dumps the thread's fibers, kl_sched_dump() does so on demand, and a fiber
  * that runs longer than a threshold without switching is reported ("hogger").
+ * The crash reports need keel's handlers: call kl_crash_install() on the
+ * thread (kl_sched_init() only adds the hook, it installs no signal handler).
  *
  * Not thread-safe by design: every function acts on the calling thread's
  * scheduler and must be called from that thread.
