@@ -63,10 +63,10 @@ bench-%: deps
 	cmake --build $(BUILD) --target bench-$*
 
 format:
-	git ls-files '*.c' '*.h' | xargs clang-format -i
+	git ls-files --cached --others --exclude-standard '*.c' '*.h' | xargs clang-format -i
 
 format-check:
-	git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+	git ls-files --cached --others --exclude-standard '*.c' '*.h' | xargs clang-format --dry-run -Werror
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

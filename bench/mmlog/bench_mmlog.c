@@ -111,8 +111,8 @@ static void run_once(const char *dir, size_t m, size_t s, int round, double *sha
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
             out->died++;
             if (WIFSIGNALED(status))
-                fprintf(stderr, "%s/%s: writer %u killed by signal %d\n", method->key, sc->label,
-                        w, WTERMSIG(status));
+                fprintf(stderr, "%s/%s: writer %u killed by signal %d\n", method->key, sc->label, w,
+                        WTERMSIG(status));
             else
                 fprintf(stderr, "%s/%s: writer %u exited with %d\n", method->key, sc->label, w,
                         WEXITSTATUS(status));
@@ -156,7 +156,8 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
             rounds = atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: bench_mmlog [--rounds N]   (KEEL_BENCH_DIR sets the directory)\n");
+            fprintf(stderr,
+                    "usage: bench_mmlog [--rounds N]   (KEEL_BENCH_DIR sets the directory)\n");
             return 2;
         }
     }
@@ -208,7 +209,8 @@ int main(int argc, char **argv)
         }
         printf("\n");
     }
-    printf("(published: the mmlog sketch's table; 'vs write' is write+O_APPEND time / method time)\n\n");
+    printf("(published: the mmlog sketch's table; 'vs write' is write+O_APPEND time / method "
+           "time)\n\n");
     for (size_t s = 0; s < SIZE_COUNT; s++)
         printf("result mmlog_vs_write_%s %.2f x\n", sizes[s].label, write_us[s] / mmlog_us[s]);
     for (size_t s = 0; s < SIZE_COUNT; s++)
