@@ -16,6 +16,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #define KL_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define KL_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -58,5 +59,8 @@ void kl_print_backtrace(void);
 
 /* Write a string to stderr with write(2) only (async-signal-safe). */
 void kl_crash_write(const char *s);
+
+/* Write `len` bytes to stderr with write(2) only, retrying short writes. */
+void kl_crash_write_n(const char *s, size_t len);
 
 #endif /* KEEL_ASSERT_H */

@@ -34,9 +34,10 @@ static bool crash_installed;
 
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
 
-void kl_crash_write(const char *s)
+void kl_crash_write(const char *s) { kl_crash_write_n(s, strlen(s)); }
+
+void kl_crash_write_n(const char *s, size_t len)
 {
-    size_t len = strlen(s);
     while (len > 0) {
         ssize_t n = write(STDERR_FILENO, s, len);
         if (n < 0 && errno == EINTR)
