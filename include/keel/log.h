@@ -52,11 +52,12 @@ void kl_log_emit(struct kl_log_site *site, ...);
 
 #define KL_LOG_(lvl, fmt, ...)                                                                     \
     do {                                                                                           \
-        if ((lvl) >= KL_LOG_FLOOR && KL_UNLIKELY((lvl) >= kl_log_level)) {                        \
-            static struct kl_log_site kl_log_site_ = {__FILE__, "" fmt, __LINE__,                  \
-                                                      sizeof(__FILE__) - 1, sizeof(fmt) - 1, lvl,  \
-                                                      0, 0, {0}};                                  \
-            if (0) /* type-check the arguments against the format */                             \
+        if ((lvl) >= KL_LOG_FLOOR && KL_UNLIKELY((lvl) >= kl_log_level)) {                         \
+            static struct kl_log_site kl_log_site_ =                                               \
+                {                                                                                  \
+                    __FILE__, "" fmt, __LINE__, sizeof(__FILE__) - 1, sizeof(fmt) - 1, lvl,        \
+                    0,        0,      {0}};                                                        \
+            if (0) /* type-check the arguments against the format */                               \
                 kl_log_check_format_(fmt, ##__VA_ARGS__);                                          \
             kl_log_emit(&kl_log_site_, ##__VA_ARGS__);                                             \
         }                                                                                          \

@@ -30,7 +30,7 @@ int kl_log_level = KL_LEVEL_INFO;
 /* Process-wide configuration; a new generation makes threads reopen. */
 static struct {
     pthread_mutex_t lock;
-    char *path;   /* NULL: stderr only */
+    char *path; /* NULL: stderr only */
     bool configured;
     unsigned generation;
     uint64_t (*fiber_hook)(void);
@@ -145,8 +145,8 @@ static struct kl_mmlog *thread_log(struct log_thread *t)
         if (rc != 0) {
             t->log = NULL;
             t->open_failed = true;
-            fprintf(stderr, "keel: cannot open the log %s (%s); logging to stderr\n",
-                    config.path, strerror(-rc));
+            fprintf(stderr, "keel: cannot open the log %s (%s); logging to stderr\n", config.path,
+                    strerror(-rc));
         }
     }
     t->generation = config.generation;

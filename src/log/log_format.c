@@ -294,6 +294,7 @@ size_t kl_log_format_line(const struct kl_log_entry *e, char *buf, size_t cap)
     m = snprintf(head, sizeof head, ":%u ", e->line);
     out_bytes(&o, head, (size_t)m);
     size_t used = o.len;
-    size_t msg = kl_log_format_message(e, used < cap ? buf + used : NULL, used < cap ? cap - used : 0);
+    size_t msg =
+        kl_log_format_message(e, used < cap ? buf + used : NULL, used < cap ? cap - used : 0);
     return used + msg;
 }

@@ -11,15 +11,15 @@
 /* Argument kinds, as stored: 8 bytes each but for strings (u32 length and
  * bytes) and long doubles (16 bytes). */
 enum log_arg {
-    LOG_ARG_INT = 1,  /* int and narrower, and '*' widths: int64 */
-    LOG_ARG_UINT,     /* unsigned int and narrower: uint64 */
-    LOG_ARG_LONG,     /* long, long long, intmax_t, ssize_t, ptrdiff_t */
-    LOG_ARG_ULONG,    /* their unsigned kinds, size_t */
+    LOG_ARG_INT = 1, /* int and narrower, and '*' widths: int64 */
+    LOG_ARG_UINT,    /* unsigned int and narrower: uint64 */
+    LOG_ARG_LONG,    /* long, long long, intmax_t, ssize_t, ptrdiff_t */
+    LOG_ARG_ULONG,   /* their unsigned kinds, size_t */
     LOG_ARG_DOUBLE,
     LOG_ARG_LDOUBLE,
-    LOG_ARG_STR,      /* char * (NULL stored as "(null)") */
+    LOG_ARG_STR, /* char * (NULL stored as "(null)") */
     LOG_ARG_PTR,
-    LOG_ARG_ERRNO,    /* %m: strerror(errno) at the call, stored as a string */
+    LOG_ARG_ERRNO, /* %m: strerror(errno) at the call, stored as a string */
 };
 
 /* One conversion of a format. */
