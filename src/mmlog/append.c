@@ -7,11 +7,12 @@
  * Records larger than a chunk are copied with pwrite and published through
  * the window like any other.
  *
- * Growth runs under the meta lock when a claim ends past the file: one
- * fallocate extends the file to the claim's chunk plus one more, so the next
- * claims find room. A full disk (or RLIMIT_FSIZE, checked first so that no
- * SIGXFSZ is raised) fails the append with -ENOSPC or -EFBIG; the space the
- * writer claimed is then abandoned, and recovery pads it.
+ * Growth runs under the meta lock when a claim ends past the file: the file
+ * is extended to the claim's chunk plus one more, so the next claims find
+ * room, by writing zeros (mmlog_grow_file). A full disk (or RLIMIT_FSIZE,
+ * checked first so that no SIGXFSZ is raised) fails the append with -ENOSPC
+ * or -EFBIG; the space the writer claimed is then abandoned, and recovery
+ * pads it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,6 +57,35 @@ int mmlog_ensure_size(struct kl_mmlog *log, uint64_t end)
     }
     mmlog_unlock(log);
     return err;
+}
+
+/* Zeros to write from: never written, so its pages stay the shared zero page. */
+static const char zeros[64 * 1024];
+
+int mmlog_grow_file(int fd, uint64_t from, uint64_t to)
+{
+    struct iovec iov[64];
+    for (int i = 0; i < 64; i++)
+        iov[i] = (struct iovec){(void *)zeros, sizeof zeros};
+    while (from < to) {
+        uint64_t want = to - from;
+        int n = 0;
+        for (; n < 64 && want > 0; n++) {
+            iov[n].iov_len = want < sizeof zeros ? want : sizeof zeros;
+            want -= iov[n].iov_len;
+        }
+        ssize_t w = pwritev(fd, iov, n, (off_t)from);
+        for (int i = 0; i < n; i++)
+            iov[i].iov_len = sizeof zeros;
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        if (w == 0)
+            return -ENOSPC;
+        from += (uint64_t)w;
+    }
+    return 0;
 }
 
 void mmlog_wake_followers(struct kl_mmlog *log)

@@ -133,8 +133,8 @@ static int initialise(struct kl_mmlog *log, const struct kl_mmlog_options *opt)
     if (fd < 0)
         return -errno;
     /* A previous initialiser may have died half-way: start over. */
-    if (ftruncate(fd, 0) != 0 || fallocate(fd, 0, 0, (off_t)chunk) != 0) {
-        int err = -errno;
+    int err = ftruncate(fd, 0) != 0 ? -errno : mmlog_grow_file(fd, 0, chunk);
+    if (err != 0) {
         close(fd);
         return err;
     }
