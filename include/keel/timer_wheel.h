@@ -85,6 +85,7 @@ struct kl_timer_wheel {
     bool advancing;  /* inside advance(): it is not reentrant */
     bool next_valid; /* next_tick is the exact earliest expiry */
     uint64_t next_tick;
+    uint64_t overflow_floor; /* no overflow timer expires before this tick */
     size_t pending;
     uint64_t occupied[KL_TIMER_WHEEL_LEVELS][KL_TIMER_WHEEL_BINS / 64]; /* busy bins */
     struct kl_list lists[KL_TIMER_WHEEL_NBINS + 2];

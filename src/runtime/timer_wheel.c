@@ -12,6 +12,10 @@
  * reciprocal (exact for every input below 2^63, see tick_floor), because a
  * 64-bit division would be the costliest step of an insert.
  *
+ * The overflow list is cascaded when the current tick enters the span of 2^32
+ * ticks that holds its earliest timer (a lower bound of it is kept on insert),
+ * so a long jump costs one pass over the list per span that holds a timer.
+ *
  * next_deadline() keeps the earliest expiry tick in a cache that inserts lower
  * and that is dropped when the earliest timer leaves the wheel. Recomputing it
  * is one bitmap scan, plus one walk of a single bin when the earliest timer
@@ -66,6 +70,7 @@ int kl_timer_wheel_init(struct kl_timer_wheel *w, uint64_t resolution_ns, uint64
         now_ns = KL_TIMER_DEADLINE_MAX;
     w->now = now_ns;
     w->cur = tick_floor(w, now_ns);
+    w->overflow_floor = UINT64_MAX;
     for (size_t i = 0; i < KL_TIMER_WHEEL_NBINS + 2; i++)
         kl_list_init(&w->lists[i]);
     return 0;
@@ -82,6 +87,7 @@ void kl_timer_wheel_destroy(struct kl_timer_wheel *w)
             w->occupied[l][i] = 0;
     w->pending = 0;
     w->next_valid = false;
+    w->overflow_floor = UINT64_MAX;
 }
 
 /* ---- bins and bitmaps -------------------------------------------------- */
@@ -126,6 +132,8 @@ static inline void place(struct kl_timer_wheel *w, struct kl_timer *t, bool casc
         unsigned level = diff ? (63 - (unsigned)__builtin_clzll(diff)) / BIN_BITS : 0;
         if (level >= KL_TIMER_WHEEL_LEVELS) {
             list = &w->lists[KL_TIMER_WHEEL_OVERFLOW];
+            if (tick < w->overflow_floor)
+                w->overflow_floor = tick;
         } else {
             unsigned bin = (unsigned)(tick >> (level * BIN_BITS)) & BIN_MASK;
             mark_busy(w, level, bin);
@@ -253,10 +261,14 @@ static uint64_t next_event(const struct kl_timer_wheel *w, unsigned *level)
             return (cur >> (shift + BIN_BITS) << (shift + BIN_BITS)) | ((uint64_t)bin << shift);
         }
     }
+    /* The levels are empty: go to the span of 2^32 ticks that holds the
+     * earliest overflow timer (or to the next span, if the floor is stale). */
     *level = KL_TIMER_WHEEL_LEVELS;
     if (kl_list_empty(&w->lists[KL_TIMER_WHEEL_OVERFLOW]))
         return UINT64_MAX;
-    return ((cur >> SPAN_ALL) + 1) << SPAN_ALL;
+    uint64_t next_span = ((cur >> SPAN_ALL) + 1) << SPAN_ALL;
+    uint64_t floor_span = w->overflow_floor >> SPAN_ALL << SPAN_ALL;
+    return floor_span > next_span ? floor_span : next_span;
 }
 
 size_t kl_timer_wheel_advance(struct kl_timer_wheel *w, uint64_t now_ns)
@@ -280,6 +292,7 @@ size_t kl_timer_wheel_advance(struct kl_timer_wheel *w, uint64_t now_ns)
             break;
         w->cur = tick;
         if (level == KL_TIMER_WHEEL_LEVELS) {
+            w->overflow_floor = UINT64_MAX; /* recomputed as the timers are placed again */
             cascade(w, &w->lists[KL_TIMER_WHEEL_OVERFLOW]);
         } else if (level > 0) {
             unsigned bin = (unsigned)(tick >> (level * BIN_BITS)) & BIN_MASK;
