@@ -62,7 +62,7 @@ struct kl_timer;
 typedef void (*kl_timer_fn)(struct kl_timer *timer, void *arg);
 
 struct kl_timer {
-    struct kl_list_node node; /* in a bin, the due list or the overflow list */
+    struct kl_list_node node; /* in one of the wheel's lists while armed */
     uint64_t tick;            /* expiry: deadline rounded up to a tick */
     uint64_t deadline;        /* ns */
     uint64_t period;          /* ns; 0 for a one-shot timer */
@@ -74,6 +74,8 @@ struct kl_timer {
 #define KL_TIMER_WHEEL_NBINS    (KL_TIMER_WHEEL_LEVELS * KL_TIMER_WHEEL_BINS)
 #define KL_TIMER_WHEEL_DUE      KL_TIMER_WHEEL_NBINS       /* expired, fire on next advance */
 #define KL_TIMER_WHEEL_OVERFLOW (KL_TIMER_WHEEL_NBINS + 1) /* beyond level 3 */
+#define KL_TIMER_WHEEL_FIRING   (KL_TIMER_WHEEL_NBINS + 2) /* due ones advance() is firing */
+#define KL_TIMER_WHEEL_NLISTS   (KL_TIMER_WHEEL_NBINS + 3)
 
 struct kl_timer_wheel {
     uint64_t cur;        /* the last tick processed: every timer of a tick <= cur has fired */
@@ -88,7 +90,7 @@ struct kl_timer_wheel {
     uint64_t overflow_floor; /* no overflow timer expires before this tick */
     size_t pending;
     uint64_t occupied[KL_TIMER_WHEEL_LEVELS][KL_TIMER_WHEEL_BINS / 64]; /* busy bins */
-    struct kl_list lists[KL_TIMER_WHEEL_NBINS + 2];
+    struct kl_list lists[KL_TIMER_WHEEL_NLISTS];
 };
 
 /* Prepare a timer (unarmed) that will call fn(timer, arg). */

@@ -71,7 +71,7 @@ int kl_timer_wheel_init(struct kl_timer_wheel *w, uint64_t resolution_ns, uint64
     w->now = now_ns;
     w->cur = tick_floor(w, now_ns);
     w->overflow_floor = UINT64_MAX;
-    for (size_t i = 0; i < KL_TIMER_WHEEL_NBINS + 2; i++)
+    for (size_t i = 0; i < KL_TIMER_WHEEL_NLISTS; i++)
         kl_list_init(&w->lists[i]);
     return 0;
 }
@@ -79,7 +79,7 @@ int kl_timer_wheel_init(struct kl_timer_wheel *w, uint64_t resolution_ns, uint64
 void kl_timer_wheel_destroy(struct kl_timer_wheel *w)
 {
     KL_ASSERT(!w->advancing, "timer wheel destroyed from one of its callbacks");
-    for (size_t i = 0; i < KL_TIMER_WHEEL_NBINS + 2; i++)
+    for (size_t i = 0; i < KL_TIMER_WHEEL_NLISTS; i++)
         while (kl_list_pop_front(&w->lists[i]))
             ;
     for (unsigned l = 0; l < KL_TIMER_WHEEL_LEVELS; l++)
@@ -160,7 +160,7 @@ static inline void detach(struct kl_timer_wheel *w, struct kl_timer *t)
 static inline bool owned_by(const struct kl_timer_wheel *w, const struct kl_timer *t)
 {
     const struct kl_list *owner = t->node.owner;
-    return owner >= w->lists && owner < w->lists + KL_TIMER_WHEEL_NBINS + 2;
+    return owner >= w->lists && owner < w->lists + KL_TIMER_WHEEL_NLISTS;
 }
 
 /* ---- insert and cancel ------------------------------------------------- */
@@ -223,12 +223,12 @@ static void fire(struct kl_timer_wheel *w, struct kl_timer *t)
     t->fn(t, t->arg);
 }
 
-/* Fire every timer of one list; with `limit`, at most that many. */
-static size_t fire_list(struct kl_timer_wheel *w, struct kl_list *list, size_t limit)
+/* Fire every timer of one list (callbacks add none to it). */
+static size_t fire_list(struct kl_timer_wheel *w, struct kl_list *list)
 {
     size_t fired = 0;
     struct kl_list_node *node;
-    while (fired < limit && (node = kl_list_first(list)) != NULL) {
+    while ((node = kl_list_first(list)) != NULL) {
         struct kl_timer *t = kl_container_of(node, struct kl_timer, node);
         detach(w, t);
         fire(w, t);
@@ -281,9 +281,14 @@ size_t kl_timer_wheel_advance(struct kl_timer_wheel *w, uint64_t now_ns)
         w->now = now_ns;
     uint64_t target = tick_floor(w, w->now);
 
-    /* Timers armed for a processed tick; ones their callbacks arm wait. */
+    /* Timers armed for a processed tick. They move to a list of their own
+     * first, so that the ones their callbacks arm wait for the next call. */
     struct kl_list *due = &w->lists[KL_TIMER_WHEEL_DUE];
-    size_t fired = fire_list(w, due, kl_list_len(due));
+    struct kl_list *firing = &w->lists[KL_TIMER_WHEEL_FIRING];
+    struct kl_list_node *node;
+    while ((node = kl_list_pop_front(due)) != NULL)
+        kl_list_push_back(firing, node);
+    size_t fired = fire_list(w, firing);
 
     for (;;) {
         unsigned level;
@@ -300,7 +305,7 @@ size_t kl_timer_wheel_advance(struct kl_timer_wheel *w, uint64_t now_ns)
             cascade(w, &w->lists[level * KL_TIMER_WHEEL_BINS + bin]);
         }
         unsigned bin0 = (unsigned)tick & BIN_MASK;
-        fired += fire_list(w, &w->lists[bin0], SIZE_MAX);
+        fired += fire_list(w, &w->lists[bin0]);
         mark_idle(w, 0, bin0);
     }
     if (target > w->cur)
@@ -325,10 +330,11 @@ static uint64_t earliest_tick(const struct kl_timer_wheel *w)
 {
     if (w->pending == 0)
         return UINT64_MAX;
-    /* Due timers, and (from a callback) the rest of the level-0 bin being
-     * fired, have ticks <= cur, below every tick in the wheel. */
+    /* Due timers, and (from a callback) the rest of the timers being fired,
+     * have ticks <= cur, below every tick in the wheel. */
     uint64_t cur = w->cur;
     uint64_t min = min_tick(&w->lists[KL_TIMER_WHEEL_DUE], UINT64_MAX);
+    min = min_tick(&w->lists[KL_TIMER_WHEEL_FIRING], min);
     if (!kl_list_empty(&w->lists[cur & BIN_MASK]) && cur < min)
         min = cur;
     if (min != UINT64_MAX)

@@ -236,6 +236,29 @@ KT_TEST(rearm_for_now_waits_for_next_advance)
     KT_EQ_I(ts[1].fires, 1);
 }
 
+static void cancel_1_arm_2_overdue(struct tt *self)
+{
+    (void)self;
+    KT_EQ_I(kl_timer_wheel_cancel(&wheel, &ts[1].timer), 0);
+    kl_timer_wheel_insert(&wheel, &ts[2].timer, 1 * MS, 0);
+}
+
+KT_TEST(overdue_armed_in_callback_waits_for_next_advance)
+{
+    reset(MS, 100 * MS);
+    ts[0].hook = cancel_1_arm_2_overdue;
+    kl_timer_wheel_insert(&wheel, &ts[0].timer, 50 * MS, 0); /* overdue when armed */
+    kl_timer_wheel_insert(&wheel, &ts[1].timer, 60 * MS, 0);
+    KT_EQ_U(kl_timer_wheel_next_deadline(&wheel), 50 * MS);
+    KT_EQ_U(kl_timer_wheel_advance(&wheel, 100 * MS), 1);
+    KT_EQ_I(ts[0].fires, 1);
+    KT_EQ_I(ts[1].fires, 0);
+    KT_EQ_I(ts[2].fires, 0);
+    KT_EQ_U(kl_timer_wheel_next_deadline(&wheel), 1 * MS);
+    KT_EQ_U(kl_timer_wheel_advance(&wheel, 100 * MS), 1);
+    KT_EQ_I(ts[2].fires, 1);
+}
+
 static void insert_3(struct tt *self)
 {
     (void)self;
