@@ -21,6 +21,7 @@
  * Each figure is the median of ROUNDS rounds; the two sides alternate round
  * by round (and which goes first), so noise from the other core hits both.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,18 @@ static inline uint32_t heap_expire_next(struct heap *h)
         fired++;
     }
     return fired;
+}
+
+/* The heap's order and indices hold (checked between measurements). */
+static bool heap_valid(const struct heap *h)
+{
+    for (uint32_t i = 0; i < h->n; i++) {
+        if (h->a[i].timer->index != i || h->a[i].timer->deadline != h->a[i].deadline)
+            return false;
+        if (i > 0 && h->a[(i - 1) / 2].deadline > h->a[i].deadline)
+            return false;
+    }
+    return true;
 }
 
 /* ---- the two sides ------------------------------------------------------- */
@@ -315,6 +328,10 @@ int main(void)
         for (uint32_t done = 0; done < n;)
             done += heap_expire_next(&heap);
         measure(expire_wheel, expire_heap, &wns[EXPIRE][s], &hns[EXPIRE][s]);
+        if (!heap_valid(&heap)) {
+            fprintf(stderr, "the heap is broken\n");
+            return 1;
+        }
         if (kl_timer_wheel_pending(&wheel) != n + WINDOW || heap.n != n + WINDOW) {
             fprintf(stderr, "pending count drifted: wheel %zu heap %u, expected %u\n",
                     kl_timer_wheel_pending(&wheel), heap.n, n + WINDOW);

@@ -89,7 +89,9 @@ struct kl_timer_wheel {
     uint64_t next_tick;
     uint64_t overflow_floor; /* no overflow timer expires before this tick */
     size_t pending;
-    uint64_t occupied[KL_TIMER_WHEEL_LEVELS][KL_TIMER_WHEEL_BINS / 64]; /* busy bins */
+    uint64_t occupied[KL_TIMER_WHEEL_LEVELS][KL_TIMER_WHEEL_BINS / 64];  /* busy bins */
+    uint64_t min_stale[KL_TIMER_WHEEL_LEVELS][KL_TIMER_WHEEL_BINS / 64]; /* bin_min inexact */
+    uint64_t bin_min[KL_TIMER_WHEEL_NBINS]; /* no timer of the bin expires before this tick */
     struct kl_list lists[KL_TIMER_WHEEL_NLISTS];
 };
 

@@ -18,8 +18,9 @@
  *
  * next_deadline() keeps the earliest expiry tick in a cache that inserts lower
  * and that is dropped when the earliest timer leaves the wheel. Recomputing it
- * is one bitmap scan, plus one walk of a single bin when the earliest timer
- * sits above level 0 (only level 0 bins hold a single tick).
+ * is one bitmap scan: a level-0 bin holds a single tick, and every other bin
+ * keeps a lower bound of its ticks, exact unless the timer that set it has
+ * left the bin (then one walk of that bin makes it exact again).
  */
 #include "keel/timer_wheel.h"
 
@@ -73,21 +74,9 @@ int kl_timer_wheel_init(struct kl_timer_wheel *w, uint64_t resolution_ns, uint64
     w->overflow_floor = UINT64_MAX;
     for (size_t i = 0; i < KL_TIMER_WHEEL_NLISTS; i++)
         kl_list_init(&w->lists[i]);
+    for (size_t i = 0; i < KL_TIMER_WHEEL_NBINS; i++)
+        w->bin_min[i] = UINT64_MAX;
     return 0;
-}
-
-void kl_timer_wheel_destroy(struct kl_timer_wheel *w)
-{
-    KL_ASSERT(!w->advancing, "timer wheel destroyed from one of its callbacks");
-    for (size_t i = 0; i < KL_TIMER_WHEEL_NLISTS; i++)
-        while (kl_list_pop_front(&w->lists[i]))
-            ;
-    for (unsigned l = 0; l < KL_TIMER_WHEEL_LEVELS; l++)
-        for (unsigned i = 0; i < WORDS; i++)
-            w->occupied[l][i] = 0;
-    w->pending = 0;
-    w->next_valid = false;
-    w->overflow_floor = UINT64_MAX;
 }
 
 /* ---- bins and bitmaps -------------------------------------------------- */
@@ -97,9 +86,34 @@ static inline void mark_busy(struct kl_timer_wheel *w, unsigned level, unsigned 
     w->occupied[level][bin / 64] |= UINT64_C(1) << (bin % 64);
 }
 
+/* The bin is empty now. */
 static inline void mark_idle(struct kl_timer_wheel *w, unsigned level, unsigned bin)
 {
     w->occupied[level][bin / 64] &= ~(UINT64_C(1) << (bin % 64));
+    w->min_stale[level][bin / 64] &= ~(UINT64_C(1) << (bin % 64));
+    w->bin_min[level * KL_TIMER_WHEEL_BINS + bin] = UINT64_MAX;
+}
+
+static uint64_t min_tick(const struct kl_list *list, uint64_t min)
+{
+    kl_list_for_each (it, list) {
+        uint64_t tick = kl_container_of(it, struct kl_timer, node)->tick;
+        if (tick < min)
+            min = tick;
+    }
+    return min;
+}
+
+/* The earliest tick of a busy bin: its bound, made exact by a walk if stale. */
+static uint64_t bin_earliest(struct kl_timer_wheel *w, unsigned level, unsigned bin)
+{
+    size_t index = level * KL_TIMER_WHEEL_BINS + bin;
+    uint64_t bit = UINT64_C(1) << (bin % 64);
+    if (w->min_stale[level][bin / 64] & bit) {
+        w->bin_min[index] = min_tick(&w->lists[index], UINT64_MAX);
+        w->min_stale[level][bin / 64] &= ~bit;
+    }
+    return w->bin_min[index];
 }
 
 /* The first busy bin of `level` above `after`, or -1. */
@@ -136,8 +150,11 @@ static inline void place(struct kl_timer_wheel *w, struct kl_timer *t, bool casc
                 w->overflow_floor = tick;
         } else {
             unsigned bin = (unsigned)(tick >> (level * BIN_BITS)) & BIN_MASK;
+            size_t index = level * KL_TIMER_WHEEL_BINS + bin;
             mark_busy(w, level, bin);
-            list = &w->lists[level * KL_TIMER_WHEEL_BINS + bin];
+            if (tick < w->bin_min[index])
+                w->bin_min[index] = tick;
+            list = &w->lists[index];
         }
     }
     kl_list_push_back(list, &t->node);
@@ -149,8 +166,13 @@ static inline void detach(struct kl_timer_wheel *w, struct kl_timer *t)
     struct kl_list *owner = t->node.owner;
     kl_list_unlink(&t->node);
     size_t index = (size_t)(owner - w->lists);
-    if (index < KL_TIMER_WHEEL_NBINS && kl_list_empty(owner))
-        mark_idle(w, (unsigned)(index / KL_TIMER_WHEEL_BINS), (unsigned)(index & BIN_MASK));
+    if (index < KL_TIMER_WHEEL_NBINS) {
+        unsigned level = (unsigned)(index / KL_TIMER_WHEEL_BINS), bin = (unsigned)index & BIN_MASK;
+        if (kl_list_empty(owner))
+            mark_idle(w, level, bin);
+        else if (t->tick == w->bin_min[index])
+            w->min_stale[level][bin / 64] |= UINT64_C(1) << (bin % 64);
+    }
     KL_ASSERT(w->pending > 0, "timer wheel pending count underflow");
     w->pending--;
     if (t->tick == w->next_tick)
@@ -161,6 +183,20 @@ static inline bool owned_by(const struct kl_timer_wheel *w, const struct kl_time
 {
     const struct kl_list *owner = t->node.owner;
     return owner >= w->lists && owner < w->lists + KL_TIMER_WHEEL_NLISTS;
+}
+
+void kl_timer_wheel_destroy(struct kl_timer_wheel *w)
+{
+    KL_ASSERT(!w->advancing, "timer wheel destroyed from one of its callbacks");
+    for (size_t i = 0; i < KL_TIMER_WHEEL_NLISTS; i++)
+        while (kl_list_pop_front(&w->lists[i]))
+            ;
+    for (unsigned l = 0; l < KL_TIMER_WHEEL_LEVELS; l++)
+        for (unsigned bin = 0; bin < KL_TIMER_WHEEL_BINS; bin++)
+            mark_idle(w, l, bin);
+    w->pending = 0;
+    w->next_valid = false;
+    w->overflow_floor = UINT64_MAX;
 }
 
 /* ---- insert and cancel ------------------------------------------------- */
@@ -316,17 +352,7 @@ size_t kl_timer_wheel_advance(struct kl_timer_wheel *w, uint64_t now_ns)
 
 /* ---- next deadline ----------------------------------------------------- */
 
-static uint64_t min_tick(const struct kl_list *list, uint64_t min)
-{
-    kl_list_for_each (it, list) {
-        uint64_t tick = kl_container_of(it, struct kl_timer, node)->tick;
-        if (tick < min)
-            min = tick;
-    }
-    return min;
-}
-
-static uint64_t earliest_tick(const struct kl_timer_wheel *w)
+static uint64_t earliest_tick(struct kl_timer_wheel *w)
 {
     if (w->pending == 0)
         return UINT64_MAX;
@@ -346,7 +372,7 @@ static uint64_t earliest_tick(const struct kl_timer_wheel *w)
             continue;
         if (l == 0) /* a level-0 bin holds one tick */
             return (cur & ~(uint64_t)BIN_MASK) | (unsigned)bin;
-        return min_tick(&w->lists[l * KL_TIMER_WHEEL_BINS + (unsigned)bin], UINT64_MAX);
+        return bin_earliest(w, l, (unsigned)bin);
     }
     return min_tick(&w->lists[KL_TIMER_WHEEL_OVERFLOW], UINT64_MAX);
 }
