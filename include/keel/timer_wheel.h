@@ -70,7 +70,7 @@ struct kl_timer {
     void *arg;
 };
 
-/* Lists of the wheel: the bins level by level, then these two. */
+/* Lists of the wheel: the bins level by level, then these three. */
 #define KL_TIMER_WHEEL_NBINS    (KL_TIMER_WHEEL_LEVELS * KL_TIMER_WHEEL_BINS)
 #define KL_TIMER_WHEEL_DUE      KL_TIMER_WHEEL_NBINS       /* expired, fire on next advance */
 #define KL_TIMER_WHEEL_OVERFLOW (KL_TIMER_WHEEL_NBINS + 1) /* beyond level 3 */
@@ -78,7 +78,7 @@ struct kl_timer {
 #define KL_TIMER_WHEEL_NLISTS   (KL_TIMER_WHEEL_NBINS + 3)
 
 struct kl_timer_wheel {
-    uint64_t cur;        /* the last tick processed: every timer of a tick <= cur has fired */
+    uint64_t cur;        /* the last tick processed: its timers have fired */
     uint64_t now;        /* ns: the latest time given to init or advance */
     uint64_t resolution; /* ns per tick */
     uint64_t magic;      /* tick = (ns * magic) >> magic_shift, or ns >> magic_shift */
