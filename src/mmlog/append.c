@@ -26,6 +26,10 @@
 #include "keel/assert.h"
 #include "mmlog_internal.h"
 
+/* Growth starts while this many chunks of room are left, so that writers
+ * rarely find the file's end and wait for the lock. */
+#define GROW_AHEAD_CHUNKS 2
+
 int mmlog_ensure_size(struct kl_mmlog *log, uint64_t end)
 {
     struct mmlog_meta *m = log->meta;
@@ -37,8 +41,8 @@ int mmlog_ensure_size(struct kl_mmlog *log, uint64_t end)
     if (end > size) {
         uint64_t cs = log->chunk_size;
         uint64_t page = m->page_size;
-        uint64_t want[3] = {(end + cs - 1) / cs * cs + cs, (end + cs - 1) / cs * cs,
-                            (end + page - 1) / page * page};
+        uint64_t want[3] = {(end + cs - 1) / cs * cs + GROW_AHEAD_CHUNKS * cs,
+                            (end + cs - 1) / cs * cs, (end + page - 1) / page * page};
         err = -ENOSPC;
         for (int i = 0; i < 3 && err != 0; i++) {
             if (want[i] < end)
@@ -95,6 +99,25 @@ void mmlog_wake_followers(struct kl_mmlog *log)
     syscall(SYS_futex, &m->commit_seq, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
+/* Grow the file by one chunk past `seen_size` unless another writer is
+ * already at it: a try-lock, never a wait. */
+static void grow_ahead(struct kl_mmlog *log, uint64_t seen_size)
+{
+    struct mmlog_meta *m = log->meta;
+    mmlog_owner expected = 0;
+    if (__atomic_load_n(&m->lock_owner, __ATOMIC_RELAXED) != 0 ||
+        !__atomic_compare_exchange_n(&m->lock_owner, &expected, log->self, false, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
+        return;
+    uint64_t size = __atomic_load_n(&m->file_size, __ATOMIC_ACQUIRE);
+    uint64_t want = seen_size + log->chunk_size;
+    if (size < want && want <= log->fsize_limit && mmlog_grow_file(log->data_fd, size, want) == 0) {
+        __atomic_store_n(&m->file_size, want, __ATOMIC_RELEASE);
+        m->grow_count++;
+    }
+    mmlog_unlock(log); /* a failure here is reported by the claim that needs the room */
+}
+
 /* Claim `total` bytes: returns the offset, with the slot recording the claim,
  * and the file grown to hold it; or a negative errno (the claim abandoned). */
 static int64_t reserve(struct kl_mmlog *log, uint64_t total)
@@ -106,7 +129,13 @@ static int64_t reserve(struct kl_mmlog *log, uint64_t total)
     uint64_t offset = __atomic_fetch_add(&log->meta->cursor, total, __ATOMIC_ACQ_REL);
     slot->claim_offset = offset;
     __atomic_store_n(&slot->state, MMLOG_SLOT_WRITING, __ATOMIC_RELEASE);
-    int err = mmlog_ensure_size(log, offset + total);
+    uint64_t end = offset + total;
+    uint64_t size = __atomic_load_n(&log->meta->file_size, __ATOMIC_ACQUIRE);
+    int err = 0;
+    if (KL_UNLIKELY(end > size))
+        err = mmlog_ensure_size(log, end);
+    else if (KL_UNLIKELY(size - end < GROW_AHEAD_CHUNKS * log->chunk_size))
+        grow_ahead(log, size);
     if (KL_UNLIKELY(err != 0)) {
         __atomic_store_n(&slot->state, MMLOG_SLOT_IDLE, __ATOMIC_RELEASE);
         return err;
