@@ -5,7 +5,7 @@
  * For each record size (128 B and 1 B: 100,000 appends per process; 4095 B:
  * 10,000), each method runs in 4 fresh child processes released together by
  * a barrier; each child times its own loop, and the figure is the mean time
- * per call over the 4. Methods run in a rotated order in each round (3 by
+ * per call over the 4. Methods run in a rotated order in each round (5 by
  * default) and the median round is reported. After every run the parent
  * checks that each child exited cleanly and that the output holds every
  * record exactly once, intact (writer, sequence number and contents); any
@@ -168,7 +168,7 @@ static double median(const double *v, int n)
 
 int main(int argc, char **argv)
 {
-    int rounds = 3;
+    int rounds = 5;
     const char *only = NULL;
     const char *dir = getenv("KEEL_BENCH_DIR") ? getenv("KEEL_BENCH_DIR") : "/tmp/keel-bench-mmlog";
     for (int i = 1; i < argc; i++) {
