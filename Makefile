@@ -3,6 +3,7 @@
 #   make            release build in build/ (build-clang/ when CC=clang)
 #   make test       install missing packages, build, run every test (ctest)
 #   make asan       the same under AddressSanitizer + UBSan, in build-asan/
+#   make trace      the same with every function traced (KEEL_TRACE=ON), in build-trace/
 #   make run        install missing packages, build, start the demo program
 #   make bench      build and run every benchmark; make bench-NAME runs one
 #   make format     format the tree with .clang-format; make format-check checks it
@@ -25,7 +26,7 @@ RUN_ARGS ?=
 
 CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all build deps test asan run bench format format-check install clean
+.PHONY: all build deps test asan trace run bench format format-check install clean
 
 all: build
 
@@ -49,6 +50,14 @@ asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+TRACE_BUILD ?= build-trace
+$(TRACE_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(TRACE_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release -DKEEL_TRACE=ON $(CMAKE_CC)
+
+trace: deps $(TRACE_BUILD)/CMakeCache.txt
+	cmake --build $(TRACE_BUILD) -j $(JOBS)
+	cd $(TRACE_BUILD) && ctest --output-on-failure -j $(JOBS)
 
 run: deps
 	@$(MAKE) --no-print-directory build

@@ -20,6 +20,8 @@
 
 #define KL_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define KL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* Leave a function out of the optional call trace (keel/trace.h). */
+#define KL_NOTRACE     __attribute__((no_instrument_function))
 
 /* Stop the process: `cond` is false. Use through KL_ASSERT, which passes the
  * message format with a ": " prefix (so it is never empty). */

@@ -35,7 +35,7 @@ extern struct kl_clock_state kl_clock_state;
 void kl_clock_init(void);
 
 /* Nanoseconds of CLOCK_MONOTONIC through clock_gettime. */
-static inline uint64_t kl_clock_gettime_ns(void)
+static inline KL_NOTRACE uint64_t kl_clock_gettime_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -43,7 +43,7 @@ static inline uint64_t kl_clock_gettime_ns(void)
 }
 
 /* The raw time-stamp counter. */
-static inline uint64_t kl_rdtsc(void)
+static inline KL_NOTRACE uint64_t kl_rdtsc(void)
 {
     uint32_t lo, hi;
     __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
@@ -54,7 +54,7 @@ static inline uint64_t kl_rdtsc(void)
 uint64_t kl_now_slow(void);
 
 /* Monotonic nanoseconds (CLOCK_MONOTONIC's epoch). */
-static inline uint64_t kl_now(void)
+static inline KL_NOTRACE uint64_t kl_now(void)
 {
     const struct kl_clock_state *c = &kl_clock_state;
     if (KL_LIKELY(c->mode == KL_CLOCK_TSC)) {

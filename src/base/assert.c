@@ -34,9 +34,9 @@ static bool crash_installed;
 
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
 
-void kl_crash_write(const char *s) { kl_crash_write_n(s, strlen(s)); }
+KL_NOTRACE void kl_crash_write(const char *s) { kl_crash_write_n(s, strlen(s)); }
 
-void kl_crash_write_n(const char *s, size_t len)
+KL_NOTRACE void kl_crash_write_n(const char *s, size_t len)
 {
     while (len > 0) {
         ssize_t n = write(STDERR_FILENO, s, len);

@@ -52,18 +52,6 @@ static pid_t cached_pid;
 /* Wall clock = kl_now() + offset, refreshed at most once a second. */
 static uint64_t wall_offset, wall_refreshed;
 
-struct log_wire { /* must match log_format.c */
-    uint64_t time_ns;
-    int32_t pid;
-    int32_t tid;
-    uint64_t fiber;
-    uint32_t line;
-    uint16_t file_len;
-    uint16_t fmt_len;
-    uint8_t level;
-    uint8_t pad[7];
-};
-
 static void thread_exit(void *arg)
 {
     struct log_thread *t = arg;

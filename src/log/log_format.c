@@ -94,19 +94,6 @@ int log_next_spec(const char *fmt, size_t len, size_t *pos, struct log_spec *spe
     return 1;
 }
 
-/* The fixed part of a KL_LOG_TYPE_RECORD payload (then file, fmt, args). */
-struct log_wire {
-    uint64_t time_ns;
-    int32_t pid;
-    int32_t tid;
-    uint64_t fiber;
-    uint32_t line;
-    uint16_t file_len;
-    uint16_t fmt_len;
-    uint8_t level;
-    uint8_t pad[7];
-};
-
 int kl_log_decode(const void *payload, size_t len, struct kl_log_entry *e)
 {
     struct log_wire w;

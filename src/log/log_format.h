@@ -22,6 +22,20 @@ enum log_arg {
     LOG_ARG_ERRNO, /* %m: strerror(errno) at the call, stored as a string */
 };
 
+/* The fixed part of a KL_LOG_TYPE_RECORD payload; the file name, the format
+ * and the arguments follow it. Written by log.c, read by log_format.c. */
+struct log_wire {
+    uint64_t time_ns; /* CLOCK_REALTIME */
+    int32_t pid;
+    int32_t tid;
+    uint64_t fiber;
+    uint32_t line;
+    uint16_t file_len;
+    uint16_t fmt_len;
+    uint8_t level;
+    uint8_t pad[7];
+};
+
 /* One conversion of a format. */
 struct log_spec {
     const char *start; /* the '%' */

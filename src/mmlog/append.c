@@ -176,27 +176,44 @@ static int check_writable(struct kl_mmlog *log, uint16_t type, size_t len)
     return 0;
 }
 
+/* Reserve room for a record of `len` payload bytes and write its header, in
+ * progress. Returns the header and sets *offset and *total, or returns NULL
+ * with *err set (a claim already made is abandoned, for recovery to pad). */
+static struct mmlog_hdr *start_record(struct kl_mmlog *log, uint16_t type, size_t len,
+                                      uint64_t *offset, uint32_t *total, int *err)
+{
+    uint64_t size = mmlog_align(MMLOG_HDR_SIZE + len);
+    int64_t at_offset = reserve(log, size);
+    if (at_offset < 0) {
+        *err = (int)at_offset;
+        return NULL;
+    }
+    char *at = mmlog_window_at(log, log->windows, log->window_count, (uint64_t)at_offset, true);
+    if (!at) {
+        *err = -errno;
+        __atomic_store_n(&log->slot->state, MMLOG_SLOT_IDLE, __ATOMIC_RELEASE);
+        return NULL;
+    }
+    *offset = (uint64_t)at_offset;
+    *total = (uint32_t)size;
+    return begin_record(at, *offset, *total, type, (uint32_t)len);
+}
+
 int kl_mmlog_claim(struct kl_mmlog *log, uint16_t type, size_t len, struct kl_mmlog_claim *claim)
 {
     int err = check_writable(log, type, len);
     if (err)
         return err;
-    uint64_t total = mmlog_align(MMLOG_HDR_SIZE + len);
-    if (total > log->chunk_size)
+    if (mmlog_align(MMLOG_HDR_SIZE + len) > log->chunk_size)
         return -EMSGSIZE;
-    int64_t offset = reserve(log, total);
-    if (offset < 0)
-        return (int)offset;
-    char *at = mmlog_window_at(log, log->windows, log->window_count, (uint64_t)offset, true);
-    if (!at) {
-        err = -errno;
-        __atomic_store_n(&log->slot->state, MMLOG_SLOT_IDLE, __ATOMIC_RELEASE);
+    uint64_t offset;
+    uint32_t total;
+    struct mmlog_hdr *h = start_record(log, type, len, &offset, &total, &err);
+    if (!h)
         return err;
-    }
-    begin_record(at, (uint64_t)offset, (uint32_t)total, type, (uint32_t)len);
-    claim->data = at + MMLOG_HDR_SIZE;
+    claim->data = (char *)h + MMLOG_HDR_SIZE;
     claim->len = len;
-    claim->offset = (uint64_t)offset;
+    claim->offset = offset;
     claim->window = 0;
     log->claim_open = true;
     return 0;
@@ -285,27 +302,18 @@ int kl_mmlog_appendv(struct kl_mmlog *log, uint16_t type, const struct iovec *io
     int err = check_writable(log, type, len);
     if (err)
         return err;
-    uint64_t total = mmlog_align(MMLOG_HDR_SIZE + len);
-    int64_t offset = reserve(log, total);
-    if (offset < 0)
-        return (int)offset;
-    char *at = mmlog_window_at(log, log->windows, log->window_count, (uint64_t)offset, true);
-    if (!at) {
-        err = -errno;
-        __atomic_store_n(&log->slot->state, MMLOG_SLOT_IDLE, __ATOMIC_RELEASE);
+    uint64_t offset;
+    uint32_t total;
+    struct mmlog_hdr *h = start_record(log, type, len, &offset, &total, &err);
+    if (!h)
         return err;
-    }
-    struct mmlog_hdr *h = begin_record(at, (uint64_t)offset, (uint32_t)total, type, (uint32_t)len);
-    bool mapped = total <= log->chunk_size;
-    err = copy_payload(log, mapped ? at + MMLOG_HDR_SIZE : NULL, (uint64_t)offset + MMLOG_HDR_SIZE,
+    bool mapped = total <= log->chunk_size; /* else the payload goes by pwrite */
+    err = copy_payload(log, mapped ? (char *)h + MMLOG_HDR_SIZE : NULL, offset + MMLOG_HDR_SIZE,
                        iov, iovcnt, len);
-    if (err) { /* the claim becomes padding, now */
-        begin_record(at, (uint64_t)offset, (uint32_t)total, MMLOG_TYPE_PAD, 0);
-        publish(log, h, (uint32_t)total);
-        return err;
-    }
-    publish(log, h, (uint32_t)total);
-    return 0;
+    if (err) /* the claim becomes padding, now */
+        begin_record((char *)h, offset, total, MMLOG_TYPE_PAD, 0);
+    publish(log, h, total);
+    return err;
 }
 
 int kl_mmlog_append(struct kl_mmlog *log, uint16_t type, const void *data, size_t len)

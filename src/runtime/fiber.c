@@ -15,6 +15,7 @@
  * kl_sched_init(), through VALGRIND_STACK_REGISTER.
  */
 #include "keel/fiber.h"
+#include "keel/log.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -407,6 +408,13 @@ int kl_fiber_cancel(kl_fiber_id id)
 
 bool kl_fiber_cancelled(void) { return kl_sched__get()->current->cancelled; }
 
+/* The fiber id that log records carry: 0 outside a fiber. */
+static uint64_t fiber_id_for_log(void)
+{
+    struct kl_sched *s = kl_sched__tls;
+    return s == NULL || s->current == &s->main ? 0 : kl_fiber_id_raw(kl_fiber__id(s->current));
+}
+
 kl_fiber_id kl_fiber_self(void)
 {
     struct kl_sched *s = kl_sched__tls;
@@ -502,6 +510,7 @@ static void destroy(struct kl_sched *s)
 
 int kl_sched_init(const struct kl_sched_config *cfg)
 {
+    kl_log_set_fiber_hook(fiber_id_for_log);
     if (kl_sched__tls)
         return -EBUSY;
     struct kl_sched_config c = cfg ? *cfg : (struct kl_sched_config){0};

@@ -8,6 +8,7 @@
  * guard pages is a stack overflow of the fiber whose stack sits just above it.
  */
 #include "keel/fiber.h"
+#include "keel/log.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -95,9 +96,8 @@ static void default_hog_reporter(const char *name, kl_fiber_id id, uint64_t ran_
                                  uint64_t limit_ns)
 {
     uint64_t raw = kl_fiber_id_raw(id);
-    fprintf(stderr,
-            "keel: hogger: fiber %s (id %" PRIu32 ":%" PRIu32 ") ran %.3f ms without yielding "
-            "(limit %.3f ms)\n",
+    KL_WARN("hogger: fiber %s (id %" PRIu32 ":%" PRIu32 ") ran %.3f ms without yielding "
+            "(limit %.3f ms)",
             name, (uint32_t)raw, (uint32_t)(raw >> 32), (double)ran_ns / 1e6,
             (double)limit_ns / 1e6);
 }

@@ -131,6 +131,8 @@ static int selected(const struct kt_case *c, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* keel's logging goes to stderr in tests unless a test opens its own log */
+    setenv("KEEL_LOG", "-", 0);
     int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < case_count; i++) {
         const struct kt_case *c = &cases[i];

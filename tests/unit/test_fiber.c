@@ -4,6 +4,8 @@
  * reports, the dump, slot exhaustion and shutdown. Each case brings up its
  * own scheduler and shuts it down. */
 #include "keel/fiber.h"
+#include "keel/log.h"
+#include "keel/mmlog.h"
 
 #include <errno.h>
 #include <execinfo.h>
@@ -596,7 +598,7 @@ KT_TEST(hogger_is_reported)
 
 /* The default reporter writes to stderr; the abort makes this a death case
  * only so that the harness captures stderr. */
-KT_DEATH_TEST(hogger_default_report_on_stderr, "keel: hogger: fiber slowpoke (id 0:1) ran ")
+KT_DEATH_TEST(hogger_default_report_on_stderr, "hogger: fiber slowpoke (id 0:1) ran ")
 {
     struct kl_sched_config cfg = {.max_fibers = 8, .hog_threshold_ns = 1000000};
     kl_sched_init(&cfg);
@@ -786,4 +788,46 @@ KT_TEST(many_fibers_many_rounds)
     }
     KT_EQ_I(counter, 20 * 32 * 100);
     down();
+}
+
+/* Log records written inside a fiber carry its id; outside, 0. */
+static intptr_t log_from_fiber(void *arg)
+{
+    (void)arg;
+    KL_INFO("inside a fiber");
+    return 0;
+}
+
+KT_TEST(log_records_carry_the_fiber_id)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/fiber.log", kt_tmpdir());
+    kl_log_open(path);
+    up(4);
+    kl_fiber_id id;
+    KT_EQ_I(kl_fiber_spawn(&id, "logger", log_from_fiber, NULL, KL_FIBER_PRIO_NORMAL), 0);
+    KT_EQ_I(kl_sched_run(), 0);
+    KL_INFO("outside any fiber");
+    down();
+    kl_log_open("-");
+
+    struct kl_mmlog *log;
+    struct kl_mmlog_options ro = {.flags = KL_MMLOG_READONLY};
+    KT_REQUIRE(kl_mmlog_open(path, &ro, &log) == 0);
+    struct kl_mmlog_reader *r;
+    KT_REQUIRE(kl_mmlog_reader_open(log, 0, &r) == 0);
+    struct kl_mmlog_record rec;
+    uint64_t fibers[2] = {~0ull, ~0ull};
+    int n = 0;
+    while (kl_mmlog_next(r, &rec) == 1 && n < 2) {
+        struct kl_log_entry e;
+        KT_REQUIRE(kl_log_decode(rec.data, rec.len, &e) == 0);
+        fibers[n++] = e.fiber;
+    }
+    KT_EQ_I(n, 2);
+    KT_EQ_U(fibers[0], kl_fiber_id_raw(id));
+    KT_CHECK(fibers[0] != 0);
+    KT_EQ_U(fibers[1], 0);
+    kl_mmlog_reader_close(r);
+    kl_mmlog_close(log);
 }
