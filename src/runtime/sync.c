@@ -212,7 +212,8 @@ int kl_mutex_lock(struct kl_mutex *m, uint64_t timeout_ns)
 
 void kl_mutex_unlock(struct kl_mutex *m)
 {
-    KL_ASSERT(kl_fiber_id_eq(m->owner, kl_fiber_self()),
+    kl_fiber_id self = kl_fiber_self();
+    KL_ASSERT(!no_fiber(self) && kl_fiber_id_eq(m->owner, self),
               "kl_mutex_unlock() by fiber %s, which does not own the mutex", kl_fiber_name());
     struct kl_sync_waiter *w = kl_sync__first_live(&m->waiters);
     if (w == NULL) {
@@ -334,7 +335,8 @@ int kl_rwlock_wrlock(struct kl_rwlock *rw, uint64_t timeout_ns)
 
 void kl_rwlock_wrunlock(struct kl_rwlock *rw)
 {
-    KL_ASSERT(kl_fiber_id_eq(rw->writer, kl_fiber_self()),
+    kl_fiber_id self = kl_fiber_self();
+    KL_ASSERT(!no_fiber(self) && kl_fiber_id_eq(rw->writer, self),
               "kl_rwlock_wrunlock() by fiber %s, which does not hold the write lock",
               kl_fiber_name());
     KL_ASSERT(rw->readers == 0);
