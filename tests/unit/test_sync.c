@@ -417,6 +417,26 @@ KT_TEST(semaphore_fifo_hand_off_cancel_timeout)
     down();
 }
 
+/* A waiter handed a unit and then cancelled before it runs keeps the unit. */
+KT_TEST(granted_waiter_keeps_the_resource_when_cancelled)
+{
+    up(16);
+    trace_reset();
+    struct kl_sem sem;
+    kl_sem_init(&sem, 0);
+    struct job j = {.tag = "b", .obj = &sem};
+    kl_fiber_id id = spawn("sem", sem_worker, &j);
+    KT_EQ_I(kl_sched_run(), 1);
+    kl_sem_post(&sem); /* handed to b: b is ready */
+    KT_EQ_I(kl_fiber_cancel(id), 0);
+    KT_EQ_I(kl_sched_run(), 0);
+    KT_EQ_I(j.rc, 0); /* the wait succeeded; b posted the unit back */
+    KT_EQ_STR(trace, "b");
+    KT_EQ_U(kl_sem_value(&sem), 1);
+    join(id);
+    down();
+}
+
 /* ---- barrier --------------------------------------------------------------- */
 
 static int serials[4];
