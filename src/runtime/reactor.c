@@ -254,7 +254,8 @@ void kl_reactor_stats(struct kl_reactor_stats *stats) { *stats = kl_reactor__get
 int kl_sleep(uint64_t ns)
 {
     struct kl_reactor *r = kl_reactor__get();
-    uint64_t deadline = kl_now() + ns;
+    uint64_t now = kl_now();
+    uint64_t deadline = ns > UINT64_MAX - 1 - now ? UINT64_MAX - 1 : now + ns;
     for (;;) {
         int rc = kl_reactor__park(r, "sleep", deadline);
         if (rc == -ETIMEDOUT)
