@@ -1,0 +1,82 @@
+/* keel/reactor.h: the per-thread reactor under keel's fibers.
+ *
+ * A thread that has a scheduler (kl_sched_init) adds one reactor with
+ * kl_reactor_init(). The reactor installs the scheduler's hooks: a fiber
+ * suspended with a timeout is woken through a cascaded timer wheel
+ * (keel/timer_wheel.h), and when no fiber is ready the scheduler calls the
+ * reactor's loop iteration: fire due timers, hand every I/O request queued
+ * since the last iteration to the kernel in one entry, reap completions
+ * (waking each waiting fiber with its result), and block until the next
+ * completion or timer deadline (busy-poll mode never blocks).
+ *
+ * Two poller backends sit behind one internal interface and serve the same
+ * fiber-facing I/O (keel/io.h): io_uring (one SQE per request, the fiber's
+ * id in user_data, one io_uring_enter per iteration) and edge-triggered
+ * epoll (each fd registered once; a fiber tries the system call, parks on
+ * EAGAIN and retries on the edge; file I/O goes to a two-thread pool that
+ * wakes the reactor through an eventfd). KL_REACTOR_AUTO picks io_uring when
+ * the kernel lets us create a ring.
+ *
+ * Not thread-safe by design: each function acts on the calling thread's
+ * reactor and must be called from that thread.
+ */
+#ifndef KEEL_REACTOR_H
+#define KEEL_REACTOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum kl_reactor_backend {
+    KL_REACTOR_AUTO = 0, /* io_uring if a ring can be created, else epoll */
+    KL_REACTOR_URING,
+    KL_REACTOR_EPOLL,
+};
+
+struct kl_reactor_options {
+    enum kl_reactor_backend backend;
+    uint32_t ring_entries;        /* io_uring submission queue size; 0 means 256 */
+    bool busy_poll;               /* never block in the kernel: poll and return */
+    uint64_t timer_resolution_ns; /* timer wheel tick; 0 means 1 ms */
+};
+
+/* Counters since kl_reactor_init(). */
+struct kl_reactor_stats {
+    uint64_t iterations;  /* loop iterations (idle hook calls) */
+    uint64_t syscalls;    /* system calls the reactor's thread made for I/O and waiting */
+    uint64_t submissions; /* I/O requests handed to the backend (SQEs, attempts, pool jobs) */
+    uint64_t completions; /* I/O requests completed (CQEs, successful attempts, pool jobs) */
+    uint64_t timers_fired;
+};
+
+/* Create the calling thread's reactor (opts may be NULL) and install the
+ * scheduler hooks. Needs kl_sched_init() first. 0, -ENOENT (no scheduler),
+ * -EBUSY (already one), -EINVAL, -ENOMEM, or the backend's error. */
+int kl_reactor_init(const struct kl_reactor_options *opts);
+
+/* Run fibers until none is left or kl_reactor_stop(); main context only.
+ * Returns the number of fibers not ended, or a negative errno. */
+int kl_reactor_run(void);
+
+/* Make kl_reactor_run() return at its next scheduling point. */
+void kl_reactor_stop(void);
+
+/* Remove the hooks and release the reactor. Call it after the fibers that
+ * use it have ended (kl_sched_shutdown()); 0, -ENOENT, or -EBUSY (I/O in flight). */
+int kl_reactor_destroy(void);
+
+/* True when the calling thread has a reactor. */
+bool kl_reactor_active(void);
+
+/* The backend in use (KL_REACTOR_URING or KL_REACTOR_EPOLL). */
+enum kl_reactor_backend kl_reactor_backend(void);
+
+/* "io_uring" or "epoll". */
+const char *kl_reactor_backend_name(enum kl_reactor_backend backend);
+
+/* Copy the counters into *stats. */
+void kl_reactor_stats(struct kl_reactor_stats *stats);
+
+/* Sleep the calling fiber for at least `ns`; 0, or -ECANCELED. */
+int kl_sleep(uint64_t ns);
+
+#endif /* KEEL_REACTOR_H */

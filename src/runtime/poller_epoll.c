@@ -1,0 +1,273 @@
+/* The edge-triggered epoll backend of the reactor.
+ *
+ * Each fd is registered once, on first use, for EPOLLIN|EPOLLOUT|EPOLLRDHUP
+ * with EPOLLET, after being switched to O_NONBLOCK; its state (the fiber
+ * waiting to read, the one waiting to write) is a table indexed by fd. A
+ * fiber always tries the system call first and parks only on EAGAIN: an
+ * edge that arrived before the attempt is then a harmless spurious wake-up,
+ * and one that arrives after it wakes the parked fiber, so no readiness
+ * flags are needed. A non-blocking connect parks as a writer and asks
+ * connect() again on the edge (0 once connected, the error if it failed).
+ *
+ * Regular files are always "ready", so pread/pwrite/fsync go to a small
+ * thread pool (poller_pool.c) that wakes the reactor through an eventfd
+ * registered here.
+ */
+#define _GNU_SOURCE /* accept4 */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "keel/log.h"
+
+#include "reactor_internal.h"
+
+#define MAX_EVENTS 128
+#define MAX_FDS    (1u << 20)
+
+struct fd_state {
+    uint64_t reader; /* raw id of the fiber parked to read/accept, or 0 */
+    uint64_t writer; /* to write/connect */
+    bool registered;
+};
+
+struct epoll_state {
+    int epfd;
+    int evfd;
+    struct kl_io_pool *pool;
+    struct fd_state *fds;
+    size_t nfds;
+    struct epoll_event events[MAX_EVENTS];
+};
+
+static bool is_file_io(enum kl_io_kind kind)
+{
+    return kind == KL_IO_PREAD || kind == KL_IO_PWRITE || kind == KL_IO_FSYNC;
+}
+
+static bool is_read_side(enum kl_io_kind kind)
+{
+    return kind == KL_IO_ACCEPT || kind == KL_IO_READ || kind == KL_IO_READV || kind == KL_IO_RECV;
+}
+
+/* The fd's state, registering the fd on first use; NULL and *err on failure. */
+static struct fd_state *fd_register(struct kl_reactor *r, struct epoll_state *e, int fd, int *err)
+{
+    if (fd < 0 || (size_t)fd >= MAX_FDS) {
+        *err = -EBADF;
+        return NULL;
+    }
+    if ((size_t)fd >= e->nfds) { /* rare: beyond RLIMIT_NOFILE at start-up */
+        size_t n = e->nfds;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct fd_state *t = realloc(e->fds, n * sizeof *t);
+        if (t == NULL) {
+            *err = -ENOMEM;
+            return NULL;
+        }
+        memset(t + e->nfds, 0, (n - e->nfds) * sizeof *t);
+        e->fds = t;
+        e->nfds = n;
+    }
+    struct fd_state *st = &e->fds[fd];
+    if (st->registered)
+        return st;
+    r->stats.syscalls++;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) {
+        *err = -errno;
+        return NULL;
+    }
+    if (!(fl & O_NONBLOCK)) {
+        r->stats.syscalls++;
+        if (fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+            *err = -errno;
+            return NULL;
+        }
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.fd = fd};
+    r->stats.syscalls++;
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST) {
+        *err = -errno;
+        return NULL;
+    }
+    st->registered = true;
+    return st;
+}
+
+/* One attempt at the request; -EAGAIN means "wait for the edge". */
+static int64_t attempt(const struct kl_io_req *q)
+{
+    ssize_t n;
+    switch (q->kind) {
+    case KL_IO_ACCEPT: n = accept4(q->fd, q->addr, q->addrlen, q->flags | SOCK_NONBLOCK); break;
+    case KL_IO_CONNECT:
+        n = connect(q->fd, q->addr, q->addrlen_in);
+        if (n < 0 && (errno == EINPROGRESS || errno == EALREADY))
+            return -EAGAIN;
+        if (n < 0 && errno == EISCONN)
+            return 0; /* the earlier attempt has completed */
+        break;
+    case KL_IO_READ: n = read(q->fd, q->buf, q->len); break;
+    case KL_IO_WRITE: n = write(q->fd, q->buf, q->len); break;
+    case KL_IO_READV: n = readv(q->fd, q->iov, q->iovcnt); break;
+    case KL_IO_WRITEV: n = writev(q->fd, q->iov, q->iovcnt); break;
+    case KL_IO_RECV: n = recv(q->fd, q->buf, q->len, q->flags | MSG_DONTWAIT); break;
+    case KL_IO_SEND: n = send(q->fd, q->buf, q->len, q->flags | MSG_DONTWAIT); break;
+    default: return -EINVAL;
+    }
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return n;
+}
+
+static int64_t epoll_io(struct kl_reactor *r, struct kl_io_req *q, uint64_t deadline)
+{
+    struct epoll_state *e = r->backend_state;
+    if (is_file_io(q->kind))
+        return kl_io_pool_run(r, e->pool, q, deadline);
+    int err = 0;
+    struct fd_state *st = fd_register(r, e, q->fd, &err);
+    if (st == NULL)
+        return err;
+    uint64_t self = kl_fiber_id_raw(kl_fiber__id(r->sched->current));
+    r->stats.submissions++;
+    for (;;) {
+        r->stats.syscalls++;
+        int64_t res = attempt(q);
+        if (res == -EINTR)
+            continue;
+        if (res != -EAGAIN) {
+            r->stats.completions++;
+            return res;
+        }
+        st = &e->fds[q->fd]; /* the table may have moved while we were parked */
+        uint64_t *waiter = is_read_side(q->kind) ? &st->reader : &st->writer;
+        if (*waiter != 0 && *waiter != self)
+            return -EBUSY;
+        *waiter = self;
+        r->inflight++;
+        int rc = kl_reactor__park(r, is_read_side(q->kind) ? "epoll-in" : "epoll-out", deadline);
+        r->inflight--;
+        st = &e->fds[q->fd];
+        waiter = is_read_side(q->kind) ? &st->reader : &st->writer;
+        if (*waiter == self)
+            *waiter = 0;
+        if (rc == -ETIMEDOUT || rc == -ECANCELED)
+            return rc;
+    }
+}
+
+static void wake(uint64_t raw)
+{
+    if (raw != 0)
+        kl_fiber_resume(kl_fiber_id_from(raw), 0); /* -EALREADY: woken already */
+}
+
+static int epoll_poll(struct kl_reactor *r, uint64_t timeout_ns)
+{
+    struct epoll_state *e = r->backend_state;
+    int ms;
+    if (timeout_ns == UINT64_MAX)
+        ms = -1;
+    else if (timeout_ns / 1000000u >= INT32_MAX)
+        ms = INT32_MAX;
+    else
+        ms = (int)((timeout_ns + 999999u) / 1000000u); /* never wake early */
+    r->stats.syscalls++;
+    int n = epoll_wait(e->epfd, e->events, MAX_EVENTS, ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    for (int i = 0; i < n; i++) {
+        int fd = e->events[i].data.fd;
+        uint32_t ev = e->events[i].events;
+        if (fd == e->evfd) {
+            uint64_t count;
+            r->stats.syscalls++;
+            ssize_t got = read(e->evfd, &count, sizeof count);
+            (void)got; /* EAGAIN: drained already */
+            kl_io_pool_reap(r, e->pool);
+            continue;
+        }
+        if ((size_t)fd >= e->nfds)
+            continue;
+        struct fd_state *st = &e->fds[fd];
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            wake(st->reader);
+        if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+            wake(st->writer);
+    }
+    return 0;
+}
+
+static void epoll_forget(struct kl_reactor *r, int fd)
+{
+    struct epoll_state *e = r->backend_state;
+    if ((size_t)fd < e->nfds)
+        e->fds[fd] = (struct fd_state){0};
+}
+
+static void epoll_destroy(struct kl_reactor *r)
+{
+    struct epoll_state *e = r->backend_state;
+    if (e->pool)
+        kl_io_pool_stop(e->pool);
+    if (e->evfd >= 0)
+        close(e->evfd);
+    if (e->epfd >= 0)
+        close(e->epfd);
+    free(e->fds);
+    free(e);
+    r->backend_state = NULL;
+}
+
+static const struct kl_poller_ops epoll_ops = {
+    .name = "epoll",
+    .poll = epoll_poll,
+    .io = epoll_io,
+    .forget = epoll_forget,
+    .destroy = epoll_destroy,
+};
+
+int kl_poller_epoll_init(struct kl_reactor *r)
+{
+    struct epoll_state *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return -ENOMEM;
+    e->epfd = -1;
+    e->evfd = -1;
+    r->backend_state = e;
+    struct rlimit rl;
+    e->nfds = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 1024)
+        e->nfds = rl.rlim_cur < MAX_FDS ? (size_t)rl.rlim_cur : MAX_FDS;
+    e->fds = calloc(e->nfds, sizeof *e->fds);
+    int rc = 0;
+    e->epfd = epoll_create1(EPOLL_CLOEXEC);
+    e->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (e->fds == NULL)
+        rc = -ENOMEM;
+    else if (e->epfd < 0 || e->evfd < 0)
+        rc = -errno;
+    if (rc == 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = e->evfd};
+        if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->evfd, &ev) < 0)
+            rc = -errno;
+    }
+    if (rc == 0)
+        rc = kl_io_pool_start(&e->pool, e->evfd);
+    if (rc < 0) {
+        epoll_destroy(r);
+        return rc;
+    }
+    r->ops = &epoll_ops;
+    r->backend = KL_REACTOR_EPOLL;
+    return 0;
+}

@@ -1,0 +1,223 @@
+/* The io_uring backend of the reactor.
+ *
+ * A fiber's request becomes one SQE whose user_data is the fiber's raw id;
+ * the fiber parks (with its timeout in the reactor's wheel) and the CQE
+ * wakes it. SQEs are only queued here: the loop iteration hands all of them
+ * to the kernel with a single io_uring_submit_and_wait_timeout() (or
+ * io_uring_submit() when it must not block), so under load one system call
+ * carries many requests. Only a full submission queue forces an early
+ * submit.
+ *
+ * A request whose fiber times out or is cancelled is cancelled in the kernel
+ * with IORING_OP_ASYNC_CANCEL (user_data 0: its CQE is only counted), and the
+ * fiber waits for the request's own CQE before returning, so the kernel never
+ * touches the buffer after the call. A socket marked O_NONBLOCK makes the
+ * kernel answer -EAGAIN instead of waiting; the fiber then waits for
+ * readiness with IORING_OP_POLL_ADD and tries again.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+
+#include "keel/log.h"
+
+#include "reactor_internal.h"
+
+struct uring_state {
+    struct io_uring ring;
+};
+
+static struct io_uring_sqe *get_sqe(struct kl_reactor *r, struct uring_state *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    if (sqe == NULL) { /* the queue is full: hand it to the kernel now */
+        r->stats.syscalls++;
+        int rc = io_uring_submit(&u->ring);
+        if (rc < 0)
+            KL_WARN("reactor: io_uring_submit: %d", rc);
+        sqe = io_uring_get_sqe(&u->ring);
+    }
+    return sqe;
+}
+
+static void prep(struct io_uring_sqe *sqe, const struct kl_io_req *q)
+{
+    switch (q->kind) {
+    case KL_IO_ACCEPT: io_uring_prep_accept(sqe, q->fd, q->addr, q->addrlen, q->flags); break;
+    case KL_IO_CONNECT: io_uring_prep_connect(sqe, q->fd, q->addr, q->addrlen_in); break;
+    case KL_IO_READ: io_uring_prep_read(sqe, q->fd, q->buf, (unsigned)q->len, (uint64_t)-1); break;
+    case KL_IO_WRITE:
+        io_uring_prep_write(sqe, q->fd, q->buf, (unsigned)q->len, (uint64_t)-1);
+        break;
+    case KL_IO_READV:
+        io_uring_prep_readv(sqe, q->fd, q->iov, (unsigned)q->iovcnt, (uint64_t)-1);
+        break;
+    case KL_IO_WRITEV:
+        io_uring_prep_writev(sqe, q->fd, q->iov, (unsigned)q->iovcnt, (uint64_t)-1);
+        break;
+    case KL_IO_RECV: io_uring_prep_recv(sqe, q->fd, q->buf, q->len, q->flags); break;
+    case KL_IO_SEND: io_uring_prep_send(sqe, q->fd, q->buf, q->len, q->flags); break;
+    case KL_IO_PREAD:
+        io_uring_prep_read(sqe, q->fd, q->buf, (unsigned)q->len, (uint64_t)q->offset);
+        break;
+    case KL_IO_PWRITE:
+        io_uring_prep_write(sqe, q->fd, q->buf, (unsigned)q->len, (uint64_t)q->offset);
+        break;
+    case KL_IO_FSYNC: io_uring_prep_fsync(sqe, q->fd, 0); break;
+    }
+}
+
+/* Queue one SQE (the request, or a readiness poll when poll_mask is set) and
+ * park until its CQE; the CQE's result, or the timeout/cancel reason when
+ * the kernel cancelled the request. */
+static int64_t run_one(struct kl_reactor *r, struct uring_state *u, const struct kl_io_req *q,
+                       short poll_mask, uint64_t deadline)
+{
+    struct io_uring_sqe *sqe = get_sqe(r, u);
+    if (sqe == NULL)
+        return -EBUSY;
+    uint64_t id = kl_fiber_id_raw(kl_fiber__id(r->sched->current));
+    uint32_t slot = kl_reactor__slot(id);
+    struct kl_io_wait w = {.id = id};
+    if (poll_mask)
+        io_uring_prep_poll_add(sqe, q->fd, (unsigned)poll_mask);
+    else
+        prep(sqe, q);
+    io_uring_sqe_set_data64(sqe, id);
+    KL_ASSERT(r->waits[slot] == NULL, "fiber slot %u has two requests in flight", slot);
+    r->waits[slot] = &w;
+    r->inflight++;
+    r->stats.submissions++;
+
+    int reason = 0;
+    while (!w.done) {
+        int rc = kl_reactor__park(r, "io_uring", deadline);
+        if (rc == -ETIMEDOUT || rc == -ECANCELED) {
+            reason = rc;
+            break;
+        }
+    }
+    if (!w.done) {
+        struct io_uring_sqe *c = get_sqe(r, u);
+        if (c != NULL) {
+            io_uring_prep_cancel64(c, id, 0);
+            io_uring_sqe_set_data64(c, 0);
+            r->inflight++;
+            r->stats.submissions++;
+        }
+        kl_reactor__wait_done(r, &w);
+    }
+    r->waits[slot] = NULL;
+    if (reason != 0 && (w.res == -ECANCELED || w.res == -EINTR))
+        return reason;
+    return w.res;
+}
+
+static bool waits_for_readiness(enum kl_io_kind kind)
+{
+    return kind != KL_IO_PREAD && kind != KL_IO_PWRITE && kind != KL_IO_FSYNC &&
+           kind != KL_IO_CONNECT;
+}
+
+static short poll_mask_of(enum kl_io_kind kind)
+{
+    switch (kind) {
+    case KL_IO_ACCEPT:
+    case KL_IO_READ:
+    case KL_IO_READV:
+    case KL_IO_RECV: return POLLIN;
+    default: return POLLOUT;
+    }
+}
+
+static int64_t uring_io(struct kl_reactor *r, struct kl_io_req *q, uint64_t deadline)
+{
+    struct uring_state *u = r->backend_state;
+    for (;;) {
+        int64_t res = run_one(r, u, q, 0, deadline);
+        if (res != -EAGAIN || !waits_for_readiness(q->kind))
+            return res;
+        res = run_one(r, u, q, poll_mask_of(q->kind), deadline);
+        if (res < 0)
+            return res;
+    }
+}
+
+static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
+{
+    struct uring_state *u = r->backend_state;
+    int rc = 0;
+    if (timeout_ns == 0) {
+        if (io_uring_sq_ready(&u->ring) > 0) {
+            r->stats.syscalls++;
+            rc = io_uring_submit(&u->ring);
+        }
+    } else {
+        struct __kernel_timespec ts, *tsp = NULL;
+        if (timeout_ns != UINT64_MAX) {
+            ts.tv_sec = (long long)(timeout_ns / 1000000000u);
+            ts.tv_nsec = (long long)(timeout_ns % 1000000000u);
+            tsp = &ts;
+        }
+        struct io_uring_cqe *cqe;
+        r->stats.syscalls++;
+        rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
+    }
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+        KL_WARN("reactor: io_uring submit/wait: %d", rc);
+
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&u->ring, head, cqe)
+    {
+        seen++;
+        uint64_t data = io_uring_cqe_get_data64(cqe);
+        if (data == LIBURING_UDATA_TIMEOUT)
+            continue; /* liburing's own wait timeout */
+        KL_ASSERT(r->inflight > 0, "a CQE with nothing in flight");
+        r->inflight--;
+        if (data != 0)
+            kl_reactor__complete(r, data, cqe->res);
+    }
+    io_uring_cq_advance(&u->ring, seen);
+    return 0;
+}
+
+static void uring_forget(struct kl_reactor *r, int fd)
+{
+    (void)r;
+    (void)fd;
+}
+
+static void uring_destroy(struct kl_reactor *r)
+{
+    struct uring_state *u = r->backend_state;
+    io_uring_queue_exit(&u->ring);
+    free(u);
+    r->backend_state = NULL;
+}
+
+static const struct kl_poller_ops uring_ops = {
+    .name = "io_uring",
+    .poll = uring_poll,
+    .io = uring_io,
+    .forget = uring_forget,
+    .destroy = uring_destroy,
+};
+
+int kl_poller_uring_init(struct kl_reactor *r)
+{
+    struct uring_state *u = calloc(1, sizeof *u);
+    if (u == NULL)
+        return -ENOMEM;
+    int rc = io_uring_queue_init(r->ring_entries, &u->ring, 0);
+    if (rc < 0) {
+        free(u);
+        return rc;
+    }
+    r->backend_state = u;
+    r->ops = &uring_ops;
+    r->backend = KL_REACTOR_URING;
+    return 0;
+}

@@ -1,0 +1,125 @@
+/* reactor_internal.h: the reactor's data and the poller interface.
+ *
+ * reactor.c owns the loop, the timers and the hooks; io.c turns each public
+ * I/O call into a struct kl_io_req and hands it to the backend's `io`
+ * function, which parks the calling fiber until the request is over.
+ * poller_uring.c and poller_epoll.c (with poller_pool.c for file I/O) are
+ * the backends. Only these files include this header.
+ */
+#ifndef KEEL_RUNTIME_REACTOR_INTERNAL_H
+#define KEEL_RUNTIME_REACTOR_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "keel/fiber.h"
+#include "keel/reactor.h"
+#include "keel/timer_wheel.h"
+
+#include "fiber_internal.h"
+
+enum kl_io_kind {
+    KL_IO_ACCEPT,
+    KL_IO_CONNECT,
+    KL_IO_READ,
+    KL_IO_WRITE,
+    KL_IO_READV,
+    KL_IO_WRITEV,
+    KL_IO_RECV,
+    KL_IO_SEND,
+    KL_IO_PREAD,
+    KL_IO_PWRITE,
+    KL_IO_FSYNC,
+};
+
+/* One request, on the calling fiber's stack for the length of the call. */
+struct kl_io_req {
+    enum kl_io_kind kind;
+    int fd;
+    int flags; /* MSG_* for recv/send, SOCK_* for accept */
+    void *buf;
+    size_t len;
+    const struct iovec *iov;
+    int iovcnt;
+    off_t offset;
+    struct sockaddr *addr; /* accept: out; connect: in (const in spirit) */
+    socklen_t *addrlen;    /* accept */
+    socklen_t addrlen_in;  /* connect */
+};
+
+/* What a fiber waiting for a completion has, indexed by fiber slot. */
+struct kl_io_wait {
+    uint64_t id; /* the fiber's raw id: the user_data of its request */
+    int64_t res;
+    bool done;
+};
+
+struct kl_reactor;
+
+/* The poller interface: one implementation per backend. */
+struct kl_poller_ops {
+    const char *name;
+    /* One loop iteration's kernel part: submit, wait up to `timeout_ns`
+     * (0: do not block; UINT64_MAX: no limit), reap and wake fibers. */
+    int (*poll)(struct kl_reactor *r, uint64_t timeout_ns);
+    /* Run `req` for the calling fiber; the result or -errno. */
+    int64_t (*io)(struct kl_reactor *r, struct kl_io_req *req, uint64_t deadline_ns);
+    /* Forget per-fd state before `fd` is closed. */
+    void (*forget)(struct kl_reactor *r, int fd);
+    void (*destroy)(struct kl_reactor *r);
+};
+
+struct kl_reactor {
+    struct kl_sched *sched;
+    const struct kl_poller_ops *ops;
+    enum kl_reactor_backend backend;
+    bool busy_poll;
+    bool stop;
+    uint32_t ring_entries;
+    uint64_t inflight; /* requests the kernel or the pool holds, parked fd waiters */
+    struct kl_reactor_stats stats;
+    struct kl_timer_wheel wheel;
+    struct kl_timer *timers;   /* per fiber slot: its suspend timeout */
+    uint64_t *timer_ids;       /* per fiber slot: the raw id the timer expires */
+    struct kl_io_wait **waits; /* per fiber slot: the completion it waits for */
+    void *backend_state;
+};
+
+extern __thread struct kl_reactor *kl_reactor__tls;
+
+/* The calling thread's reactor; asserts there is one. */
+struct kl_reactor *kl_reactor__get(void);
+
+/* Slot index of a raw fiber id. */
+static inline uint32_t kl_reactor__slot(uint64_t raw_id) { return (uint32_t)raw_id; }
+
+/* Park the calling fiber until `w` is done, whatever cancels or resumes
+ * arrive meanwhile; the fiber's cancelled flag is kept. */
+void kl_reactor__wait_done(struct kl_reactor *r, struct kl_io_wait *w);
+
+/* A completion for raw id `user_data` with result `res`: wake its fiber. */
+void kl_reactor__complete(struct kl_reactor *r, uint64_t user_data, int64_t res);
+
+/* Suspend the calling fiber until `deadline_ns` (UINT64_MAX: none). */
+int kl_reactor__park(struct kl_reactor *r, const char *what, uint64_t deadline_ns);
+
+/* The epoll backend's file I/O: a pool of threads that wakes the reactor
+ * through `evfd` (poller_pool.c). */
+struct kl_io_pool;
+int kl_io_pool_start(struct kl_io_pool **out, int evfd);
+/* Run a file request on the pool for the calling fiber; result or -errno. */
+int64_t kl_io_pool_run(struct kl_reactor *r, struct kl_io_pool *p, struct kl_io_req *q,
+                       uint64_t deadline_ns);
+/* On the reactor: wake the fibers whose jobs are done. */
+void kl_io_pool_reap(struct kl_reactor *r, struct kl_io_pool *p);
+void kl_io_pool_stop(struct kl_io_pool *p);
+
+/* Backend constructors: fill r->backend_state and r->ops; 0 or -errno. */
+int kl_poller_uring_init(struct kl_reactor *r);
+int kl_poller_epoll_init(struct kl_reactor *r);
+
+#endif /* KEEL_RUNTIME_REACTOR_INTERNAL_H */

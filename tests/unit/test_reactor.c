@@ -1,0 +1,605 @@
+/* Tests for keel/reactor.h and keel/io.h, each run on both backends:
+ * sleep order and accuracy, suspend timeouts through the wheel, a TCP echo
+ * over 127.0.0.1 with many connections, read timeouts, cancelling a fiber
+ * blocked in read, file I/O, a closing peer, a refused connect, stop and
+ * destroy, and io_uring's batching (fewer system calls than requests).
+ * Every case brings up its own scheduler and reactor per backend. */
+#include "keel/reactor.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "keel/clock.h"
+#include "keel/fiber.h"
+#include "keel/io.h"
+
+#include "kt.h"
+
+#define MS   1000000ull
+#define SEC  (1000 * MS)
+#define SLOP (200 * MS) /* how late a timer may be on a loaded 2-core VM under ASan */
+
+static const enum kl_reactor_backend all_backends[] = {KL_REACTOR_URING, KL_REACTOR_EPOLL};
+
+static bool up(enum kl_reactor_backend b)
+{
+    struct kl_sched_config cfg = {.max_fibers = 256};
+    int rc = kl_sched_init(&cfg);
+    if (rc != 0) {
+        kt_fail(__FILE__, __LINE__, "kl_sched_init: %d", rc);
+        return false;
+    }
+    struct kl_reactor_options o = {.backend = b};
+    rc = kl_reactor_init(&o);
+    if (rc != 0) {
+        kl_sched_shutdown();
+        if (b == KL_REACTOR_URING && (rc == -ENOSYS || rc == -EPERM)) {
+            printf("  io_uring unavailable here (%d): io_uring pass skipped\n", rc);
+            return false;
+        }
+        kt_fail(__FILE__, __LINE__, "kl_reactor_init(%s): %d", kl_reactor_backend_name(b), rc);
+        return false;
+    }
+    return true;
+}
+
+static void down(void)
+{
+    int rc = kl_sched_shutdown();
+    if (rc != 0)
+        kt_fail(__FILE__, __LINE__, "kl_sched_shutdown: %d", rc);
+    rc = kl_reactor_destroy();
+    if (rc != 0)
+        kt_fail(__FILE__, __LINE__, "kl_reactor_destroy: %d", rc);
+}
+
+/* Run `fn` once per backend that can be brought up here. */
+static void each_backend(void (*fn)(enum kl_reactor_backend))
+{
+    int ran = 0;
+    for (size_t i = 0; i < sizeof all_backends / sizeof all_backends[0]; i++) {
+        if (!up(all_backends[i]))
+            continue;
+        printf("  backend %s\n", kl_reactor_backend_name(all_backends[i]));
+        fn(all_backends[i]);
+        down();
+        ran++;
+    }
+    if (ran == 0)
+        kt_skip("no backend could be brought up");
+}
+
+static kl_fiber_id spawn(const char *name, kl_fiber_fn fn, void *arg)
+{
+    kl_fiber_id id;
+    int rc = kl_fiber_spawn(&id, name, fn, arg, KL_FIBER_PRIO_NORMAL);
+    if (rc != 0)
+        kt_fail(__FILE__, __LINE__, "spawn %s: %d", name, rc);
+    return id;
+}
+
+/* ---- sleep ---------------------------------------------------------------- */
+
+static int wake_order[8];
+static int wake_count;
+
+static intptr_t sleeper(void *arg)
+{
+    int ms = (int)(intptr_t)arg;
+    uint64_t t0 = kl_now();
+    KT_EQ_I(kl_sleep((uint64_t)ms * MS), 0);
+    uint64_t el = kl_now() - t0;
+    if (el < (uint64_t)ms * MS)
+        kt_fail(__FILE__, __LINE__, "sleep of %d ms woke early: %" PRIu64 " ns", ms, el);
+    if (el > (uint64_t)ms * MS + SLOP)
+        kt_fail(__FILE__, __LINE__, "sleep of %d ms took %" PRIu64 " ns", ms, el);
+    wake_order[wake_count++] = ms;
+    return 0;
+}
+
+static void sleep_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    static const int ms[] = {30, 5, 20, 10, 15};
+    wake_count = 0;
+    for (int i = 0; i < 5; i++)
+        spawn("sleeper", sleeper, (void *)(intptr_t)ms[i]);
+    uint64_t t0 = kl_now();
+    KT_EQ_I(kl_reactor_run(), 0);
+    KT_EQ_I(wake_count, 5);
+    static const int want[] = {5, 10, 15, 20, 30};
+    for (int i = 0; i < 5; i++)
+        KT_EQ_I(wake_order[i], want[i]);
+    KT_CHECK(kl_now() - t0 >= 30 * MS);
+    struct kl_reactor_stats st;
+    kl_reactor_stats(&st);
+    KT_CHECK(st.timers_fired >= 5);
+}
+
+KT_TEST(sleep_order_and_never_early) { each_backend(sleep_case); }
+
+/* ---- suspend with a timeout ------------------------------------------------ */
+
+static int susp_rc[2];
+static uint64_t susp_el;
+static kl_fiber_id long_waiter;
+
+static intptr_t timed_suspender(void *arg)
+{
+    (void)arg;
+    uint64_t t0 = kl_now();
+    susp_rc[0] = kl_fiber_suspend("short", 20 * MS);
+    susp_el = kl_now() - t0;
+    return 0;
+}
+
+static intptr_t long_suspender(void *arg)
+{
+    (void)arg;
+    susp_rc[1] = kl_fiber_suspend("long", 10 * SEC);
+    return 0;
+}
+
+static intptr_t resumer(void *arg)
+{
+    (void)arg;
+    kl_sleep(5 * MS);
+    KT_EQ_I(kl_fiber_resume(long_waiter, 7), 0);
+    return 0;
+}
+
+static void suspend_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    susp_rc[0] = susp_rc[1] = 1;
+    spawn("timed", timed_suspender, NULL);
+    long_waiter = spawn("long", long_suspender, NULL);
+    spawn("resumer", resumer, NULL);
+    uint64_t t0 = kl_now();
+    KT_EQ_I(kl_reactor_run(), 0);
+    KT_EQ_I(susp_rc[0], -ETIMEDOUT);
+    KT_EQ_I(susp_rc[1], 7);
+    KT_CHECK(susp_el >= 20 * MS);
+    KT_CHECK(susp_el <= 20 * MS + SLOP);
+    /* The 10 s timeout was disarmed: nothing kept the loop waiting for it. */
+    KT_CHECK(kl_now() - t0 < 2 * SEC);
+}
+
+KT_TEST(suspend_timeout_through_the_wheel) { each_backend(suspend_case); }
+
+/* ---- TCP echo over loopback ------------------------------------------------ */
+
+#define ECHO_CONNS  32
+#define ECHO_ROUNDS 20
+#define ECHO_MSG    100
+
+static int listen_fd;
+static struct sockaddr_in listen_addr;
+static int echo_ok;
+
+static int tcp_listener(struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    *addr = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof *addr;
+    if (bind(fd, (struct sockaddr *)addr, len) < 0 || listen(fd, 256) < 0 ||
+        getsockname(fd, (struct sockaddr *)addr, &len) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+static ssize_t read_full(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = (got & 1) ? kl_recv(fd, buf + got, len - got, 0, 5 * SEC)
+                              : kl_read(fd, buf + got, len - got, 5 * SEC);
+        if (n <= 0)
+            return n;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+static intptr_t echo_handler(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[256];
+    for (;;) {
+        struct iovec iov[2] = {{buf, 10}, {buf + 10, sizeof buf - 10}};
+        ssize_t n = kl_readv(fd, iov, 2, 5 * SEC);
+        if (n <= 0)
+            break;
+        size_t off = 0;
+        while (off < (size_t)n) {
+            ssize_t w = kl_send(fd, buf + off, (size_t)n - off, 0, 5 * SEC);
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+    }
+    kl_close(fd);
+    return 0;
+}
+
+static intptr_t echo_server(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < ECHO_CONNS; i++) {
+        struct sockaddr_in peer;
+        socklen_t len = sizeof peer;
+        int fd = kl_accept(listen_fd, (struct sockaddr *)&peer, &len, 5 * SEC);
+        if (fd < 0) {
+            kt_fail(__FILE__, __LINE__, "kl_accept: %d", fd);
+            return fd;
+        }
+        KT_EQ_U(ntohl(peer.sin_addr.s_addr), INADDR_LOOPBACK);
+        kl_fiber_id id = spawn("handler", echo_handler, (void *)(intptr_t)fd);
+        kl_fiber_detach(id);
+    }
+    return 0;
+}
+
+static intptr_t echo_client(void *arg)
+{
+    int n = (int)(intptr_t)arg;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    KT_CHECK(fd >= 0);
+    if (fd < 0)
+        return 0;
+    int rc = kl_connect(fd, (struct sockaddr *)&listen_addr, sizeof listen_addr, 5 * SEC);
+    if (rc != 0) {
+        kt_fail(__FILE__, __LINE__, "kl_connect: %d", rc);
+        close(fd);
+        return 0;
+    }
+    char out[ECHO_MSG], in[ECHO_MSG];
+    for (int r = 0; r < ECHO_ROUNDS; r++) {
+        for (int i = 0; i < ECHO_MSG; i++)
+            out[i] = (char)(n * 31 + r * 7 + i);
+        ssize_t w = (r & 1) ? kl_write(fd, out, sizeof out, 5 * SEC)
+                            : kl_writev(fd, &(struct iovec){out, sizeof out}, 1, 5 * SEC);
+        KT_EQ_I(w, ECHO_MSG);
+        KT_EQ_I(read_full(fd, in, sizeof in), ECHO_MSG);
+        if (memcmp(in, out, sizeof in) != 0) {
+            kt_fail(__FILE__, __LINE__, "client %d round %d: echo differs", n, r);
+            break;
+        }
+        echo_ok++;
+    }
+    kl_close(fd);
+    return 0;
+}
+
+static void echo_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    listen_fd = tcp_listener(&listen_addr);
+    KT_REQUIRE(listen_fd >= 0);
+    echo_ok = 0;
+    spawn("server", echo_server, NULL);
+    for (int i = 0; i < ECHO_CONNS; i++)
+        spawn("client", echo_client, (void *)(intptr_t)i);
+    KT_EQ_I(kl_reactor_run(), 0);
+    KT_EQ_I(echo_ok, ECHO_CONNS * ECHO_ROUNDS);
+    kl_close(listen_fd);
+}
+
+KT_TEST(tcp_echo_over_loopback_many_connections) { each_backend(echo_case); }
+
+/* ---- timeouts, cancel, peer close ------------------------------------------ */
+
+static int pair[2];
+static ssize_t got_rc[2];
+static uint64_t got_el;
+static char got_buf[16];
+
+static intptr_t timed_reader(void *arg)
+{
+    (void)arg;
+    uint64_t t0 = kl_now();
+    got_rc[0] = kl_read(pair[0], got_buf, sizeof got_buf, 20 * MS);
+    got_el = kl_now() - t0;
+    got_rc[1] = kl_read(pair[0], got_buf, sizeof got_buf, 2 * SEC); /* it can go on */
+    return 0;
+}
+
+static intptr_t late_writer(void *arg)
+{
+    (void)arg;
+    kl_sleep(40 * MS);
+    KT_EQ_I(write(pair[1], "hi", 2), 2);
+    return 0;
+}
+
+static void read_timeout_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    /* Blocking and O_NONBLOCK sockets: io_uring answers -EAGAIN for the latter. */
+    for (int nonblock = 0; nonblock < 2; nonblock++) {
+        int type = SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0);
+        KT_REQUIRE(socketpair(AF_UNIX, type, 0, pair) == 0);
+        got_rc[0] = got_rc[1] = 1;
+        spawn("reader", timed_reader, NULL);
+        spawn("writer", late_writer, NULL);
+        KT_EQ_I(kl_reactor_run(), 0);
+        KT_EQ_I(got_rc[0], -ETIMEDOUT);
+        KT_CHECK(got_el >= 20 * MS && got_el <= 20 * MS + SLOP);
+        KT_EQ_I(got_rc[1], 2);
+        KT_CHECK(memcmp(got_buf, "hi", 2) == 0);
+        kl_close(pair[0]);
+        kl_close(pair[1]);
+    }
+}
+
+KT_TEST(read_timeout_then_go_on) { each_backend(read_timeout_case); }
+
+static kl_fiber_id blocked_reader;
+static int after_cancel_sleep;
+
+static intptr_t forever_reader(void *arg)
+{
+    (void)arg;
+    got_rc[0] = kl_read(pair[0], got_buf, sizeof got_buf, 0);
+    after_cancel_sleep = kl_sleep(MS);
+    return 0;
+}
+
+static intptr_t canceller(void *arg)
+{
+    (void)arg;
+    kl_sleep(10 * MS);
+    KT_EQ_I(kl_fiber_cancel(blocked_reader), 0);
+    return 0;
+}
+
+static void cancel_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    KT_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    got_rc[0] = 1;
+    after_cancel_sleep = 1;
+    blocked_reader = spawn("reader", forever_reader, NULL);
+    spawn("canceller", canceller, NULL);
+    KT_EQ_I(kl_reactor_run(), 0);
+    KT_EQ_I(got_rc[0], -ECANCELED);
+    KT_EQ_I(after_cancel_sleep, -ECANCELED); /* sticky: unwinds at every blocking point */
+    /* Data written now is still there: the cancelled read consumed nothing. */
+    KT_EQ_I(write(pair[1], "x", 1), 1);
+    char c;
+    KT_EQ_I(recv(pair[0], &c, 1, MSG_DONTWAIT), 1);
+    kl_close(pair[0]);
+    kl_close(pair[1]);
+}
+
+KT_TEST(cancel_blocked_read_returns_ecanceled) { each_backend(cancel_case); }
+
+static intptr_t closer(void *arg)
+{
+    (void)arg;
+    kl_sleep(5 * MS);
+    kl_close(pair[1]);
+    return 0;
+}
+
+static intptr_t eof_reader(void *arg)
+{
+    (void)arg;
+    got_rc[0] = kl_read(pair[0], got_buf, sizeof got_buf, 2 * SEC);
+    return 0;
+}
+
+static void peer_close_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    KT_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    got_rc[0] = 1;
+    spawn("reader", eof_reader, NULL);
+    spawn("closer", closer, NULL);
+    KT_EQ_I(kl_reactor_run(), 0);
+    KT_EQ_I(got_rc[0], 0);
+    kl_close(pair[0]);
+}
+
+KT_TEST(peer_close_reads_zero) { each_backend(peer_close_case); }
+
+/* ---- connect refused -------------------------------------------------------- */
+
+static int refused_rc;
+
+static intptr_t refused_client(void *arg)
+{
+    struct sockaddr_in *addr = arg;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    KT_CHECK(fd >= 0);
+    if (fd < 0)
+        return 0;
+    refused_rc = kl_connect(fd, (struct sockaddr *)addr, sizeof *addr, 2 * SEC);
+    kl_close(fd);
+    return 0;
+}
+
+static void refused_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    /* A bound socket that does not listen: its port answers with a reset. */
+    int holder = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    KT_REQUIRE(holder >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    KT_REQUIRE(bind(holder, (struct sockaddr *)&addr, len) == 0);
+    KT_REQUIRE(getsockname(holder, (struct sockaddr *)&addr, &len) == 0);
+    refused_rc = 1;
+    spawn("client", refused_client, &addr);
+    KT_EQ_I(kl_reactor_run(), 0);
+    KT_EQ_I(refused_rc, -ECONNREFUSED);
+    close(holder);
+}
+
+KT_TEST(connect_refused) { each_backend(refused_case); }
+
+/* ---- file I/O --------------------------------------------------------------- */
+
+static int file_fd;
+
+static intptr_t file_worker(void *arg)
+{
+    (void)arg;
+    char a[4096], b[4096], r[4096];
+    memset(a, 'a', sizeof a);
+    memset(b, 'b', sizeof b);
+    KT_EQ_I(kl_pwrite(file_fd, a, sizeof a, 0, 0), 4096);
+    KT_EQ_I(kl_pwrite(file_fd, b, sizeof b, 8192, 2 * SEC), 4096);
+    KT_EQ_I(kl_fsync(file_fd, 0), 0);
+    KT_EQ_I(kl_pread(file_fd, r, sizeof r, 0, 0), 4096);
+    KT_CHECK(memcmp(r, a, sizeof r) == 0);
+    KT_EQ_I(kl_pread(file_fd, r, sizeof r, 8192, 0), 4096);
+    KT_CHECK(memcmp(r, b, sizeof r) == 0);
+    KT_EQ_I(kl_pread(file_fd, r, sizeof r, 4096, 0), 4096); /* the hole reads as zeros */
+    KT_CHECK(r[0] == 0 && r[4095] == 0);
+    KT_EQ_I(kl_pread(file_fd, r, sizeof r, 1 << 20, 0), 0); /* past the end */
+    KT_EQ_I(kl_pread(-1, r, sizeof r, 0, 0), -EBADF);
+    return 0;
+}
+
+static void file_case(enum kl_reactor_backend b)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/file-%s", kt_tmpdir(), kl_reactor_backend_name(b));
+    file_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    KT_REQUIRE(file_fd >= 0);
+    spawn("file", file_worker, NULL);
+    KT_EQ_I(kl_reactor_run(), 0);
+    char check[4096];
+    KT_EQ_I(pread(file_fd, check, sizeof check, 8192), 4096);
+    KT_CHECK(check[0] == 'b' && check[4095] == 'b');
+    close(file_fd);
+}
+
+KT_TEST(pread_pwrite_fsync_on_a_temp_file) { each_backend(file_case); }
+
+/* ---- stop and destroy -------------------------------------------------------- */
+
+static intptr_t stopper(void *arg)
+{
+    (void)arg;
+    kl_reactor_stop();
+    return 0;
+}
+
+static void stop_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    KT_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    got_rc[0] = 1;
+    spawn("reader", eof_reader, NULL);
+    spawn("stopper", stopper, NULL);
+    KT_EQ_I(kl_reactor_run(), 1); /* the reader is still blocked */
+    KT_EQ_I(kl_reactor_destroy(), -EBUSY);
+    KT_EQ_I(write(pair[1], "abc", 3), 3);
+    KT_EQ_I(kl_reactor_run(), 0);
+    KT_EQ_I(got_rc[0], 3);
+    kl_close(pair[0]);
+    kl_close(pair[1]);
+}
+
+KT_TEST(stop_returns_early_and_destroy_refuses_inflight) { each_backend(stop_case); }
+
+KT_TEST(auto_prefers_io_uring)
+{
+    if (!up(KL_REACTOR_URING))
+        KT_SKIP("io_uring unavailable");
+    down();
+    KT_REQUIRE(up(KL_REACTOR_AUTO));
+    KT_EQ_I(kl_reactor_backend(), KL_REACTOR_URING);
+    down();
+}
+
+KT_TEST(init_needs_a_scheduler)
+{
+    KT_EQ_I(kl_reactor_init(NULL), -ENOENT);
+    KT_REQUIRE(up(KL_REACTOR_EPOLL));
+    KT_EQ_I(kl_reactor_init(NULL), -EBUSY);
+    down();
+    KT_EQ_I(kl_reactor_destroy(), -ENOENT);
+}
+
+/* ---- io_uring batching -------------------------------------------------------- */
+
+#define BATCH_PAIRS  32
+#define BATCH_ROUNDS 50
+
+static int batch_fds[BATCH_PAIRS][2];
+static int batch_ok;
+
+static intptr_t batch_echo(void *arg)
+{
+    int fd = batch_fds[(intptr_t)arg][1];
+    char buf[64];
+    for (int r = 0; r < BATCH_ROUNDS; r++) {
+        ssize_t n = kl_read(fd, buf, sizeof buf, 5 * SEC);
+        if (n <= 0 || kl_write(fd, buf, (size_t)n, 5 * SEC) != n)
+            break;
+    }
+    return 0;
+}
+
+static intptr_t batch_client(void *arg)
+{
+    int fd = batch_fds[(intptr_t)arg][0];
+    char out[32], in[32];
+    for (int r = 0; r < BATCH_ROUNDS; r++) {
+        memset(out, 'A' + r % 26, sizeof out);
+        if (kl_write(fd, out, sizeof out, 5 * SEC) != (ssize_t)sizeof out)
+            break;
+        if (kl_read(fd, in, sizeof in, 5 * SEC) != (ssize_t)sizeof in)
+            break;
+        if (memcmp(in, out, sizeof in) == 0)
+            batch_ok++;
+    }
+    return 0;
+}
+
+KT_TEST(io_uring_batches_submissions)
+{
+    if (!up(KL_REACTOR_URING))
+        KT_SKIP("io_uring unavailable");
+    batch_ok = 0;
+    for (intptr_t i = 0; i < BATCH_PAIRS; i++) {
+        KT_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, batch_fds[i]) == 0);
+        spawn("echo", batch_echo, (void *)i);
+        spawn("client", batch_client, (void *)i);
+    }
+    struct kl_reactor_stats before, after;
+    kl_reactor_stats(&before);
+    KT_EQ_I(kl_reactor_run(), 0);
+    kl_reactor_stats(&after);
+    KT_EQ_I(batch_ok, BATCH_PAIRS * BATCH_ROUNDS);
+    uint64_t ops = after.submissions - before.submissions;
+    uint64_t calls = after.syscalls - before.syscalls;
+    printf("  %" PRIu64 " requests, %" PRIu64 " system calls, %" PRIu64 " iterations\n", ops, calls,
+           after.iterations - before.iterations);
+    KT_EQ_U(ops, (uint64_t)BATCH_PAIRS * BATCH_ROUNDS * 4);
+    KT_EQ_U(after.completions - before.completions, ops);
+    KT_CHECK(calls * 4 < ops); /* many requests per kernel entry */
+    for (int i = 0; i < BATCH_PAIRS; i++) {
+        close(batch_fds[i][0]);
+        close(batch_fds[i][1]);
+    }
+    down();
+}
