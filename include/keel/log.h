@@ -119,6 +119,10 @@ size_t kl_log_format_message(const struct kl_log_entry *entry, char *buf, size_t
 /* "2026-11-21T11:30:00.123456Z INFO  1234/1235 f7 file.c:42 message" */
 size_t kl_log_format_line(const struct kl_log_entry *entry, char *buf, size_t cap);
 
+/* Wall-clock nanoseconds as "2026-11-21T11:30:00.123456Z" (UTC, microseconds);
+ * returns the length written (buf holds at least 28 bytes). */
+size_t kl_log_format_time(uint64_t time_ns, char *buf, size_t cap);
+
 /* "DEBUG", "INFO", "WARN" or "ERROR". */
 const char *kl_log_level_name(enum kl_log_level level);
 

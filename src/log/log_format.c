@@ -259,19 +259,25 @@ const char *kl_log_level_name(enum kl_log_level level)
     return (unsigned)level <= KL_LEVEL_ERROR ? names[level] : "?";
 }
 
+size_t kl_log_format_time(uint64_t time_ns, char *buf, size_t cap)
+{
+    time_t sec = (time_t)(time_ns / 1000000000u);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    int m = snprintf(buf + n, cap - n, ".%06uZ", (unsigned)(time_ns % 1000000000u / 1000));
+    return m > 0 && n + (size_t)m < cap ? n + (size_t)m : n;
+}
+
 size_t kl_log_format_line(const struct kl_log_entry *e, char *buf, size_t cap)
 {
     struct out o = {buf, cap, 0};
     if (cap)
         buf[0] = '\0';
     char head[160];
-    time_t sec = (time_t)(e->time_ns / 1000000000u);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(head, sizeof head, "%Y-%m-%dT%H:%M:%S", &tm);
-    int m = snprintf(head + n, sizeof head - n, ".%06uZ %-5s %d/%d ",
-                     (unsigned)(e->time_ns % 1000000000u / 1000), kl_log_level_name(e->level),
-                     e->pid, e->tid);
+    size_t n = kl_log_format_time(e->time_ns, head, sizeof head);
+    int m = snprintf(head + n, sizeof head - n, " %-5s %d/%d ", kl_log_level_name(e->level), e->pid,
+                     e->tid);
     out_bytes(&o, head, n + (size_t)m);
     if (e->fiber) {
         m = snprintf(head, sizeof head, "f%llu ", (unsigned long long)e->fiber);

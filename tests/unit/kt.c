@@ -1,6 +1,7 @@
 /* kt.c: the harness behind kt.h; see there. */
 #include "kt.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -75,6 +76,27 @@ const char *kt_tmpdir(void)
         }
     }
     return tmpdir_path;
+}
+
+void kt_capture_stderr(void (*fn)(void), char *out, size_t cap)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/stderr.txt", kt_tmpdir());
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) {
+        perror("kt: capture");
+        exit(2);
+    }
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    fn();
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    ssize_t n = pread(fd, out, cap - 1, 0);
+    out[n > 0 ? n : 0] = '\0';
+    close(fd);
 }
 
 /* Run a death case in a child; it passes when the child dies (of a signal,

@@ -30,6 +30,10 @@ void kt_fail(const char *file, int line, const char *fmt, ...)
 int kt_failed(void);
 /* Mark the current case skipped (it cannot run here), with the reason. */
 void kt_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Run fn() with stderr sent to a file, and put what it wrote in out (through a
+ * file, not a pipe, so a large output cannot block the writer). */
+void kt_capture_stderr(void (*fn)(void), char *out, size_t cap);
+
 /* A fresh temporary directory for the current case (removed at exit). */
 const char *kt_tmpdir(void);
 

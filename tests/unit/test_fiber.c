@@ -646,23 +646,10 @@ KT_DEATH_TEST(crash_dump_lists_fibers, "fiber 0:1 bystander            suspended
     kl_sched_run();
 }
 
-/* Capture kl_sched_dump() through a pipe. */
-static void dump_to(char *buf, size_t cap)
-{
-    int fds[2];
-    if (pipe(fds) != 0) {
-        kt_fail(__FILE__, __LINE__, "pipe");
-        return;
-    }
-    kl_sched_dump(fds[1]);
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < cap && (n = read(fds[0], buf + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    buf[len] = '\0';
-    close(fds[0]);
-}
+static void dump_to_stderr(void) { kl_sched_dump(STDERR_FILENO); }
+
+/* Capture kl_sched_dump(). */
+static void dump_to(char *buf, size_t cap) { kt_capture_stderr(dump_to_stderr, buf, cap); }
 
 KT_TEST(dump_lists_every_fiber)
 {

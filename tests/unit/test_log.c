@@ -223,24 +223,6 @@ KT_TEST(log_from_threads_and_a_forked_child)
 }
 
 /* With no usable shared log, records go to stderr as text. */
-static void capture_stderr(void (*fn)(void), char *out, size_t cap)
-{
-    int fds[2];
-    if (pipe(fds) != 0)
-        abort();
-    fflush(stderr);
-    int saved = dup(STDERR_FILENO);
-    dup2(fds[1], STDERR_FILENO);
-    fn();
-    fflush(stderr);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
-    close(fds[1]);
-    ssize_t n = read(fds[0], out, cap - 1);
-    out[n > 0 ? n : 0] = '\0';
-    close(fds[0]);
-}
-
 static void log_to_dash(void)
 {
     kl_log_open("-");
@@ -256,10 +238,10 @@ static void log_to_unwritable(void)
 KT_TEST(log_falls_back_to_stderr)
 {
     char out[4096];
-    capture_stderr(log_to_dash, out, sizeof out);
+    kt_capture_stderr(log_to_dash, out, sizeof out);
     KT_CHECK(strstr(out, " ERROR ") != NULL);
     KT_CHECK(strstr(out, "disk sda is 97% full") != NULL);
-    capture_stderr(log_to_unwritable, out, sizeof out);
+    kt_capture_stderr(log_to_unwritable, out, sizeof out);
     KT_CHECK(strstr(out, "cannot open the log /nonexistent-dir/keel.log") != NULL);
     KT_CHECK(strstr(out, "still heard 5") != NULL);
 }

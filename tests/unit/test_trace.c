@@ -36,30 +36,12 @@ KT_DEATH_TEST(trace_is_printed_on_a_crash, "trace: enter traced_leaf (")
     KL_PANIC("stop here");
 }
 
-/* Capture what kl_trace_dump prints (through a file: a pipe would fill). */
-static void dump_to(char *out, size_t cap)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/dump.txt", kt_tmpdir());
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-        abort();
-    int saved = dup(STDERR_FILENO);
-    dup2(fd, STDERR_FILENO);
-    kl_trace_dump();
-    dup2(saved, STDERR_FILENO);
-    close(saved);
-    ssize_t n = pread(fd, out, cap - 1, 0);
-    out[n > 0 ? n : 0] = '\0';
-    close(fd);
-}
-
 KT_TEST(trace_names_calls_and_leaves_out_notrace)
 {
     volatile int v = traced_middle(2);
     (void)v;
     static char out[1 << 17];
-    dump_to(out, sizeof out);
+    kt_capture_stderr(kl_trace_dump, out, sizeof out);
     KT_CHECK(strstr(out, "trace: enter traced_middle (") != NULL);
     KT_CHECK(strstr(out, "trace: enter traced_leaf (") != NULL);
     KT_CHECK(strstr(out, "trace: exit  traced_middle (") != NULL);

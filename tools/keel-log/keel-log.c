@@ -100,15 +100,6 @@ static void json_string(FILE *out, const char *s, size_t len)
     fputc('"', out);
 }
 
-static void iso_time(uint64_t ns, char *buf, size_t cap)
-{
-    time_t sec = (time_t)(ns / 1000000000u);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, cap - n, ".%06uZ", (unsigned)(ns % 1000000000u / 1000));
-}
-
 static void print_record(const struct kl_mmlog_record *rec, bool json)
 {
     static char text[1 << 16];
@@ -130,7 +121,7 @@ static void print_record(const struct kl_mmlog_record *rec, bool json)
     printf("{\"offset\":%" PRIu64 ",\"type\":%u", rec->offset, rec->type);
     if (is_log) {
         char when[64];
-        iso_time(e.time_ns, when, sizeof when);
+        kl_log_format_time(e.time_ns, when, sizeof when);
         size_t n = kl_log_format_message(&e, text, sizeof text);
         printf(",\"time\":\"%s\",\"time_ns\":%" PRIu64 ",\"level\":\"%s\",\"pid\":%d,\"tid\":%d,"
                "\"fiber\":%" PRIu64 ",\"file\":",
@@ -324,7 +315,7 @@ static int cmd_stat(const char *path)
     struct kl_mmlog_info i;
     kl_mmlog_info(log, &i);
     char created[64];
-    iso_time(i.created_ns, created, sizeof created);
+    kl_log_format_time(i.created_ns, created, sizeof created);
     printf("path            %s\n", path);
     printf("version         %u\n", i.version);
     printf("state           %s%s%s\n", i.ready ? "ready" : "not ready",
