@@ -12,8 +12,9 @@
  * lost or corrupt record or dead child is reported and fails the benchmark.
  * Output files go to $KEEL_BENCH_DIR (default /tmp/keel-bench-mmlog), on
  * the file system under test, and are removed after each run, and the file
- * system is synced before the next one starts. Before the first run the
- * benchmark touches 4 GiB of memory once (--warm GB; see warm_memory).
+ * system is synced before the next one starts. --only METHOD and --size
+ * narrow a run down to one method (with write+O_APPEND, the reference) and
+ * one record size.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -153,27 +154,6 @@ static void run_once(const char *dir, size_t m, size_t s, int round, double *sha
     remove_files(path);
 }
 
-/* Touch `gb` GiB of memory once and free it. In a virtual machine whose host
- * backs guest memory lazily (this one: Firecracker), the first touch of a
- * guest page costs a host fault (~14 us per 4 KiB page measured here); page
- * cache pages that land on never-touched memory made whichever method
- * allocated them first look several times slower. Pages freed here are
- * reused by the runs' page cache. Cheap on a machine whose memory is warm. */
-static void warm_memory(long gb)
-{
-    if (gb <= 0)
-        return;
-    size_t len = (size_t)gb << 30;
-    double t0 = now_s();
-    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return;
-    for (size_t i = 0; i < len; i += 4096)
-        p[i] = 1;
-    munmap(p, len);
-    fprintf(stderr, "warmed %ld GiB of memory in %.1f s\n", gb, now_s() - t0);
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -191,18 +171,18 @@ static double median(const double *v, int n)
 int main(int argc, char **argv)
 {
     int rounds = 5;
-    long warm_gb = 4;
     const char *only = NULL;
+    const char *only_size = NULL;
     const char *dir = getenv("KEEL_BENCH_DIR") ? getenv("KEEL_BENCH_DIR") : "/tmp/keel-bench-mmlog";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
             rounds = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--warm") == 0 && i + 1 < argc) {
-            warm_gb = atol(argv[++i]);
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             only = argv[++i]; /* that method and write+O_APPEND, the reference */
+        } else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
+            only_size = argv[++i]; /* one record size: 128, 1 or 4095 */
         } else {
-            fprintf(stderr, "usage: bench_mmlog [--rounds N] [--only METHOD] [--warm GB]\n"
+            fprintf(stderr, "usage: bench_mmlog [--rounds N] [--only METHOD] [--size 128|1|4095]\n"
                             "(KEEL_BENCH_DIR sets the directory)\n");
             return 2;
         }
@@ -215,7 +195,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_mmlog: cannot create %s: %s\n", dir, strerror(errno));
         return 2;
     }
-    warm_memory(warm_gb);
     double *shared_us = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     printf("bench/mmlog: %d writer processes per run, %d rounds, files in %s\n", WRITERS, rounds,
            dir);
@@ -223,6 +202,8 @@ int main(int argc, char **argv)
            sysconf(_SC_NPROCESSORS_ONLN));
     for (int round = 0; round < rounds; round++) {
         for (size_t s = 0; s < SIZE_COUNT; s++) {
+            if (only_size && strcmp(only_size, sizes[s].label) != 0)
+                continue;
             for (size_t k = 0; k < bench_method_count; k++) {
                 size_t m = (k + (size_t)round) % bench_method_count; /* rotate the order */
                 if (!only || strcmp(only, bench_methods[m].key) == 0 || m == 1)
@@ -236,6 +217,8 @@ int main(int argc, char **argv)
     int died_total = 0;
     double write_us[SIZE_COUNT], mmlog_us[SIZE_COUNT];
     for (size_t s = 0; s < SIZE_COUNT; s++) {
+        if (only_size && strcmp(only_size, sizes[s].label) != 0)
+            continue;
         printf("record size %s B, %u appends per process\n", sizes[s].label, sizes[s].count);
         printf("  %-24s %10s %10s %12s %10s %14s\n", "method", "us/call", "GB/s", "vs write",
                "lost", "published us");
@@ -260,9 +243,11 @@ int main(int argc, char **argv)
     printf("(published: the mmlog sketch's table; 'vs write' is write+O_APPEND time / method "
            "time)\n\n");
     for (size_t s = 0; s < SIZE_COUNT; s++)
-        printf("result mmlog_vs_write_%s %.2f x\n", sizes[s].label, write_us[s] / mmlog_us[s]);
+        if (!only_size || strcmp(only_size, sizes[s].label) == 0)
+            printf("result mmlog_vs_write_%s %.2f x\n", sizes[s].label, write_us[s] / mmlog_us[s]);
     for (size_t s = 0; s < SIZE_COUNT; s++)
-        printf("result mmlog_us_%s %.3f us\n", sizes[s].label, mmlog_us[s]);
+        if (!only_size || strcmp(only_size, sizes[s].label) == 0)
+            printf("result mmlog_us_%s %.3f us\n", sizes[s].label, mmlog_us[s]);
     printf("result mmlog_lost_records %llu records\n", (unsigned long long)lost_total);
     printf("result mmlog_writers_died %d processes\n", died_total);
     return lost_total || died_total ? 1 : 0;

@@ -8,8 +8,9 @@
  * the window like any other.
  *
  * Growth runs under the meta lock when a claim ends past the file: the file
- * is extended to the claim's chunk plus one more, so the next claims find
- * room, by writing zeros (mmlog_grow_file). A full disk (or RLIMIT_FSIZE,
+ * is extended to the claim's chunk plus two more, so the next claims find
+ * room, with fallocate (mmlog_grow_file); writers ahead of the end start
+ * that growth with a try-lock, so it rarely stops anyone. A full disk (or RLIMIT_FSIZE,
  * checked first so that no SIGXFSZ is raised) fails the append with -ENOSPC
  * or -EFBIG; the space the writer claimed is then abandoned, and recovery
  * pads it.
@@ -51,8 +52,7 @@ int mmlog_ensure_size(struct kl_mmlog *log, uint64_t end)
                 err = -EFBIG;
                 continue;
             }
-            err =
-                fallocate(log->data_fd, 0, (off_t)size, (off_t)(want[i] - size)) == 0 ? 0 : -errno;
+            err = mmlog_grow_file(log->data_fd, size, want[i]);
             if (err == 0) {
                 __atomic_store_n(&m->file_size, want[i], __ATOMIC_RELEASE);
                 m->grow_count++;
@@ -66,7 +66,8 @@ int mmlog_ensure_size(struct kl_mmlog *log, uint64_t end)
 /* Zeros to write from: never written, so its pages stay the shared zero page. */
 static const char zeros[64 * 1024];
 
-int mmlog_grow_file(int fd, uint64_t from, uint64_t to)
+/* Extend [from, to) by writing zeros: for file systems without fallocate. */
+static int write_zeros(int fd, uint64_t from, uint64_t to)
 {
     struct iovec iov[64];
     for (int i = 0; i < 64; i++)
@@ -90,6 +91,18 @@ int mmlog_grow_file(int fd, uint64_t from, uint64_t to)
         from += (uint64_t)w;
     }
     return 0;
+}
+
+int mmlog_grow_file(int fd, uint64_t from, uint64_t to)
+{
+    for (;;) {
+        if (fallocate(fd, 0, (off_t)from, (off_t)(to - from)) == 0)
+            return 0;
+        if (errno == EOPNOTSUPP)
+            return write_zeros(fd, from, to);
+        if (errno != EINTR)
+            return -errno;
+    }
 }
 
 void mmlog_wake_followers(struct kl_mmlog *log)

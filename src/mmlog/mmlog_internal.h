@@ -44,11 +44,11 @@ void mmlog_lock(struct kl_mmlog *log);
 /* Release the meta lock. */
 void mmlog_unlock(struct kl_mmlog *log);
 
-/* Extend the data file from `from` to `to` bytes by writing zeros, so its
- * blocks are really allocated: a full disk is an error here, never a SIGBUS
- * later, and writes through a mapping find allocated, written extents (on
- * ext4, the first write fault on a fallocated page costs ~7 us, on a written
- * one ~0.1 us: see docs/BENCHMARKS.md). */
+/* Extend the data file from `from` to `to` bytes with fallocate (zeros
+ * written where the file system has no fallocate), so its blocks are really
+ * allocated: a full disk is an error here, never a SIGBUS later. The pages
+ * are created by the writers' own first stores, in parallel, not by the
+ * grower (see docs/BENCHMARKS.md, "fallocate against writing zeros"). */
 int mmlog_grow_file(int fd, uint64_t from, uint64_t to);
 
 /* Make the data file at least `end` bytes long (whole chunks, one ahead). */

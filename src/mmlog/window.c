@@ -4,9 +4,10 @@
  * ring indexed by chunk number; moving to a new chunk unmaps the window that
  * held an old one. So a process that writes for days keeps a fixed number of
  * mappings (no creep towards vm.max_map_count) and no stale page-table
- * entries for the log's past. Pages are faulted in as they are touched: with
- * the file's blocks written (see mmlog_grow_file) a fault costs ~0.1 us, less
- * than populating whole chunks, most of whose pages other processes write.
+ * entries for the log's past. Pages are faulted in as they are touched, by
+ * whichever writer touches them first, so the writers of several processes
+ * create the file's pages in parallel; the blocks under them were allocated
+ * by mmlog_grow_file, so a fault never needs disk space.
  * Windows may extend past the end of the file: the pages there are only
  * touched once the file has grown to cover them.
  */
