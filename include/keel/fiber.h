@@ -75,10 +75,12 @@ typedef intptr_t (*kl_fiber_fn)(void *arg);
 /* Called by the scheduler; `ctx` is kl_sched_hooks.ctx. */
 struct kl_sched_hooks {
     void *ctx;
-    /* On the main context, when no fiber is ready and some are suspended:
-     * block until something can be resumed, resume it, return 0; a negative
-     * errno stops kl_sched_run() with that value. */
-    int (*idle)(void *ctx);
+    /* On the main context, once per loop iteration: after each round of
+     * the fibers that were ready (`fibers_ready`: some are ready again, so do
+     * not block), and whenever none is ready but some are suspended (block
+     * until something can be resumed, resume it). Return 0, or a negative
+     * errno that stops kl_sched_run() with that value. */
+    int (*idle)(void *ctx, bool fibers_ready);
     /* Arm a timeout for fiber `id` at kl_now() time `deadline_ns`; when it
      * fires, call kl_fiber_expire(id). Store a handle in *token; 0 or -errno. */
     int (*timeout_arm)(void *ctx, kl_fiber_id id, uint64_t deadline_ns, uint64_t *token);

@@ -3,11 +3,12 @@
  * A thread that has a scheduler (kl_sched_init) adds one reactor with
  * kl_reactor_init(). The reactor installs the scheduler's hooks: a fiber
  * suspended with a timeout is woken through a cascaded timer wheel
- * (keel/timer_wheel.h), and when no fiber is ready the scheduler calls the
- * reactor's loop iteration: fire due timers, hand every I/O request queued
- * since the last iteration to the kernel in one entry, reap completions
- * (waking each waiting fiber with its result), and block until the next
- * completion or timer deadline (busy-poll mode never blocks).
+ * (keel/timer_wheel.h), and after each round of ready fibers (even when
+ * some fiber is always ready) the scheduler calls the reactor's loop
+ * iteration: fire due timers, hand every I/O request queued since the last
+ * iteration to the kernel in one entry, reap completions (waking each
+ * waiting fiber with its result), and, when no fiber is ready, block until
+ * the next completion or timer deadline (busy-poll mode never blocks).
  *
  * Two poller backends sit behind one internal interface and serve the same
  * fiber-facing I/O (keel/io.h): io_uring (one SQE per request, the fiber's
@@ -57,8 +58,21 @@ int kl_reactor_init(const struct kl_reactor_options *opts);
  * Returns the number of fibers not ended, or a negative errno. */
 int kl_reactor_run(void);
 
-/* Make kl_reactor_run() return at its next scheduling point. */
+/* Make kl_reactor_run() return at its next scheduling point; the fibers
+ * stay as they are (run it again, or kl_reactor_shutdown()). */
 void kl_reactor_stop(void);
+
+/* Stop cleanly; main context only, typically after kl_reactor_run() returned
+ * because a fiber called kl_reactor_stop() on SIGTERM. Runs the fibers on for
+ * up to `grace_ns` so that they can finish, then cancels every fiber still
+ * live (each unwinds at its next blocking point, where the call returns
+ * -ECANCELED and its I/O is cancelled and awaited) and runs them until all
+ * have ended. Returns how many fibers it had to cancel, or a negative errno.
+ * kl_reactor_stopping() is true meanwhile, so fibers can stop taking work. */
+int kl_reactor_shutdown(uint64_t grace_ns);
+
+/* True while kl_reactor_shutdown() runs on this thread's reactor. */
+bool kl_reactor_stopping(void);
 
 /* Remove the hooks and release the reactor. Call it after the fibers that
  * use it have ended (kl_sched_shutdown()); 0, -ENOENT, or -EBUSY (I/O in flight). */
@@ -72,6 +86,11 @@ enum kl_reactor_backend kl_reactor_backend(void);
 
 /* "io_uring" or "epoll". */
 const char *kl_reactor_backend_name(enum kl_reactor_backend backend);
+
+/* kl_now() as of the start of the current loop iteration (after a blocking
+ * wait, as of its end): a cached read for code that can live with the
+ * time a round of fibers takes (a few us to ms), such as expiry checks. */
+uint64_t kl_reactor_now(void);
 
 /* Copy the counters into *stats. */
 void kl_reactor_stats(struct kl_reactor_stats *stats);

@@ -446,20 +446,32 @@ void kl_fiber_critical_exit(void)
 
 /* ---- the main context ----------------------------------------------------- */
 
+/* The loop on the main context. Without hooks it runs ready fibers until
+ * none is left. With an idle hook (a reactor) it works in iterations: the
+ * main context queues itself behind the fibers ready now, so it gets a turn
+ * after each round of them, even when some fiber is always ready (one that
+ * yields in a loop), and calls the hook, which fires due timers and submits
+ * and reaps I/O, without blocking while fibers are ready. So timers and I/O
+ * never starve behind busy fibers. */
 int kl_sched__run_until(struct kl_sched *s, bool (*done)(void *arg), void *arg)
 {
     KL_ASSERT(s->current == &s->main, "the scheduler loop runs on the main context, not in %s",
               s->current->name);
     while (!done(arg)) {
         check_may_switch(s, "the scheduler loop");
-        struct kl_fiber *next = pop_ready(s);
-        if (next) {
-            switch_to(s, &s->main, next, false);
-            continue;
-        }
-        if (s->suspended == 0 || s->hooks.idle == NULL)
+        if (any_ready(s)) {
+            if (s->hooks.idle)
+                push_ready(s, &s->main); /* a turn after the fibers ready now */
+            switch_to(s, &s->main, pop_ready(s), false);
+            KL_ASSERT(s->main.state == KL_FIBER_RUNNING &&
+                          !kl_queue_node_linked(&s->main.ready_node),
+                      "main context resumed while queued");
+            if (s->hooks.idle == NULL || done(arg))
+                continue;
+        } else if (s->suspended == 0 || s->hooks.idle == NULL) {
             return -EDEADLK;
-        int rc = s->hooks.idle(s->hooks.ctx);
+        }
+        int rc = s->hooks.idle(s->hooks.ctx, any_ready(s));
         if (rc < 0)
             return rc;
     }
@@ -580,17 +592,27 @@ int kl_sched_init(const struct kl_sched_config *cfg)
     return 0;
 }
 
+uint32_t kl_sched__cancel_all(struct kl_sched *s)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->capacity; i++) {
+        struct kl_fiber *f = &s->fibers[i];
+        if (f->state == KL_FIBER_READY || f->state == KL_FIBER_SUSPENDED ||
+            f->state == KL_FIBER_RUNNING) {
+            kl_fiber_cancel(kl_fiber__id(f));
+            n++;
+        }
+    }
+    return n;
+}
+
 int kl_sched_shutdown(void)
 {
     struct kl_sched *s = kl_sched__tls;
     if (s == NULL)
         return -ENOENT;
     KL_ASSERT(s->current == &s->main, "kl_sched_shutdown() from fiber %s", s->current->name);
-    for (uint32_t i = 0; i < s->capacity; i++) {
-        struct kl_fiber *f = &s->fibers[i];
-        if (f->state == KL_FIBER_READY || f->state == KL_FIBER_SUSPENDED)
-            kl_fiber_cancel(kl_fiber__id(f));
-    }
+    kl_sched__cancel_all(s);
     kl_sched__run_until(s, none_live, s);
     if (s->live > 0)
         return -EBUSY;

@@ -103,6 +103,9 @@ void kl_sched__wake(struct kl_sched *s, struct kl_fiber *f, int result);
  * when nothing is ready and the idle hook cannot help, or the hook's error. */
 int kl_sched__run_until(struct kl_sched *s, bool (*done)(void *arg), void *arg);
 
+/* Cancel every fiber that has not ended; returns how many. */
+uint32_t kl_sched__cancel_all(struct kl_sched *s);
+
 /* The fiber ended: take it out of its group, waking a closer waiting for it. */
 void kl_fiber_group__leave(struct kl_fiber *f);
 

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -92,14 +93,22 @@ int kl_io_pool_start(struct kl_io_pool **out, int evfd)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->evfd = evfd;
+    /* The pool's threads start with every signal blocked: a signal sent to
+     * the process must go to a thread that handles or waits for it
+     * (keel/sigwait.h), never to a worker, where SIGTERM would kill. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     for (int i = 0; i < POOL_THREADS; i++) {
         int rc = pthread_create(&p->threads[i], NULL, worker, p);
         if (rc != 0) {
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
             kl_io_pool_stop(p);
             return -rc;
         }
         p->nthreads++;
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     *out = p;
     return 0;
 }

@@ -67,21 +67,16 @@ static void hook_timeout_disarm(void *ctx, uint64_t token)
 
 /* ---- the loop ------------------------------------------------------------- */
 
-static bool any_ready(const struct kl_sched *s)
-{
-    return !kl_queue_empty(&s->ready[KL_FIBER_PRIO_HIGH]) ||
-           !kl_queue_empty(&s->ready[KL_FIBER_PRIO_NORMAL]);
-}
-
-static int hook_idle(void *ctx)
+static int hook_idle(void *ctx, bool fibers_ready)
 {
     struct kl_reactor *r = ctx;
     r->stats.iterations++;
     uint64_t now = kl_now();
+    r->now = now;
     kl_timer_wheel_advance(&r->wheel, now);
 
     uint64_t timeout = 0;
-    if (!r->busy_poll && !r->stop && !any_ready(r->sched)) {
+    if (!r->busy_poll && !r->stop && !fibers_ready) {
         uint64_t next = kl_timer_wheel_next_deadline(&r->wheel);
         if (next == UINT64_MAX) {
             if (r->inflight == 0)
@@ -91,11 +86,15 @@ static int hook_idle(void *ctx)
             timeout = next > now ? next - now : 0;
         }
     }
+    if (timeout == 0 && r->inflight == 0)
+        return 0; /* nothing to submit or reap: no system call */
     int rc = r->ops->poll(r, timeout);
     if (rc < 0)
         return rc;
-    if (timeout != 0)
-        kl_timer_wheel_advance(&r->wheel, kl_now());
+    if (timeout != 0) {
+        r->now = kl_now();
+        kl_timer_wheel_advance(&r->wheel, r->now);
+    }
     return 0;
 }
 
@@ -191,6 +190,7 @@ int kl_reactor_init(const struct kl_reactor_options *opts)
         release(r);
         return rc;
     }
+    r->now = kl_now();
     kl_reactor__tls = r;
     struct kl_sched_hooks hooks = {
         .ctx = r,
@@ -221,6 +221,60 @@ int kl_reactor_run(void)
 
 void kl_reactor_stop(void) { kl_reactor__get()->stop = true; }
 
+struct grace {
+    struct kl_reactor *r;
+    struct kl_timer timer;
+    bool over;
+};
+
+static void grace_over(struct kl_timer *timer, void *arg)
+{
+    (void)timer;
+    ((struct grace *)arg)->over = true;
+}
+
+static bool grace_done(void *arg)
+{
+    struct grace *g = arg;
+    return g->over || g->r->sched->live == 0;
+}
+
+static bool none_live(void *arg) { return ((struct kl_reactor *)arg)->sched->live == 0; }
+
+int kl_reactor_shutdown(uint64_t grace_ns)
+{
+    struct kl_reactor *r = kl_reactor__get();
+    struct kl_sched *s = r->sched;
+    KL_ASSERT(s->current == &s->main, "kl_reactor_shutdown() from fiber %s", s->current->name);
+    KL_ASSERT(!r->stopping, "kl_reactor_shutdown() while it runs");
+    r->stopping = true;
+    r->stop = false;
+    int rc = 0;
+    if (grace_ns > 0 && s->live > 0) {
+        struct grace g = {.r = r};
+        kl_timer_init(&g.timer, grace_over, &g);
+        uint64_t now = kl_now();
+        kl_timer_wheel_insert(
+            &r->wheel, &g.timer,
+            grace_ns > KL_TIMER_DEADLINE_MAX - now ? KL_TIMER_DEADLINE_MAX : now + grace_ns, 0);
+        rc = kl_sched__run_until(s, grace_done, &g);
+        if (kl_timer_armed(&g.timer))
+            kl_timer_wheel_cancel(&r->wheel, &g.timer);
+    }
+    int cancelled = 0;
+    if (rc == 0 || rc == -EDEADLK) {
+        cancelled = (int)kl_sched__cancel_all(s);
+        rc = kl_sched__run_until(s, none_live, r);
+    }
+    r->stopping = false;
+    r->stop = false;
+    if (rc < 0)
+        return rc;
+    return cancelled;
+}
+
+bool kl_reactor_stopping(void) { return kl_reactor__tls != NULL && kl_reactor__tls->stopping; }
+
 int kl_reactor_destroy(void)
 {
     struct kl_reactor *r = kl_reactor__tls;
@@ -250,6 +304,8 @@ const char *kl_reactor_backend_name(enum kl_reactor_backend backend)
 }
 
 void kl_reactor_stats(struct kl_reactor_stats *stats) { *stats = kl_reactor__get()->stats; }
+
+uint64_t kl_reactor_now(void) { return kl_reactor__get()->now; }
 
 int kl_sleep(uint64_t ns)
 {

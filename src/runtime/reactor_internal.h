@@ -79,6 +79,8 @@ struct kl_reactor {
     enum kl_reactor_backend backend;
     bool busy_poll;
     bool stop;
+    bool stopping; /* in kl_reactor_shutdown() */
+    uint64_t now;  /* kl_now() at the last loop iteration: kl_reactor_now() */
     uint32_t ring_entries;
     uint64_t inflight; /* requests the kernel or the pool holds, parked fd waiters */
     struct kl_reactor_stats stats;

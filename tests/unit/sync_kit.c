@@ -84,10 +84,13 @@ static void timer_disarm(void *ctx, uint64_t token)
     timer_fiber[token] = KL_FIBER_ID_NONE;
 }
 
-/* Nothing is ready: jump the fake clock to the next timeout and fire it. */
-static int idle_advance(void *ctx)
+/* Nothing is ready: jump the fake clock to the next timeout and fire it.
+ * Between rounds of ready fibers the clock stands still. */
+static int idle_advance(void *ctx, bool fibers_ready)
 {
     (void)ctx;
+    if (fibers_ready)
+        return 0;
     uint64_t next = kl_timer_wheel_next_deadline(&wheel);
     if (next == UINT64_MAX || next > idle_horizon)
         return -EDEADLK;

@@ -472,9 +472,10 @@ KT_TEST(suspend_timeout_seam)
 static kl_fiber_id parked;
 static int idle_calls;
 
-static int idle_resume_parked(void *ctx)
+static int idle_resume_parked(void *ctx, bool fibers_ready)
 {
     (void)ctx;
+    KT_CHECK(!fibers_ready); /* the only fiber is parked */
     idle_calls++;
     return kl_fiber_resume(parked, 11);
 }

@@ -22,69 +22,7 @@
 #include "keel/io.h"
 
 #include "kt.h"
-
-#define MS   1000000ull
-#define SEC  (1000 * MS)
-#define SLOP (200 * MS) /* how late a timer may be on a loaded 2-core VM under ASan */
-
-static const enum kl_reactor_backend all_backends[] = {KL_REACTOR_URING, KL_REACTOR_EPOLL};
-
-static bool up(enum kl_reactor_backend b)
-{
-    struct kl_sched_config cfg = {.max_fibers = 256};
-    int rc = kl_sched_init(&cfg);
-    if (rc != 0) {
-        kt_fail(__FILE__, __LINE__, "kl_sched_init: %d", rc);
-        return false;
-    }
-    struct kl_reactor_options o = {.backend = b};
-    rc = kl_reactor_init(&o);
-    if (rc != 0) {
-        kl_sched_shutdown();
-        if (b == KL_REACTOR_URING && (rc == -ENOSYS || rc == -EPERM)) {
-            printf("  io_uring unavailable here (%d): io_uring pass skipped\n", rc);
-            return false;
-        }
-        kt_fail(__FILE__, __LINE__, "kl_reactor_init(%s): %d", kl_reactor_backend_name(b), rc);
-        return false;
-    }
-    return true;
-}
-
-static void down(void)
-{
-    int rc = kl_sched_shutdown();
-    if (rc != 0)
-        kt_fail(__FILE__, __LINE__, "kl_sched_shutdown: %d", rc);
-    rc = kl_reactor_destroy();
-    if (rc != 0)
-        kt_fail(__FILE__, __LINE__, "kl_reactor_destroy: %d", rc);
-}
-
-/* Run `fn` once per backend that can be brought up here. */
-static void each_backend(void (*fn)(enum kl_reactor_backend))
-{
-    int ran = 0;
-    for (size_t i = 0; i < sizeof all_backends / sizeof all_backends[0]; i++) {
-        if (!up(all_backends[i]))
-            continue;
-        printf("  backend %s\n", kl_reactor_backend_name(all_backends[i]));
-        fn(all_backends[i]);
-        down();
-        ran++;
-    }
-    if (ran == 0)
-        kt_skip("no backend could be brought up");
-}
-
-static kl_fiber_id spawn(const char *name, kl_fiber_fn fn, void *arg)
-{
-    kl_fiber_id id;
-    int rc = kl_fiber_spawn(&id, name, fn, arg, KL_FIBER_PRIO_NORMAL);
-    if (rc != 0)
-        kt_fail(__FILE__, __LINE__, "spawn %s: %d", name, rc);
-    return id;
-}
+#include "reactor_kit.h"
 
 /* ---- sleep ---------------------------------------------------------------- */
 
@@ -111,7 +49,7 @@ static void sleep_case(enum kl_reactor_backend b)
     static const int ms[] = {30, 5, 20, 10, 15};
     wake_count = 0;
     for (int i = 0; i < 5; i++)
-        spawn("sleeper", sleeper, (void *)(intptr_t)ms[i]);
+        rk_spawn("sleeper", sleeper, (void *)(intptr_t)ms[i]);
     uint64_t t0 = kl_now();
     KT_EQ_I(kl_reactor_run(), 0);
     KT_EQ_I(wake_count, 5);
@@ -124,7 +62,7 @@ static void sleep_case(enum kl_reactor_backend b)
     KT_CHECK(st.timers_fired >= 5);
 }
 
-KT_TEST(sleep_order_and_never_early) { each_backend(sleep_case); }
+KT_TEST(sleep_order_and_never_early) { rk_each_backend(sleep_case); }
 
 /* ---- suspend with a timeout ------------------------------------------------ */
 
@@ -160,9 +98,9 @@ static void suspend_case(enum kl_reactor_backend b)
 {
     (void)b;
     susp_rc[0] = susp_rc[1] = 1;
-    spawn("timed", timed_suspender, NULL);
-    long_waiter = spawn("long", long_suspender, NULL);
-    spawn("resumer", resumer, NULL);
+    rk_spawn("timed", timed_suspender, NULL);
+    long_waiter = rk_spawn("long", long_suspender, NULL);
+    rk_spawn("resumer", resumer, NULL);
     uint64_t t0 = kl_now();
     KT_EQ_I(kl_reactor_run(), 0);
     KT_EQ_I(susp_rc[0], -ETIMEDOUT);
@@ -173,7 +111,7 @@ static void suspend_case(enum kl_reactor_backend b)
     KT_CHECK(kl_now() - t0 < 2 * SEC);
 }
 
-KT_TEST(suspend_timeout_through_the_wheel) { each_backend(suspend_case); }
+KT_TEST(suspend_timeout_through_the_wheel) { rk_each_backend(suspend_case); }
 
 /* ---- TCP echo over loopback ------------------------------------------------ */
 
@@ -249,7 +187,7 @@ static intptr_t echo_server(void *arg)
             return fd;
         }
         KT_EQ_U(ntohl(peer.sin_addr.s_addr), INADDR_LOOPBACK);
-        kl_fiber_id id = spawn("handler", echo_handler, (void *)(intptr_t)fd);
+        kl_fiber_id id = rk_spawn("handler", echo_handler, (void *)(intptr_t)fd);
         kl_fiber_detach(id);
     }
     return 0;
@@ -292,15 +230,15 @@ static void echo_case(enum kl_reactor_backend b)
     listen_fd = tcp_listener(&listen_addr);
     KT_REQUIRE(listen_fd >= 0);
     echo_ok = 0;
-    spawn("server", echo_server, NULL);
+    rk_spawn("server", echo_server, NULL);
     for (int i = 0; i < ECHO_CONNS; i++)
-        spawn("client", echo_client, (void *)(intptr_t)i);
+        rk_spawn("client", echo_client, (void *)(intptr_t)i);
     KT_EQ_I(kl_reactor_run(), 0);
     KT_EQ_I(echo_ok, ECHO_CONNS * ECHO_ROUNDS);
     kl_close(listen_fd);
 }
 
-KT_TEST(tcp_echo_over_loopback_many_connections) { each_backend(echo_case); }
+KT_TEST(tcp_echo_over_loopback_many_connections) { rk_each_backend(echo_case); }
 
 /* ---- timeouts, cancel, peer close ------------------------------------------ */
 
@@ -335,8 +273,8 @@ static void read_timeout_case(enum kl_reactor_backend b)
         int type = SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0);
         KT_REQUIRE(socketpair(AF_UNIX, type, 0, pair) == 0);
         got_rc[0] = got_rc[1] = 1;
-        spawn("reader", timed_reader, NULL);
-        spawn("writer", late_writer, NULL);
+        rk_spawn("reader", timed_reader, NULL);
+        rk_spawn("writer", late_writer, NULL);
         KT_EQ_I(kl_reactor_run(), 0);
         KT_EQ_I(got_rc[0], -ETIMEDOUT);
         KT_CHECK(got_el >= 20 * MS && got_el <= 20 * MS + SLOP);
@@ -347,7 +285,7 @@ static void read_timeout_case(enum kl_reactor_backend b)
     }
 }
 
-KT_TEST(read_timeout_then_go_on) { each_backend(read_timeout_case); }
+KT_TEST(read_timeout_then_go_on) { rk_each_backend(read_timeout_case); }
 
 static kl_fiber_id blocked_reader;
 static int after_cancel_sleep;
@@ -374,8 +312,8 @@ static void cancel_case(enum kl_reactor_backend b)
     KT_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
     got_rc[0] = 1;
     after_cancel_sleep = 1;
-    blocked_reader = spawn("reader", forever_reader, NULL);
-    spawn("canceller", canceller, NULL);
+    blocked_reader = rk_spawn("reader", forever_reader, NULL);
+    rk_spawn("canceller", canceller, NULL);
     KT_EQ_I(kl_reactor_run(), 0);
     KT_EQ_I(got_rc[0], -ECANCELED);
     KT_EQ_I(after_cancel_sleep, -ECANCELED); /* sticky: unwinds at every blocking point */
@@ -387,7 +325,7 @@ static void cancel_case(enum kl_reactor_backend b)
     kl_close(pair[1]);
 }
 
-KT_TEST(cancel_blocked_read_returns_ecanceled) { each_backend(cancel_case); }
+KT_TEST(cancel_blocked_read_returns_ecanceled) { rk_each_backend(cancel_case); }
 
 static intptr_t closer(void *arg)
 {
@@ -409,14 +347,14 @@ static void peer_close_case(enum kl_reactor_backend b)
     (void)b;
     KT_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
     got_rc[0] = 1;
-    spawn("reader", eof_reader, NULL);
-    spawn("closer", closer, NULL);
+    rk_spawn("reader", eof_reader, NULL);
+    rk_spawn("closer", closer, NULL);
     KT_EQ_I(kl_reactor_run(), 0);
     KT_EQ_I(got_rc[0], 0);
     kl_close(pair[0]);
 }
 
-KT_TEST(peer_close_reads_zero) { each_backend(peer_close_case); }
+KT_TEST(peer_close_reads_zero) { rk_each_backend(peer_close_case); }
 
 /* ---- connect refused -------------------------------------------------------- */
 
@@ -445,13 +383,13 @@ static void refused_case(enum kl_reactor_backend b)
     KT_REQUIRE(bind(holder, (struct sockaddr *)&addr, len) == 0);
     KT_REQUIRE(getsockname(holder, (struct sockaddr *)&addr, &len) == 0);
     refused_rc = 1;
-    spawn("client", refused_client, &addr);
+    rk_spawn("client", refused_client, &addr);
     KT_EQ_I(kl_reactor_run(), 0);
     KT_EQ_I(refused_rc, -ECONNREFUSED);
     close(holder);
 }
 
-KT_TEST(connect_refused) { each_backend(refused_case); }
+KT_TEST(connect_refused) { rk_each_backend(refused_case); }
 
 /* ---- file I/O --------------------------------------------------------------- */
 
@@ -483,7 +421,7 @@ static void file_case(enum kl_reactor_backend b)
     snprintf(path, sizeof path, "%s/file-%s", kt_tmpdir(), kl_reactor_backend_name(b));
     file_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     KT_REQUIRE(file_fd >= 0);
-    spawn("file", file_worker, NULL);
+    rk_spawn("file", file_worker, NULL);
     KT_EQ_I(kl_reactor_run(), 0);
     char check[4096];
     KT_EQ_I(pread(file_fd, check, sizeof check, 8192), 4096);
@@ -491,7 +429,7 @@ static void file_case(enum kl_reactor_backend b)
     close(file_fd);
 }
 
-KT_TEST(pread_pwrite_fsync_on_a_temp_file) { each_backend(file_case); }
+KT_TEST(pread_pwrite_fsync_on_a_temp_file) { rk_each_backend(file_case); }
 
 /* ---- stop and destroy -------------------------------------------------------- */
 
@@ -507,8 +445,8 @@ static void stop_case(enum kl_reactor_backend b)
     (void)b;
     KT_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
     got_rc[0] = 1;
-    spawn("reader", eof_reader, NULL);
-    spawn("stopper", stopper, NULL);
+    rk_spawn("reader", eof_reader, NULL);
+    rk_spawn("stopper", stopper, NULL);
     KT_EQ_I(kl_reactor_run(), 1); /* the reader is still blocked */
     KT_EQ_I(kl_reactor_destroy(), -EBUSY);
     KT_EQ_I(write(pair[1], "abc", 3), 3);
@@ -518,24 +456,24 @@ static void stop_case(enum kl_reactor_backend b)
     kl_close(pair[1]);
 }
 
-KT_TEST(stop_returns_early_and_destroy_refuses_inflight) { each_backend(stop_case); }
+KT_TEST(stop_returns_early_and_destroy_refuses_inflight) { rk_each_backend(stop_case); }
 
 KT_TEST(auto_prefers_io_uring)
 {
-    if (!up(KL_REACTOR_URING))
+    if (!rk_up(KL_REACTOR_URING))
         KT_SKIP("io_uring unavailable");
-    down();
-    KT_REQUIRE(up(KL_REACTOR_AUTO));
+    rk_down();
+    KT_REQUIRE(rk_up(KL_REACTOR_AUTO));
     KT_EQ_I(kl_reactor_backend(), KL_REACTOR_URING);
-    down();
+    rk_down();
 }
 
 KT_TEST(init_needs_a_scheduler)
 {
     KT_EQ_I(kl_reactor_init(NULL), -ENOENT);
-    KT_REQUIRE(up(KL_REACTOR_EPOLL));
+    KT_REQUIRE(rk_up(KL_REACTOR_EPOLL));
     KT_EQ_I(kl_reactor_init(NULL), -EBUSY);
-    down();
+    rk_down();
     KT_EQ_I(kl_reactor_destroy(), -ENOENT);
 }
 
@@ -577,13 +515,13 @@ static intptr_t batch_client(void *arg)
 
 KT_TEST(io_uring_batches_submissions)
 {
-    if (!up(KL_REACTOR_URING))
+    if (!rk_up(KL_REACTOR_URING))
         KT_SKIP("io_uring unavailable");
     batch_ok = 0;
     for (intptr_t i = 0; i < BATCH_PAIRS; i++) {
         KT_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, batch_fds[i]) == 0);
-        spawn("echo", batch_echo, (void *)i);
-        spawn("client", batch_client, (void *)i);
+        rk_spawn("echo", batch_echo, (void *)i);
+        rk_spawn("client", batch_client, (void *)i);
     }
     struct kl_reactor_stats before, after;
     kl_reactor_stats(&before);
@@ -601,5 +539,103 @@ KT_TEST(io_uring_batches_submissions)
         close(batch_fds[i][0]);
         close(batch_fds[i][1]);
     }
-    down();
+    rk_down();
+}
+
+/* ---- fibers that never stop being ready ------------------------------------- */
+
+static volatile int spin_flag;
+static uint64_t spin_rounds;
+
+static intptr_t spinner(void *arg)
+{
+    (void)arg;
+    while (!spin_flag) {
+        spin_rounds++;
+        kl_fiber_yield();
+    }
+    return 0;
+}
+
+static intptr_t sleep_then_flag(void *arg)
+{
+    (void)arg;
+    kl_sleep(5 * MS);
+    char c = 0;
+    /* and I/O: it must be submitted although a fiber is always ready */
+    KT_EQ_I(kl_write(pair[1], "y", 1, 0), 1);
+    KT_EQ_I(kl_read(pair[0], &c, 1, 0), 1);
+    KT_EQ_I(c, 'y');
+    spin_flag = 1;
+    return 0;
+}
+
+static void spin_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    KT_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    spin_flag = 0;
+    spin_rounds = 0;
+    rk_spawn("spinner", spinner, NULL);
+    rk_spawn("sleeper", sleep_then_flag, NULL);
+    alarm(20); /* a starved timer would hang here: fail loudly instead */
+    KT_EQ_I(kl_reactor_run(), 0);
+    alarm(0);
+    KT_CHECK(spin_flag);
+    KT_CHECK(spin_rounds > 0);
+    kl_close(pair[0]);
+    kl_close(pair[1]);
+}
+
+KT_TEST(timers_and_io_run_while_a_fiber_always_yields) { rk_each_backend(spin_case); }
+
+/* ---- busy-poll mode and the cached time --------------------------------------- */
+
+static uint64_t cached_before, cached_after, real_after;
+
+static intptr_t time_reader(void *arg)
+{
+    (void)arg;
+    cached_before = kl_reactor_now();
+    KT_CHECK(cached_before <= kl_now());
+    KT_EQ_I(kl_sleep(20 * MS), 0);
+    cached_after = kl_reactor_now();
+    real_after = kl_now();
+    return 0;
+}
+
+static void busy_poll_case(enum kl_reactor_backend b, bool busy)
+{
+    KT_REQUIRE(kl_sched_init(&(struct kl_sched_config){.max_fibers = 16}) == 0);
+    int rc = kl_reactor_init(&(struct kl_reactor_options){.backend = b, .busy_poll = busy});
+    if (rc != 0) {
+        kl_sched_shutdown();
+        KT_CHECK(b == KL_REACTOR_URING); /* only io_uring may be missing here */
+        return;
+    }
+    rk_spawn("time", time_reader, NULL);
+    KT_EQ_I(kl_reactor_run(), 0);
+    struct kl_reactor_stats st;
+    kl_reactor_stats(&st);
+    printf("  %s, busy_poll %d: %llu iterations, %llu system calls in a 20 ms sleep\n",
+           kl_reactor_backend_name(b), busy, (unsigned long long)st.iterations,
+           (unsigned long long)st.syscalls);
+    KT_CHECK(cached_after - cached_before >= 20 * MS); /* never early, cached or not */
+    KT_CHECK(real_after - cached_after < SLOP);
+    if (busy) {
+        KT_CHECK(st.iterations > 100); /* it spun instead of sleeping */
+        KT_EQ_U(st.syscalls, 0);       /* and with nothing in flight, entered no kernel */
+    } else {
+        KT_CHECK(st.iterations < 10); /* one blocking wait */
+    }
+    rk_down();
+}
+
+KT_TEST(busy_poll_spins_and_blocking_mode_sleeps)
+{
+    for (size_t i = 0; i < 2; i++) {
+        enum kl_reactor_backend b = i == 0 ? KL_REACTOR_URING : KL_REACTOR_EPOLL;
+        busy_poll_case(b, true);
+        busy_poll_case(b, false);
+    }
 }

@@ -1,0 +1,66 @@
+/* reactor_kit.c: scheduler and reactor set-up shared by the reactor-level tests. */
+#include "reactor_kit.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+#include "kt.h"
+
+static const enum kl_reactor_backend all_backends[] = {KL_REACTOR_URING, KL_REACTOR_EPOLL};
+
+bool rk_up(enum kl_reactor_backend b)
+{
+    struct kl_sched_config cfg = {.max_fibers = 256};
+    int rc = kl_sched_init(&cfg);
+    if (rc != 0) {
+        kt_fail(__FILE__, __LINE__, "kl_sched_init: %d", rc);
+        return false;
+    }
+    struct kl_reactor_options o = {.backend = b};
+    rc = kl_reactor_init(&o);
+    if (rc != 0) {
+        kl_sched_shutdown();
+        if (b == KL_REACTOR_URING && (rc == -ENOSYS || rc == -EPERM)) {
+            printf("  io_uring unavailable here (%d): io_uring pass skipped\n", rc);
+            return false;
+        }
+        kt_fail(__FILE__, __LINE__, "kl_reactor_init(%s): %d", kl_reactor_backend_name(b), rc);
+        return false;
+    }
+    return true;
+}
+
+void rk_down(void)
+{
+    int rc = kl_sched_shutdown();
+    if (rc != 0)
+        kt_fail(__FILE__, __LINE__, "kl_sched_shutdown: %d", rc);
+    rc = kl_reactor_destroy();
+    if (rc != 0)
+        kt_fail(__FILE__, __LINE__, "kl_reactor_destroy: %d", rc);
+}
+
+/* Run `fn` once per backend that can be brought up here. */
+void rk_each_backend(void (*fn)(enum kl_reactor_backend))
+{
+    int ran = 0;
+    for (size_t i = 0; i < sizeof all_backends / sizeof all_backends[0]; i++) {
+        if (!rk_up(all_backends[i]))
+            continue;
+        printf("  backend %s\n", kl_reactor_backend_name(all_backends[i]));
+        fn(all_backends[i]);
+        rk_down();
+        ran++;
+    }
+    if (ran == 0)
+        kt_skip("no backend could be brought up");
+}
+
+kl_fiber_id rk_spawn(const char *name, kl_fiber_fn fn, void *arg)
+{
+    kl_fiber_id id;
+    int rc = kl_fiber_spawn(&id, name, fn, arg, KL_FIBER_PRIO_NORMAL);
+    if (rc != 0)
+        kt_fail(__FILE__, __LINE__, "spawn %s: %d", name, rc);
+    return id;
+}
