@@ -50,7 +50,9 @@ struct kl_reactor_stats {
 };
 
 /* Create the calling thread's reactor (opts may be NULL) and install the
- * scheduler hooks. Needs kl_sched_init() first. 0, -ENOENT (no scheduler),
+ * scheduler hooks. Needs kl_sched_init() first. If SIGPIPE still has its
+ * default action it is set to ignored, so that writing to a closed peer is
+ * -EPIPE for the fiber, not the end of the process. 0, -ENOENT (no scheduler),
  * -EBUSY (already one), -EINVAL, -ENOMEM, or the backend's error. */
 int kl_reactor_init(const struct kl_reactor_options *opts);
 

@@ -16,6 +16,7 @@
 #include "keel/reactor.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,6 +139,18 @@ int kl_reactor__park(struct kl_reactor *r, const char *what, uint64_t deadline_n
 
 /* ---- public --------------------------------------------------------------- */
 
+/* A write to a socket whose peer has gone must be an error the fiber sees
+ * (-EPIPE), not a signal that ends the process: kl_write and kl_writev work
+ * on any fd, so MSG_NOSIGNAL cannot be used for them. A disposition that the
+ * program chose itself (a handler, or SIG_IGN) is left as it is. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+        !(old.sa_flags & SA_SIGINFO))
+        signal(SIGPIPE, SIG_IGN);
+}
+
 static void release(struct kl_reactor *r)
 {
     kl_timer_wheel_destroy(&r->wheel);
@@ -190,6 +203,7 @@ int kl_reactor_init(const struct kl_reactor_options *opts)
         release(r);
         return rc;
     }
+    ignore_sigpipe();
     r->now = kl_now();
     kl_reactor__tls = r;
     struct kl_sched_hooks hooks = {

@@ -356,6 +356,28 @@ static void peer_close_case(enum kl_reactor_backend b)
 
 KT_TEST(peer_close_reads_zero) { rk_each_backend(peer_close_case); }
 
+static intptr_t writer_to_closed(void *arg)
+{
+    (void)arg;
+    kl_close(pair[1]);
+    got_rc[0] = kl_write(pair[0], "late", 4, SEC);
+    got_rc[1] = kl_writev(pair[0], &(struct iovec){.iov_base = "late", .iov_len = 4}, 1, SEC);
+    return 0;
+}
+
+static void epipe_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    KT_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    rk_spawn("writer", writer_to_closed, NULL);
+    KT_EQ_I(kl_reactor_run(), 0); /* alive: no SIGPIPE killed the process */
+    KT_EQ_I(got_rc[0], -EPIPE);
+    KT_EQ_I(got_rc[1], -EPIPE);
+    kl_close(pair[0]);
+}
+
+KT_TEST(write_to_a_closed_peer_is_epipe_not_sigpipe) { rk_each_backend(epipe_case); }
+
 /* ---- connect refused -------------------------------------------------------- */
 
 static int refused_rc;

@@ -314,7 +314,6 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     kl_sigblock(&set);
-    signal(SIGPIPE, SIG_IGN);
 
     demo.listen_fd = listen_on(port);
     if (demo.listen_fd < 0) {
