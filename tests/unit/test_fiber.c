@@ -1,8 +1,7 @@
 /* Tests for keel/fiber.h: scheduling order, join, suspend/resume, cancel,
- * stale ids, priorities, groups, fiber-local storage, the timeout seam, the
- * critical-section and misuse assertions, the hogger report, stack overflow
- * reports, the dump, slot exhaustion and shutdown. Each case brings up its
- * own scheduler and shuts it down. */
+ * stale ids, priorities, groups, fiber-local storage, the timeout seam, slot
+ * exhaustion and shutdown (the diagnostics are in test_fiber_debug.c). Each
+ * case brings up its own scheduler and shuts it down. */
 #include "keel/fiber.h"
 #include "keel/log.h"
 #include "keel/mmlog.h"
@@ -17,22 +16,8 @@
 #include "keel/assert.h"
 #include "keel/clock.h"
 
+#include "fiber_kit.h"
 #include "kt.h"
-
-static void up(uint32_t max_fibers)
-{
-    struct kl_sched_config cfg = {.max_fibers = max_fibers};
-    int rc = kl_sched_init(&cfg);
-    if (rc != 0)
-        kt_fail(__FILE__, __LINE__, "kl_sched_init: %d", rc);
-}
-
-static void down(void)
-{
-    int rc = kl_sched_shutdown();
-    if (rc != 0)
-        kt_fail(__FILE__, __LINE__, "kl_sched_shutdown: %d", rc);
-}
 
 /* A trace of events, as a string: each fiber appends characters. */
 static char trace[256];
@@ -84,8 +69,6 @@ KT_TEST(spawn_yield_order_is_fifo)
     down();
 }
 
-static intptr_t return_arg(void *arg) { return (intptr_t)arg; }
-
 static intptr_t join_child(void *arg)
 {
     (void)arg;
@@ -110,12 +93,6 @@ KT_TEST(join_returns_result)
     KT_EQ_I(r, -50);
     KT_EQ_I(kl_fiber_join(a, &r), -ESRCH); /* joined once: the slot is gone */
     down();
-}
-
-static intptr_t suspend_once(void *arg)
-{
-    (void)arg;
-    return kl_fiber_suspend("test event", KL_FIBER_FOREVER);
 }
 
 KT_TEST(join_errors)
@@ -195,12 +172,6 @@ KT_TEST(cancel_suspended_and_ready)
     KT_EQ_I(kl_fiber_join(ready, &r), 0);
     KT_EQ_I(r, -ECANCELED); /* its first suspend returned at once */
     down();
-}
-
-static intptr_t join_forever_sleeper(void *arg)
-{
-    kl_fiber_id target = *(kl_fiber_id *)arg;
-    return kl_fiber_join(target, NULL);
 }
 
 KT_TEST(cancel_fiber_waiting_in_join)
@@ -492,190 +463,6 @@ KT_TEST(idle_hook_runs_when_nothing_is_ready)
     KT_EQ_I(r, 11);
     KT_EQ_I(idle_calls, 1);
     kl_sched_set_hooks(NULL);
-    down();
-}
-
-static intptr_t yield_in_critical_section(void *arg)
-{
-    (void)arg;
-    kl_fiber_critical_enter();
-    kl_fiber_yield();
-    return 0;
-}
-
-KT_DEATH_TEST(critical_section_switch_asserts, "kl_fiber_yield() in fiber crit inside a critical")
-{
-    up(16);
-    kl_fiber_id a, b;
-    kl_fiber_spawn(&a, "crit", yield_in_critical_section, NULL, KL_FIBER_PRIO_NORMAL);
-    kl_fiber_spawn(&b, "other", return_arg, NULL, KL_FIBER_PRIO_NORMAL);
-    kl_sched_run();
-}
-
-static intptr_t suspend_in_critical_section(void *arg)
-{
-    (void)arg;
-    kl_fiber_critical_enter();
-    kl_fiber_critical_enter();
-    kl_fiber_critical_exit(); /* still inside: they nest */
-    return kl_fiber_suspend("lock", KL_FIBER_FOREVER);
-}
-
-KT_DEATH_TEST(critical_section_suspend_asserts, "lock in fiber nested inside a critical section")
-{
-    up(16);
-    kl_fiber_id a;
-    kl_fiber_spawn(&a, "nested", suspend_in_critical_section, NULL, KL_FIBER_PRIO_NORMAL);
-    kl_sched_run();
-}
-
-KT_TEST(critical_section_without_switch_is_fine)
-{
-    up(16);
-    kl_fiber_critical_enter();
-    kl_fiber_id a;
-    KT_EQ_I(kl_fiber_spawn(&a, "x", return_arg, NULL, KL_FIBER_PRIO_NORMAL), 0);
-    kl_fiber_critical_exit();
-    KT_EQ_I(kl_fiber_join(a, NULL), 0);
-    down();
-}
-
-KT_DEATH_TEST(yield_outside_fiber_asserts, "kl_fiber_yield() outside a fiber")
-{
-    up(16);
-    kl_fiber_yield();
-}
-
-static char hog_name[KL_FIBER_NAME_MAX];
-static uint64_t hog_ran_ns;
-static int hog_reports;
-
-static void record_hog(const char *name, kl_fiber_id id, uint64_t ran_ns, uint64_t limit_ns)
-{
-    (void)id;
-    (void)limit_ns;
-    hog_reports++;
-    hog_ran_ns = ran_ns;
-    snprintf(hog_name, sizeof hog_name, "%s", name);
-}
-
-static intptr_t spin_ms(void *arg)
-{
-    uint64_t end = kl_now() + (uint64_t)(intptr_t)arg * 1000000;
-    while (kl_now() < end)
-        ;
-    kl_fiber_yield();
-    return 0;
-}
-
-static intptr_t yield_a_lot(void *arg)
-{
-    (void)arg;
-    for (int i = 0; i < 100; i++)
-        kl_fiber_yield();
-    return 0;
-}
-
-KT_TEST(hogger_is_reported)
-{
-    struct kl_sched_config cfg = {.max_fibers = 8, .hog_threshold_ns = 2000000};
-    KT_REQUIRE(kl_sched_init(&cfg) == 0);
-    kl_sched_set_hog_reporter(record_hog);
-    hog_reports = 0;
-    kl_fiber_id a, b;
-    KT_EQ_I(kl_fiber_spawn(&a, "quick", yield_a_lot, NULL, KL_FIBER_PRIO_NORMAL), 0);
-    KT_EQ_I(kl_sched_run(), 0);
-    KT_EQ_I(hog_reports, 0);
-    KT_EQ_I(kl_fiber_spawn(&b, "slowpoke", spin_ms, (void *)10, KL_FIBER_PRIO_NORMAL), 0);
-    KT_EQ_I(kl_sched_run(), 0);
-    KT_EQ_I(hog_reports, 1);
-    KT_EQ_STR(hog_name, "slowpoke");
-    KT_CHECK(hog_ran_ns >= 10000000 && hog_ran_ns < 1000000000);
-    kl_sched_set_hog_reporter(NULL);
-    KT_EQ_I(kl_fiber_join(a, NULL), 0);
-    KT_EQ_I(kl_fiber_join(b, NULL), 0);
-    down();
-}
-
-/* The default reporter writes to stderr; the abort makes this a death case
- * only so that the harness captures stderr. */
-KT_DEATH_TEST(hogger_default_report_on_stderr, "hogger: fiber slowpoke (id 0:1) ran ")
-{
-    struct kl_sched_config cfg = {.max_fibers = 8, .hog_threshold_ns = 1000000};
-    kl_sched_init(&cfg);
-    kl_fiber_id a;
-    kl_fiber_spawn(&a, "slowpoke", spin_ms, (void *)3, KL_FIBER_PRIO_NORMAL);
-    kl_sched_run();
-    fflush(stderr);
-    abort();
-}
-
-static volatile int recursion_limit = 1 << 30;
-
-static int recurse(int depth)
-{
-    volatile char pad[512];
-    pad[0] = (char)depth;
-    if (depth == recursion_limit)
-        return 0;
-    return recurse(depth + 1) + pad[0];
-}
-
-static intptr_t overflow(void *arg)
-{
-    (void)arg;
-    return recurse(0);
-}
-
-KT_DEATH_TEST(stack_overflow_names_the_fiber, "stack overflow in fiber deep-diver (id 1:1)")
-{
-    kl_crash_install();
-    up(4);
-    kl_fiber_id a, b;
-    kl_fiber_spawn(&a, "bystander", suspend_once, NULL, KL_FIBER_PRIO_NORMAL);
-    kl_fiber_spawn(&b, "deep-diver", overflow, NULL, KL_FIBER_PRIO_NORMAL);
-    kl_sched_run();
-}
-
-KT_DEATH_TEST(crash_dump_lists_fibers, "fiber 0:1 bystander            suspended")
-{
-    kl_crash_install();
-    up(4);
-    kl_fiber_id a, b;
-    kl_fiber_spawn(&a, "bystander", suspend_once, NULL, KL_FIBER_PRIO_NORMAL);
-    kl_fiber_spawn(&b, "deep-diver", overflow, NULL, KL_FIBER_PRIO_NORMAL);
-    kl_sched_run();
-}
-
-static void dump_to_stderr(void) { kl_sched_dump(STDERR_FILENO); }
-
-/* Capture kl_sched_dump(). */
-static void dump_to(char *buf, size_t cap) { kt_capture_stderr(dump_to_stderr, buf, cap); }
-
-KT_TEST(dump_lists_every_fiber)
-{
-    up(8);
-    kl_fiber_id sleeper, joiner, fresh, done;
-    KT_EQ_I(kl_fiber_spawn(&sleeper, "sleeper", suspend_once, NULL, KL_FIBER_PRIO_NORMAL), 0);
-    KT_EQ_I(kl_fiber_spawn(&joiner, "joiner", join_forever_sleeper, &sleeper, KL_FIBER_PRIO_HIGH),
-            0);
-    KT_EQ_I(kl_fiber_spawn(&done, "finished", return_arg, (void *)77, KL_FIBER_PRIO_NORMAL), 0);
-    KT_EQ_I(kl_sched_run(), 2);
-    KT_EQ_I(kl_fiber_spawn(&fresh, "fresh", return_arg, NULL, KL_FIBER_PRIO_NORMAL), 0);
-    KT_EQ_I(kl_fiber_cancel(fresh), 0);
-    static char out[4096];
-    dump_to(out, sizeof out);
-    KT_CHECK(strstr(out, "keel: fibers: 3 live, 1 ready, 2 suspended, 8 slots") != NULL);
-    KT_CHECK(strstr(out, "fiber 0:1 sleeper              suspended normal waits on test event") !=
-             NULL);
-    KT_CHECK(strstr(out, "fiber 1:1 joiner               suspended high waits on join sleeper") !=
-             NULL);
-    KT_CHECK(strstr(out, "fiber 2:1 finished             done      normal result 77") != NULL);
-    KT_CHECK(strstr(out, "fiber 3:1 fresh                ready     normal cancelled") != NULL);
-    if (kt_failed())
-        fprintf(stderr, "dump was:\n%s", out);
-    KT_EQ_I(kl_fiber_resume(sleeper, 0), 0);
-    KT_EQ_I(kl_sched_run(), 0);
     down();
 }
 
