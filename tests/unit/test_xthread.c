@@ -549,14 +549,6 @@ static intptr_t cancelled_deferrer(void *arg)
     return 0;
 }
 
-static intptr_t canceller(void *arg)
-{
-    (void)arg;
-    kl_sleep(10 * MS);
-    KT_EQ_I(kl_fiber_cancel(victim), 0);
-    return 0;
-}
-
 static void defer_cancel_case(enum kl_reactor_backend b)
 {
     (void)b;
@@ -565,7 +557,7 @@ static void defer_cancel_case(enum kl_reactor_backend b)
     defer_res = second_res = 0;
     finished_on_return = 0;
     victim = rk_spawn("victim", cancelled_deferrer, NULL);
-    rk_spawn("canceller", canceller, NULL);
+    rk_spawn("canceller", rk_canceller, &victim);
     KT_EQ_I(kl_reactor_run(), 0);
     KT_EQ_I(defer_rc, -ECANCELED);
     KT_EQ_I(defer_res, 42);         /* the result is still passed back */
@@ -612,7 +604,7 @@ static void defer_queued_case(enum kl_reactor_backend b)
     for (int i = 0; i < 8; i++) /* the pool's bound: every worker busy for 40 ms */
         rk_spawn("filler", filler, NULL);
     victim = rk_spawn("victim", queued_victim, NULL);
-    rk_spawn("canceller", canceller, NULL);
+    rk_spawn("canceller", rk_canceller, &victim);
     KT_EQ_I(kl_reactor_run(), 0);
     KT_EQ_I(defer_rc, -ECANCELED);
     KT_EQ_I(defer_res, 42);
