@@ -14,9 +14,10 @@
  * fiber-facing I/O (keel/io.h): io_uring (one SQE per request, the fiber's
  * id in user_data, one io_uring_enter per iteration) and edge-triggered
  * epoll (each fd registered once; a fiber tries the system call, parks on
- * EAGAIN and retries on the edge; file I/O goes to a two-thread pool that
- * wakes the reactor through an eventfd). KL_REACTOR_AUTO picks io_uring when
- * the kernel lets us create a ring.
+ * EAGAIN and retries on the edge; file I/O goes to the reactor's worker
+ * threads). KL_REACTOR_AUTO picks io_uring when the kernel lets us create a
+ * ring. Other threads reach a reactor through its inbox (keel/xthread.h),
+ * which wakes the loop through an eventfd that both backends watch.
  *
  * Not thread-safe by design: each function acts on the calling thread's
  * reactor and must be called from that thread.

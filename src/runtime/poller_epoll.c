@@ -9,9 +9,10 @@
  * flags are needed. A non-blocking connect parks as a writer and asks
  * connect() again on the edge (0 once connected, the error if it failed).
  *
- * Regular files are always "ready", so pread/pwrite/fsync go to a small
- * thread pool (poller_pool.c) that wakes the reactor through an eventfd
- * registered here.
+ * Regular files are always "ready", so pread/pwrite/fsync go to the
+ * reactor's worker pool (poller_pool.c). The reactor's wake-up eventfd
+ * (xthread.c), which the pool and other threads' posts write, is registered
+ * here too.
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
@@ -19,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -39,8 +39,6 @@ struct fd_state {
 
 struct epoll_state {
     int epfd;
-    int evfd;
-    struct kl_io_pool *pool;
     struct fd_state *fds;
     size_t nfds;
     struct epoll_event events[MAX_EVENTS];
@@ -132,7 +130,7 @@ static int64_t epoll_io(struct kl_reactor *r, struct kl_io_req *q, uint64_t dead
 {
     struct epoll_state *e = r->backend_state;
     if (is_file_io(q->kind))
-        return kl_io_pool_run(r, e->pool, q, deadline);
+        return kl_io_pool_file(r, q, deadline);
     int err = 0;
     struct fd_state *st = fd_register(r, e, q->fd, &err);
     if (st == NULL)
@@ -188,12 +186,12 @@ static int epoll_poll(struct kl_reactor *r, uint64_t timeout_ns)
     for (int i = 0; i < n; i++) {
         int fd = e->events[i].data.fd;
         uint32_t ev = e->events[i].events;
-        if (fd == e->evfd) {
-            uint64_t count;
+        if (fd == r->wake_fd) {
+            uint64_t count; /* consumed before the drain: a later write wakes us again */
             r->stats.syscalls++;
-            ssize_t got = read(e->evfd, &count, sizeof count);
-            (void)got; /* EAGAIN: drained already */
-            kl_io_pool_reap(r, e->pool);
+            ssize_t got = read(r->wake_fd, &count, sizeof count);
+            (void)got; /* readable (level-triggered, one reader): it does not block */
+            kl_xthread__woken(r);
             continue;
         }
         if ((size_t)fd >= e->nfds)
@@ -217,10 +215,6 @@ static void epoll_forget(struct kl_reactor *r, int fd)
 static void epoll_destroy(struct kl_reactor *r)
 {
     struct epoll_state *e = r->backend_state;
-    if (e->pool)
-        kl_io_pool_stop(e->pool);
-    if (e->evfd >= 0)
-        close(e->evfd);
     if (e->epfd >= 0)
         close(e->epfd);
     free(e->fds);
@@ -242,7 +236,6 @@ int kl_poller_epoll_init(struct kl_reactor *r)
     if (e == NULL)
         return -ENOMEM;
     e->epfd = -1;
-    e->evfd = -1;
     r->backend_state = e;
     struct rlimit rl;
     e->nfds = 1024;
@@ -251,18 +244,15 @@ int kl_poller_epoll_init(struct kl_reactor *r)
     e->fds = calloc(e->nfds, sizeof *e->fds);
     int rc = 0;
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
-    e->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (e->fds == NULL)
         rc = -ENOMEM;
-    else if (e->epfd < 0 || e->evfd < 0)
+    else if (e->epfd < 0)
         rc = -errno;
     if (rc == 0) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.fd = e->evfd};
-        if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->evfd, &ev) < 0)
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = r->wake_fd};
+        if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, r->wake_fd, &ev) < 0)
             rc = -errno;
     }
-    if (rc == 0)
-        rc = kl_io_pool_start(&e->pool, e->evfd);
     if (rc < 0) {
         epoll_destroy(r);
         return rc;

@@ -14,18 +14,31 @@
  * touches the buffer after the call. A socket marked O_NONBLOCK makes the
  * kernel answer -EAGAIN instead of waiting; the fiber then waits for
  * readiness with IORING_OP_POLL_ADD and tries again.
+ *
+ * A read of the reactor's wake-up eventfd (xthread.c) stays armed, with
+ * user_data WAKE_UDATA (never a fiber id: incarnations start at 1). It is not
+ * counted in flight, so it neither keeps the loop alive nor blocks destroy;
+ * its CQE runs the posted messages and the pool's finished jobs, and it is
+ * re-armed at once (the SQE rides with the next submission). Destroy cancels
+ * it and waits for its CQE, since the kernel writes into our buffer.
  */
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
 
+#include "keel/assert.h"
 #include "keel/log.h"
 
 #include "reactor_internal.h"
 
+/* The user_data of the wake-up read: slot 1, incarnation 0. */
+#define WAKE_UDATA 1u
+
 struct uring_state {
     struct io_uring ring;
+    bool wake_armed;
+    uint64_t wake_count; /* the wake-up read's buffer */
 };
 
 static struct io_uring_sqe *get_sqe(struct kl_reactor *r, struct uring_state *u)
@@ -114,6 +127,26 @@ static int64_t run_one(struct kl_reactor *r, struct uring_state *u, const struct
     return w.res;
 }
 
+static void arm_wake(struct kl_reactor *r, struct uring_state *u)
+{
+    KL_ASSERT(!u->wake_armed, "wake-up read armed twice");
+    struct io_uring_sqe *sqe = get_sqe(r, u);
+    KL_ASSERT(sqe != NULL, "no SQE for the wake-up read");
+    io_uring_prep_read(sqe, r->wake_fd, &u->wake_count, sizeof u->wake_count, 0);
+    io_uring_sqe_set_data64(sqe, WAKE_UDATA);
+    u->wake_armed = true;
+}
+
+/* The wake-up read's CQE has come: it is no longer armed. */
+static void wake_completed(struct uring_state *u, int res)
+{
+    KL_ASSERT(u->wake_armed, "a wake-up CQE with no read armed");
+    u->wake_armed = false;
+    KL_ASSERT(res == (int)sizeof u->wake_count || res == -EINTR || res == -ECANCELED ||
+                  res == -EAGAIN,
+              "read of the reactor's eventfd: %d", res);
+}
+
 static bool waits_for_readiness(enum kl_io_kind kind)
 {
     return kind != KL_IO_PREAD && kind != KL_IO_PWRITE && kind != KL_IO_FSYNC &&
@@ -169,18 +202,28 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
 
     struct io_uring_cqe *cqe;
     unsigned head, seen = 0;
+    bool woken = false;
     io_uring_for_each_cqe(&u->ring, head, cqe)
     {
         seen++;
         uint64_t data = io_uring_cqe_get_data64(cqe);
         if (data == LIBURING_UDATA_TIMEOUT)
             continue; /* liburing's own wait timeout */
+        if (data == WAKE_UDATA) {
+            wake_completed(u, cqe->res);
+            woken = true;
+            continue;
+        }
         KL_ASSERT(r->inflight > 0, "a CQE with nothing in flight");
         r->inflight--;
         if (data != 0)
             kl_reactor__complete(r, data, cqe->res);
     }
     io_uring_cq_advance(&u->ring, seen);
+    if (woken) {
+        arm_wake(r, u);
+        kl_xthread__woken(r);
+    }
     return 0;
 }
 
@@ -193,6 +236,23 @@ static void uring_forget(struct kl_reactor *r, int fd)
 static void uring_destroy(struct kl_reactor *r)
 {
     struct uring_state *u = r->backend_state;
+    if (u->wake_armed) { /* cancel the wake-up read and wait for its CQE */
+        struct io_uring_sqe *sqe = get_sqe(r, u);
+        KL_ASSERT(sqe != NULL, "no SQE to cancel the wake-up read");
+        io_uring_prep_cancel64(sqe, WAKE_UDATA, 0);
+        io_uring_sqe_set_data64(sqe, 0);
+        io_uring_submit(&u->ring);
+        while (u->wake_armed) {
+            struct io_uring_cqe *cqe;
+            int rc = io_uring_wait_cqe(&u->ring, &cqe);
+            if (rc == -EINTR)
+                continue;
+            KL_ASSERT(rc == 0, "waiting for the wake-up read's cancel: %d", rc);
+            if (io_uring_cqe_get_data64(cqe) == WAKE_UDATA)
+                wake_completed(u, cqe->res);
+            io_uring_cqe_seen(&u->ring, cqe);
+        }
+    }
     io_uring_queue_exit(&u->ring);
     free(u);
     r->backend_state = NULL;
@@ -219,5 +279,6 @@ int kl_poller_uring_init(struct kl_reactor *r)
     r->backend_state = u;
     r->ops = &uring_ops;
     r->backend = KL_REACTOR_URING;
+    arm_wake(r, u);
     return 0;
 }

@@ -6,7 +6,9 @@
  * allocated per wait). `idle` is the loop iteration: fire due timers, then
  * let the backend submit, wait (until the next completion or the wheel's next
  * deadline, or not at all when a fiber is ready or in busy-poll mode) and
- * reap, then fire the timers that came due while it waited.
+ * reap, then fire the timers that came due while it waited. It gives up
+ * with -EDEADLK only when no timer, no request in flight and no post from
+ * another thread (xthread.c) could wake a suspended fiber.
  *
  * I/O completions are matched to fibers through a per-slot table of
  * struct kl_io_wait pointers: user_data carries the raw fiber id, the slot
@@ -80,15 +82,17 @@ static int hook_idle(void *ctx, bool fibers_ready)
     if (!r->busy_poll && !r->stop && !fibers_ready) {
         uint64_t next = kl_timer_wheel_next_deadline(&r->wheel);
         if (next == UINT64_MAX) {
-            if (r->inflight == 0)
+            if (r->inflight == 0 && !kl_xthread__may_receive(r))
                 return -EDEADLK; /* suspended fibers that nothing here can wake */
             timeout = UINT64_MAX;
         } else {
             timeout = next > now ? next - now : 0;
         }
     }
-    if (timeout == 0 && r->inflight == 0)
-        return 0; /* nothing to submit or reap: no system call */
+    if (timeout == 0 && r->inflight == 0) {
+        kl_xthread__drain(r); /* posted messages still run while fibers stay ready */
+        return 0;             /* nothing to submit or reap: no system call */
+    }
     int rc = r->ops->poll(r, timeout);
     if (rc < 0)
         return rc;
@@ -153,6 +157,7 @@ static void ignore_sigpipe(void)
 
 static void release(struct kl_reactor *r)
 {
+    kl_xthread__detach(r);
     kl_timer_wheel_destroy(&r->wheel);
     free(r->timers);
     free(r->timer_ids);
@@ -176,6 +181,7 @@ int kl_reactor_init(const struct kl_reactor_options *opts)
     r->sched = s;
     r->busy_poll = o.busy_poll;
     r->ring_entries = o.ring_entries ? o.ring_entries : 256;
+    r->wake_fd = -1;
     r->timers = calloc(s->capacity, sizeof *r->timers);
     r->timer_ids = calloc(s->capacity, sizeof *r->timer_ids);
     r->waits = calloc(s->capacity, sizeof *r->waits);
@@ -184,6 +190,8 @@ int kl_reactor_init(const struct kl_reactor_options *opts)
         kl_now());
     if (r->timers == NULL || r->timer_ids == NULL || r->waits == NULL)
         rc = -ENOMEM;
+    if (rc == 0)
+        rc = kl_xthread__attach(r);
     if (rc < 0) {
         release(r);
         return rc;

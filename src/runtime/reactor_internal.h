@@ -3,8 +3,11 @@
  * reactor.c owns the loop, the timers and the hooks; io.c turns each public
  * I/O call into a struct kl_io_req and hands it to the backend's `io`
  * function, which parks the calling fiber until the request is over.
- * poller_uring.c and poller_epoll.c (with poller_pool.c for file I/O) are
- * the backends. Only these files include this header.
+ * poller_uring.c and poller_epoll.c are the backends. xthread.c owns the
+ * reactor's inbox and its wake-up eventfd, which both backends watch and
+ * which poller_pool.c's worker threads (file I/O on epoll,
+ * kl_defer_to_thread everywhere) write as well. Only these files include
+ * this header.
  */
 #ifndef KEEL_RUNTIME_REACTOR_INTERNAL_H
 #define KEEL_RUNTIME_REACTOR_INTERNAL_H
@@ -19,6 +22,7 @@
 #include "keel/fiber.h"
 #include "keel/reactor.h"
 #include "keel/timer_wheel.h"
+#include "keel/xthread.h"
 
 #include "fiber_internal.h"
 
@@ -89,6 +93,9 @@ struct kl_reactor {
     uint64_t *timer_ids;       /* per fiber slot: the raw id the timer expires */
     struct kl_io_wait **waits; /* per fiber slot: the completion it waits for */
     void *backend_state;
+    struct kl_reactor_ref *inbox; /* posted messages (xthread.c) */
+    int wake_fd;                  /* the inbox's eventfd: other threads wake the loop here */
+    struct kl_io_pool *pool;      /* worker threads, started on first use (poller_pool.c) */
 };
 
 extern __thread struct kl_reactor *kl_reactor__tls;
@@ -109,16 +116,40 @@ void kl_reactor__complete(struct kl_reactor *r, uint64_t user_data, int64_t res)
 /* Suspend the calling fiber until `deadline_ns` (UINT64_MAX: none). */
 int kl_reactor__park(struct kl_reactor *r, const char *what, uint64_t deadline_ns);
 
-/* The epoll backend's file I/O: a pool of threads that wakes the reactor
- * through `evfd` (poller_pool.c). */
+/* Worker threads for blocking work (poller_pool.c): the epoll backend's file
+ * I/O and kl_defer_to_thread(). Started on first use; a finished job wakes
+ * the reactor through r->wake_fd. */
 struct kl_io_pool;
-int kl_io_pool_start(struct kl_io_pool **out, int evfd);
-/* Run a file request on the pool for the calling fiber; result or -errno. */
-int64_t kl_io_pool_run(struct kl_reactor *r, struct kl_io_pool *p, struct kl_io_req *q,
-                       uint64_t deadline_ns);
+/* Run fn(arg) on a worker while the calling fiber parks (`what` names the
+ * wait in dumps); 0 with the job's return value in *res. On timeout or
+ * cancel a job that has not started is dropped when `droppable` (returns
+ * -ETIMEDOUT or -ECANCELED); a started or undroppable job is awaited (the
+ * fiber's cancelled flag is kept). -EAGAIN: no worker thread could start. */
+int kl_io_pool_run(struct kl_reactor *r, const char *what, intptr_t (*fn)(void *arg), void *arg,
+                   uint64_t deadline_ns, bool droppable, intptr_t *res);
+/* The epoll backend's pread/pwrite/fsync on the pool; result or -errno. */
+int64_t kl_io_pool_file(struct kl_reactor *r, struct kl_io_req *q, uint64_t deadline_ns);
 /* On the reactor: wake the fibers whose jobs are done. */
-void kl_io_pool_reap(struct kl_reactor *r, struct kl_io_pool *p);
-void kl_io_pool_stop(struct kl_io_pool *p);
+void kl_io_pool_reap(struct kl_reactor *r);
+/* Join the workers (no job may be pending) and free the pool. */
+void kl_io_pool_stop(struct kl_reactor *r);
+
+/* The inbox (xthread.c). Attach creates it and r->wake_fd before the
+ * backend starts; detach closes it (later posts get -ESHUTDOWN), runs the
+ * messages that made it in, stops the pool and drops the reactor's own
+ * reference. */
+int kl_xthread__attach(struct kl_reactor *r);
+void kl_xthread__detach(struct kl_reactor *r);
+/* A backend saw r->wake_fd readable and consumed its count: reap the pool's
+ * finished jobs, run the posted messages. */
+void kl_xthread__woken(struct kl_reactor *r);
+/* Run the posted messages, if any, without touching the eventfd (the loop's
+ * turn when it makes no system call; the count left behind only costs a
+ * spurious wake-up). One load when the inbox is empty. */
+void kl_xthread__drain(struct kl_reactor *r);
+/* True while a post can still arrive: another reference exists, or a
+ * message waits. The loop then blocks instead of reporting a deadlock. */
+bool kl_xthread__may_receive(const struct kl_reactor *r);
 
 /* Backend constructors: fill r->backend_state and r->ops; 0 or -errno. */
 int kl_poller_uring_init(struct kl_reactor *r);

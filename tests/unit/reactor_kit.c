@@ -64,3 +64,12 @@ kl_fiber_id rk_spawn(const char *name, kl_fiber_fn fn, void *arg)
         kt_fail(__FILE__, __LINE__, "spawn %s: %d", name, rc);
     return id;
 }
+
+intptr_t rk_canceller(void *arg)
+{
+    kl_sleep(10 * MS);
+    int rc = kl_fiber_cancel(*(kl_fiber_id *)arg);
+    if (rc != 0)
+        kt_fail(__FILE__, __LINE__, "kl_fiber_cancel: %d", rc);
+    return 0;
+}

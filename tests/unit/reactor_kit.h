@@ -29,4 +29,8 @@ void rk_each_backend(void (*fn)(enum kl_reactor_backend));
 /* Spawn a normal-priority fiber, failing the case if that fails. */
 kl_fiber_id rk_spawn(const char *name, kl_fiber_fn fn, void *arg);
 
+/* A fiber body: sleep 10 ms, then cancel the fiber whose id `arg` points to
+ * (failing the case if that fails). */
+intptr_t rk_canceller(void *arg);
+
 #endif /* KEEL_TEST_REACTOR_KIT_H */

@@ -298,14 +298,6 @@ static intptr_t forever_reader(void *arg)
     return 0;
 }
 
-static intptr_t canceller(void *arg)
-{
-    (void)arg;
-    kl_sleep(10 * MS);
-    KT_EQ_I(kl_fiber_cancel(blocked_reader), 0);
-    return 0;
-}
-
 static void cancel_case(enum kl_reactor_backend b)
 {
     (void)b;
@@ -313,7 +305,7 @@ static void cancel_case(enum kl_reactor_backend b)
     got_rc[0] = 1;
     after_cancel_sleep = 1;
     blocked_reader = rk_spawn("reader", forever_reader, NULL);
-    rk_spawn("canceller", canceller, NULL);
+    rk_spawn("canceller", rk_canceller, &blocked_reader);
     KT_EQ_I(kl_reactor_run(), 0);
     KT_EQ_I(got_rc[0], -ECANCELED);
     KT_EQ_I(after_cancel_sleep, -ECANCELED); /* sticky: unwinds at every blocking point */

@@ -252,13 +252,6 @@ static intptr_t short_waiter(void *arg)
     return 0;
 }
 
-static intptr_t canceller(void *arg)
-{
-    kl_sleep(10 * MS);
-    KT_EQ_I(kl_fiber_cancel(*(kl_fiber_id *)arg), 0);
-    return 0;
-}
-
 static void sig_timeout_cancel_case(enum kl_reactor_backend b)
 {
     (void)b;
@@ -269,7 +262,7 @@ static void sig_timeout_cancel_case(enum kl_reactor_backend b)
 
     sig_rc = 0;
     kl_fiber_id waiter = rk_spawn("waiter", hup_waiter, NULL);
-    rk_spawn("canceller", canceller, &waiter);
+    rk_spawn("canceller", rk_canceller, &waiter);
     KT_EQ_I(kl_reactor_run(), 0);
     KT_EQ_I(sig_rc, -ECANCELED);
 
