@@ -597,8 +597,8 @@ uint32_t kl_sched__cancel_all(struct kl_sched *s)
     uint32_t n = 0;
     for (uint32_t i = 0; i < s->capacity; i++) {
         struct kl_fiber *f = &s->fibers[i];
-        if (f->state == KL_FIBER_READY || f->state == KL_FIBER_SUSPENDED ||
-            f->state == KL_FIBER_RUNNING) {
+        KL_ASSERT(f->state != KL_FIBER_RUNNING, "cancel-all from fiber %s", f->name);
+        if (f->state == KL_FIBER_READY || f->state == KL_FIBER_SUSPENDED) {
             kl_fiber_cancel(kl_fiber__id(f));
             n++;
         }

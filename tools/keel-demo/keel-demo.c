@@ -334,15 +334,22 @@ int main(int argc, char **argv)
            kl_reactor_backend_name(kl_reactor_backend()), ntohs(demo.addr.sin_port));
 
     kl_fiber_id sig;
-    kl_fiber_spawn(&demo.acceptor, "acceptor", acceptor, NULL, KL_FIBER_PRIO_HIGH);
-    kl_fiber_detach(demo.acceptor);
+    if (kl_fiber_spawn(&demo.acceptor, "acceptor", acceptor, NULL, KL_FIBER_PRIO_HIGH) != 0 ||
+        kl_fiber_detach(demo.acceptor) != 0) {
+        fprintf(stderr, "keel-demo: cannot start the acceptor fiber\n");
+        return 1;
+    }
     if (check && !self_check()) {
         fprintf(stderr, "keel-demo: self-check FAILED\n");
         kl_reactor_shutdown(0);
         return 1;
     }
-    kl_fiber_spawn(&sig, "signals", signals, NULL, KL_FIBER_PRIO_HIGH);
-    kl_fiber_detach(sig);
+    if (kl_fiber_spawn(&sig, "signals", signals, NULL, KL_FIBER_PRIO_HIGH) != 0 ||
+        kl_fiber_detach(sig) != 0) {
+        fprintf(stderr, "keel-demo: cannot start the signal fiber\n");
+        kl_reactor_shutdown(0);
+        return 1;
+    }
     printf("keel-demo: serving; try: printf 'hello\\nstats\\nquit\\n' | nc 127.0.0.1 %d\n",
            ntohs(demo.addr.sin_port));
     rc = kl_reactor_run();
