@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "keel/assert.h"
+#include "keel/list.h"
 
 #include "reactor_internal.h"
 
@@ -39,16 +40,16 @@ struct pool_job {
     void *arg;
     intptr_t res;
     enum job_state state;
-    struct pool_job *next;
+    struct kl_queue_node queue_node; /* in the pool's queue while JOB_QUEUED */
+    struct pool_job *done_next;      /* in the done stack once JOB_DONE */
 };
 
 struct kl_io_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct pool_job *head, *tail; /* queued */
-    struct pool_job *done;        /* finished, not yet reaped (a stack) */
-    uint32_t queued;              /* jobs in head..tail */
-    uint32_t idle;                /* workers waiting for a job */
+    struct kl_queue queue; /* struct pool_job, queued (FIFO) */
+    struct pool_job *done; /* finished, not yet reaped (a stack) */
+    uint32_t idle;         /* workers waiting for a job */
     bool quit;
     int evfd;
     int nthreads; /* only the reactor's thread touches it and threads[] */
@@ -61,16 +62,13 @@ static void *worker(void *arg)
     pthread_mutex_lock(&p->mu);
     for (;;) {
         p->idle++;
-        while (!p->quit && p->head == NULL)
+        while (!p->quit && kl_queue_empty(&p->queue))
             pthread_cond_wait(&p->cv, &p->mu);
         p->idle--;
         if (p->quit)
             break;
-        struct pool_job *j = p->head;
-        p->head = j->next;
-        if (p->head == NULL)
-            p->tail = NULL;
-        p->queued--;
+        struct pool_job *j =
+            kl_container_of(kl_queue_pop_front(&p->queue), struct pool_job, queue_node);
         KL_ASSERT(j->state == JOB_QUEUED, "pool job taken twice");
         j->state = JOB_RUNNING;
         pthread_mutex_unlock(&p->mu);
@@ -79,7 +77,7 @@ static void *worker(void *arg)
         j->res = res;
         j->state = JOB_DONE;
         bool wake = p->done == NULL; /* else a write is on its way already */
-        j->next = p->done;
+        j->done_next = p->done;
         p->done = j;
         if (wake) {
             pthread_mutex_unlock(&p->mu);
@@ -115,6 +113,7 @@ static struct kl_io_pool *pool_get(struct kl_reactor *r)
     struct kl_io_pool *p = calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
+    kl_queue_init(&p->queue);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->evfd = r->wake_fd;
@@ -133,7 +132,7 @@ void kl_io_pool_stop(struct kl_reactor *r)
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
-    KL_ASSERT(p->head == NULL && p->done == NULL, "worker pool stopped with jobs");
+    KL_ASSERT(kl_queue_empty(&p->queue) && p->done == NULL, "worker pool stopped with jobs");
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);
@@ -145,20 +144,8 @@ static bool unqueue(struct kl_io_pool *p, struct pool_job *j)
 {
     if (j->state != JOB_QUEUED)
         return false;
-    struct pool_job *prev = NULL;
-    for (struct pool_job *it = p->head; it; prev = it, it = it->next) {
-        if (it != j)
-            continue;
-        if (prev)
-            prev->next = j->next;
-        else
-            p->head = j->next;
-        if (p->tail == j)
-            p->tail = prev;
-        p->queued--;
-        return true;
-    }
-    KL_PANIC("queued pool job not in the pool's queue");
+    kl_queue_remove(&p->queue, &j->queue_node);
+    return true;
 }
 
 /* Queue `j`, starting a worker if none is idle to take it; false when the
@@ -166,13 +153,8 @@ static bool unqueue(struct kl_io_pool *p, struct pool_job *j)
 static bool enqueue(struct kl_io_pool *p, struct pool_job *j)
 {
     pthread_mutex_lock(&p->mu);
-    if (p->tail)
-        p->tail->next = j;
-    else
-        p->head = j;
-    p->tail = j;
-    p->queued++;
-    bool grow = p->queued > p->idle && p->nthreads < POOL_MAX_THREADS;
+    kl_queue_push_back(&p->queue, &j->queue_node);
+    bool grow = kl_queue_len(&p->queue) > p->idle && p->nthreads < POOL_MAX_THREADS;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     if (!grow || add_thread(p) == 0 || p->nthreads > 0)
@@ -236,7 +218,7 @@ void kl_io_pool_reap(struct kl_reactor *r)
     p->done = NULL;
     pthread_mutex_unlock(&p->mu);
     while (j) {
-        struct pool_job *next = j->next; /* the fiber does not run before we return */
+        struct pool_job *next = j->done_next; /* the fiber does not run before we return */
         KL_ASSERT(j->state == JOB_DONE && r->inflight > 0);
         r->inflight--;
         kl_reactor__complete(r, j->wait.id, j->res);
