@@ -51,29 +51,41 @@ _Static_assert(KL_FIBER_PRIO_COUNT == 2 && KL_FIBER_PRIO_HIGH == 0,
 
 static inline void push_ready(struct kl_sched *s, struct kl_fiber *f)
 {
+    KL_ASSERT(f->state != KL_FIBER_READY, "fiber %s is already ready", f->name);
     f->state = KL_FIBER_READY;
-    kl_queue_push_back(&s->ready[f->prio], &f->ready_node);
+    f->ready_next = NULL;
+    struct kl_ready_list *q = &s->ready[f->prio];
+    if (q->tail)
+        q->tail->ready_next = f;
+    else
+        q->head = f;
+    q->tail = f;
 }
 
 static inline bool any_ready(const struct kl_sched *s)
 {
-    return !kl_queue_empty(&s->ready[KL_FIBER_PRIO_HIGH]) ||
-           !kl_queue_empty(&s->ready[KL_FIBER_PRIO_NORMAL]);
+    return s->ready[KL_FIBER_PRIO_HIGH].head != NULL || s->ready[KL_FIBER_PRIO_NORMAL].head != NULL;
+}
+
+/* Take the head of a list that is not empty. */
+static inline struct kl_fiber *pop_from(struct kl_ready_list *q)
+{
+    struct kl_fiber *f = q->head;
+    KL_ASSERT(f->state == KL_FIBER_READY, "fiber %s in a ready list is %s", f->name,
+              kl_fiber__state_name(f->state));
+    q->head = f->ready_next;
+    if (q->head == NULL)
+        q->tail = NULL;
+    return f;
 }
 
 /* The next fiber to run, or NULL when none is ready. */
 static inline struct kl_fiber *pop_ready(struct kl_sched *s)
 {
-    struct kl_queue *q = &s->ready[KL_FIBER_PRIO_HIGH];
-    if (kl_queue_empty(q))
+    struct kl_ready_list *q = &s->ready[KL_FIBER_PRIO_HIGH];
+    if (q->head == NULL)
         q = &s->ready[KL_FIBER_PRIO_NORMAL];
-    struct kl_queue_node *n = kl_queue_pop_front(q);
-    if (n == NULL)
-        return NULL;
-    struct kl_fiber *f = kl_container_of(n, struct kl_fiber, ready_node);
-    KL_ASSERT(f->state == KL_FIBER_READY, "fiber %s in a ready queue is %s", f->name,
-              kl_fiber__state_name(f->state));
-    return f;
+    return q->head ? pop_from(q) : NULL;
 }
 
 /* ---- the switch ----------------------------------------------------------- */
@@ -93,7 +105,7 @@ static void asan_switched(struct kl_sched *s, struct kl_fiber *from)
 }
 #endif
 
-static __attribute__((noinline, cold)) void hog_check(struct kl_sched *s, struct kl_fiber *prev)
+static void hog_check(struct kl_sched *s, struct kl_fiber *prev)
 {
     uint64_t now = kl_now();
     uint64_t ran = now - s->slice_start_ns;
@@ -102,16 +114,11 @@ static __attribute__((noinline, cold)) void hog_check(struct kl_sched *s, struct
     s->slice_start_ns = now;
 }
 
-/* Leave `prev` (the current context) for `next`; returns when something
- * switches back to `prev`. A dying `prev` never comes back. Every caller has
- * checked that no critical section is open (check_may_switch). */
-static inline void switch_to(struct kl_sched *s, struct kl_fiber *prev, struct kl_fiber *next,
-                             bool prev_dying)
+/* The switch proper: `next` becomes current and runs; returns when something
+ * switches back to `prev`. */
+static inline void switch_stacks(struct kl_sched *s, struct kl_fiber *prev, struct kl_fiber *next,
+                                 bool prev_dying)
 {
-    KL_ASSERT(s->current == prev, "switch from %s, but %s is running", prev->name,
-              s->current->name);
-    if (s->hog_threshold_ns)
-        hog_check(s, prev);
     next->state = KL_FIBER_RUNNING;
     s->current = next;
     s->switches++;
@@ -126,6 +133,30 @@ static inline void switch_to(struct kl_sched *s, struct kl_fiber *prev, struct k
 #if FIBER_ASAN
     asan_switched(s, from);
 #endif
+}
+
+/* switch_stacks() with the hogger check first; out of line so that the switch
+ * path without it makes no call that returns, and the compiler need not keep
+ * its values in callee-saved registers across one. */
+static __attribute__((noinline, cold)) void
+switch_checked(struct kl_sched *s, struct kl_fiber *prev, struct kl_fiber *next, bool prev_dying)
+{
+    hog_check(s, prev);
+    switch_stacks(s, prev, next, prev_dying);
+}
+
+/* Leave `prev` (the current context) for `next`; returns when something
+ * switches back to `prev`. A dying `prev` never comes back. Every caller has
+ * checked that no critical section is open (check_may_switch). */
+static inline void switch_to(struct kl_sched *s, struct kl_fiber *prev, struct kl_fiber *next,
+                             bool prev_dying)
+{
+    KL_ASSERT(s->current == prev, "switch from %s, but %s is running", prev->name,
+              s->current->name);
+    if (KL_UNLIKELY(s->hog_threshold_ns != 0))
+        switch_checked(s, prev, next, prev_dying);
+    else
+        switch_stacks(s, prev, next, prev_dying);
 }
 
 /* The context to switch to when `prev` stops running. */
@@ -161,7 +192,7 @@ static void release_slot(struct kl_sched *s, struct kl_fiber *f)
     KL_ASSERT(f->joiner == NULL && f->group == NULL);
     f->state = KL_FIBER_FREE;
     f->incarnation = f->incarnation == UINT32_MAX ? 1 : f->incarnation + 1;
-    kl_queue_push_front(&s->free_slots, &f->ready_node);
+    kl_queue_push_front(&s->free_slots, &f->slot_node);
 }
 
 /* ---- fiber life ----------------------------------------------------------- */
@@ -208,7 +239,7 @@ int kl_fiber_spawn(kl_fiber_id *id, const char *name, kl_fiber_fn fn, void *arg,
     struct kl_queue_node *n = kl_queue_pop_front(&s->free_slots);
     if (n == NULL)
         return -EAGAIN;
-    struct kl_fiber *f = kl_container_of(n, struct kl_fiber, ready_node);
+    struct kl_fiber *f = kl_container_of(n, struct kl_fiber, slot_node);
     KL_ASSERT(f->state == KL_FIBER_FREE, "free slot %u is %s", f->index,
               kl_fiber__state_name(f->state));
     f->prio = prio;
@@ -247,14 +278,18 @@ void kl_fiber_yield(void)
     struct kl_fiber *cur = s->current;
     KL_ASSERT(cur != &s->main, "kl_fiber_yield() outside a fiber");
     check_may_switch(s, "kl_fiber_yield()");
-    if (!any_ready(s))
-        return;
-    push_ready(s, cur);
-    struct kl_fiber *next = pop_ready(s);
-    if (next == cur) { /* only lower priorities are ready */
-        cur->state = KL_FIBER_RUNNING;
-        return;
+    /* Pop before pushing: a fiber never yields to a lower priority, and
+     * among equals it goes behind the ones ready now. */
+    struct kl_ready_list *q = &s->ready[KL_FIBER_PRIO_HIGH];
+    if (q->head == NULL) {
+        if (cur->prio == KL_FIBER_PRIO_HIGH)
+            return;
+        q = &s->ready[KL_FIBER_PRIO_NORMAL];
+        if (q->head == NULL)
+            return;
     }
+    struct kl_fiber *next = pop_from(q);
+    push_ready(s, cur);
     switch_to(s, cur, next, false);
 }
 
@@ -463,9 +498,8 @@ int kl_sched__run_until(struct kl_sched *s, bool (*done)(void *arg), void *arg)
             if (s->hooks.idle)
                 push_ready(s, &s->main); /* a turn after the fibers ready now */
             switch_to(s, &s->main, pop_ready(s), false);
-            KL_ASSERT(s->main.state == KL_FIBER_RUNNING &&
-                          !kl_queue_node_linked(&s->main.ready_node),
-                      "main context resumed while queued");
+            KL_ASSERT(s->main.state == KL_FIBER_RUNNING, "main context resumed while %s",
+                      kl_fiber__state_name(s->main.state));
             if (s->hooks.idle == NULL || done(arg))
                 continue;
         } else if (s->suspended == 0 || s->hooks.idle == NULL) {
@@ -555,8 +589,6 @@ int kl_sched_init(const struct kl_sched_config *cfg)
     s->slot_size = slot;
     s->hog_threshold_ns = c.hog_threshold_ns;
     kl_queue_init(&s->free_slots);
-    for (int p = 0; p < KL_FIBER_PRIO_COUNT; p++)
-        kl_queue_init(&s->ready[p]);
 
     for (uint32_t i = 0; i < max; i++) {
         struct kl_fiber *f = &s->fibers[i];
@@ -566,7 +598,7 @@ int kl_sched_init(const struct kl_sched_config *cfg)
         f->state = KL_FIBER_FREE;
         f->stack_lo = s->map + (size_t)i * slot + guard;
         kl_list_node_init(&f->group_node);
-        kl_queue_node_init(&f->ready_node);
+        kl_queue_node_init(&f->slot_node);
         /* Each stack is its own mapping between guards: vm.max_map_count
          * (65530 by default) bounds max_fibers near 32000. */
         if (mprotect(f->stack_lo, stack, PROT_READ | PROT_WRITE) != 0) {
@@ -576,7 +608,7 @@ int kl_sched_init(const struct kl_sched_config *cfg)
         f->valgrind_stack_id = VALGRIND_STACK_REGISTER(f->stack_lo, f->stack_lo + stack);
         f->asan_stack_bottom = f->stack_lo;
         f->asan_stack_size = stack;
-        kl_queue_push_back(&s->free_slots, &f->ready_node);
+        kl_queue_push_back(&s->free_slots, &f->slot_node);
     }
 
     s->main.sched = s;

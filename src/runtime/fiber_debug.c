@@ -21,18 +21,6 @@
 
 #include "fiber_internal.h"
 
-const char *kl_fiber__state_name(enum kl_fiber_state state)
-{
-    switch (state) {
-    case KL_FIBER_FREE: return "free";
-    case KL_FIBER_READY: return "ready";
-    case KL_FIBER_RUNNING: return "running";
-    case KL_FIBER_SUSPENDED: return "suspended";
-    case KL_FIBER_DONE: return "done";
-    }
-    return "?";
-}
-
 static void write_all(int fd, const char *buf, size_t len)
 {
     while (len > 0) {
@@ -54,11 +42,13 @@ static void write_line(int fd, char *buf, int n, size_t cap)
 static void dump(const struct kl_sched *s, int fd)
 {
     char line[256];
+    uint32_t ready = s->main.state == KL_FIBER_READY; /* the lists are not walked in a crash */
+    for (uint32_t i = 0; i < s->capacity; i++)
+        ready += s->fibers[i].state == KL_FIBER_READY;
     int n = snprintf(line, sizeof line,
                      "keel: fibers: %u live, %u ready, %u suspended, %u slots, %" PRIu64
                      " switches, current %s\n",
-                     s->live, (uint32_t)(kl_queue_len(&s->ready[0]) + kl_queue_len(&s->ready[1])),
-                     s->suspended, s->capacity, s->switches, s->current->name);
+                     s->live, ready, s->suspended, s->capacity, s->switches, s->current->name);
     write_line(fd, line, n, sizeof line);
     for (uint32_t i = 0; i < s->capacity; i++) {
         const struct kl_fiber *f = &s->fibers[i];

@@ -16,11 +16,22 @@
 #include "keel/list.h"
 
 struct kl_sched;
+struct kl_fiber;
+
+/* A FIFO of ready fibers, linked through kl_fiber.ready_next. A fiber is in a
+ * ready list exactly when its state is KL_FIBER_READY, and that state is the
+ * list's ownership check (asserted on push and pop), so unlike kl_queue it
+ * keeps no owner pointer and no count: yield is keel's hottest path. */
+struct kl_ready_list {
+    struct kl_fiber *head;
+    struct kl_fiber *tail;
+};
 
 struct kl_fiber {
     void *sp; /* saved stack pointer while not running */
     struct kl_sched *sched;
-    struct kl_queue_node ready_node; /* in a ready queue, or in the free-slot stack */
+    struct kl_fiber *ready_next;    /* next in its ready list, while READY */
+    struct kl_queue_node slot_node; /* in the free-slot stack, while FREE */
     enum kl_fiber_state state;
     enum kl_fiber_prio prio;
     uint32_t index;       /* slot; UINT32_MAX for the main context */
@@ -49,7 +60,7 @@ struct kl_fiber {
 
 struct kl_sched {
     struct kl_fiber *current;
-    struct kl_queue ready[KL_FIBER_PRIO_COUNT];
+    struct kl_ready_list ready[KL_FIBER_PRIO_COUNT];
     uint32_t critical;  /* critical-section nesting depth */
     uint32_t live;      /* spawned and not yet ended */
     uint32_t suspended; /* in kl_fiber_suspend() */
@@ -118,7 +129,18 @@ void kl_sched__report_hog(struct kl_sched *s, struct kl_fiber *f, uint64_t ran_n
 /* Add the process-wide crash hook (once). */
 void kl_sched__install_crash_hook(void);
 
-/* Printable state name. */
-const char *kl_fiber__state_name(enum kl_fiber_state state);
+/* Printable state name. Inline and call-free on purpose: the switch path's
+ * assertions print it, and a call there (even on the failing branch) makes
+ * the compiler keep values in callee-saved registers, pushed and popped on
+ * every switch. */
+static inline const char *kl_fiber__state_name(enum kl_fiber_state state)
+{
+    static const char *const names[] = {
+        [KL_FIBER_FREE] = "free",       [KL_FIBER_READY] = "ready",
+        [KL_FIBER_RUNNING] = "running", [KL_FIBER_SUSPENDED] = "suspended",
+        [KL_FIBER_DONE] = "done",
+    };
+    return (unsigned)state < sizeof names / sizeof names[0] ? names[state] : "?";
+}
 
 #endif /* KEEL_RUNTIME_FIBER_INTERNAL_H */
