@@ -47,14 +47,17 @@ s.sendall(b"quit\n")
 assert s.recv(10) == b""  # the server closed it
 PY
 
-    # an idle connection, kept open across the shutdown
+    # an idle connection, kept open across the shutdown; it says when it is
+    # served (a fixed sleep was too short on a loaded machine)
+    rm -f "$dir/idle"
     python3 -c '
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 s.sendall(b"x\n"); s.recv(10)
-time.sleep(10)' "$port" &
+open(sys.argv[2], "w").write("served\n")
+time.sleep(10)' "$port" "$dir/idle" &
     idle=$!
-    sleep 0.3
+    wait_for "$dir/idle" "served" 10 || fail "$backend: idle connection not served"
 
     kill -HUP $pid
     wait_for "$dir/err" "acceptor" 5 || fail "$backend: no fiber dump on SIGHUP"
