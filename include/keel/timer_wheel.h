@@ -12,10 +12,13 @@
  * level, scanned with ctz, finds the next busy bin, so advancing across a long
  * idle gap costs a few word operations, not one step per tick.
  *
- * Timers are intrusive and owned by the caller: a struct kl_timer holds a
- * kl_list_node whose owner pointer says which bin (if any) holds it. Insert
- * and cancel are O(1) and the wheel never allocates. Nothing is thread-safe:
- * a wheel and its timers belong to one thread (one reactor).
+ * Timers are intrusive and owned by the caller. A bin is a head pointer and
+ * its timers a doubly-linked chain through next/pprev (pprev points at the
+ * pointer that points at the timer), so insert (at the chain's front) and
+ * cancel are O(1), an empty bin is a NULL head, and the wheel never
+ * allocates. While armed a timer records its wheel's id and its list, which
+ * is how cancel finds the bin and asserts that the timer is its own. Nothing
+ * is thread-safe: a wheel and its timers belong to one thread (one reactor).
  *
  * Guarantees. A timer with deadline D (ns) fires in the first
  * kl_timer_wheel_advance(now) call with now >= D rounded up to the
@@ -48,8 +51,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "keel/list.h"
-
 #define KL_TIMER_WHEEL_LEVELS         4
 #define KL_TIMER_WHEEL_BINS           256                            /* per level */
 #define KL_TIMER_WHEEL_DEFAULT_RES    1000000u                       /* 1 ms, in ns */
@@ -62,26 +63,30 @@ struct kl_timer;
 typedef void (*kl_timer_fn)(struct kl_timer *timer, void *arg);
 
 struct kl_timer {
-    struct kl_list_node node; /* in one of the wheel's lists while armed */
-    uint64_t tick;            /* expiry: deadline rounded up to a tick */
-    uint64_t deadline;        /* ns */
-    uint64_t period;          /* ns; 0 for a one-shot timer */
+    struct kl_timer *next;   /* the next in its list, while armed */
+    struct kl_timer **pprev; /* the pointer to this timer while armed; NULL while not */
+    uint32_t wheel_id;       /* the wheel that holds it, while armed */
+    uint32_t list;           /* its list in that wheel, while armed */
+    uint64_t tick;           /* expiry: deadline rounded up to a tick */
+    uint64_t deadline;       /* ns */
+    uint64_t period;         /* ns; 0 for a one-shot timer */
     kl_timer_fn fn;
     void *arg;
 };
 
 /* Lists of the wheel: the bins level by level, then these three. */
 #define KL_TIMER_WHEEL_NBINS    (KL_TIMER_WHEEL_LEVELS * KL_TIMER_WHEEL_BINS)
-#define KL_TIMER_WHEEL_DUE      KL_TIMER_WHEEL_NBINS       /* expired, fire on next advance */
+#define KL_TIMER_WHEEL_DUE      KL_TIMER_WHEEL_NBINS /* expired, fire on next advance (FIFO) */
 #define KL_TIMER_WHEEL_OVERFLOW (KL_TIMER_WHEEL_NBINS + 1) /* beyond level 3 */
 #define KL_TIMER_WHEEL_FIRING   (KL_TIMER_WHEEL_NBINS + 2) /* due ones advance() is firing */
 #define KL_TIMER_WHEEL_NLISTS   (KL_TIMER_WHEEL_NBINS + 3)
 
 struct kl_timer_wheel {
+    uint32_t id;         /* nonzero, unique per init: what armed timers record */
     uint64_t cur;        /* the last tick processed: its timers have fired */
     uint64_t now;        /* ns: the latest time given to init or advance */
     uint64_t resolution; /* ns per tick */
-    uint64_t magic;      /* tick = (ns * magic) >> magic_shift, or ns >> magic_shift */
+    uint64_t magic;      /* tick = ((ns * magic) >> 64) >> magic_shift, or ns >> magic_shift */
     unsigned magic_shift;
     bool pow2;       /* resolution is a power of two: a plain shift */
     bool advancing;  /* inside advance(): it is not reentrant */
@@ -92,20 +97,18 @@ struct kl_timer_wheel {
     uint64_t occupied[KL_TIMER_WHEEL_LEVELS][KL_TIMER_WHEEL_BINS / 64];  /* busy bins */
     uint64_t min_stale[KL_TIMER_WHEEL_LEVELS][KL_TIMER_WHEEL_BINS / 64]; /* bin_min inexact */
     uint64_t bin_min[KL_TIMER_WHEEL_NBINS]; /* no timer of the bin expires before this tick */
-    struct kl_list lists[KL_TIMER_WHEEL_NLISTS];
+    struct kl_timer *lists[KL_TIMER_WHEEL_NLISTS]; /* heads; NULL when empty */
+    struct kl_timer **due_tail;                    /* where the due list's next timer goes */
 };
 
 /* Prepare a timer (unarmed) that will call fn(timer, arg). */
 static inline void kl_timer_init(struct kl_timer *timer, kl_timer_fn fn, void *arg)
 {
-    *timer = (struct kl_timer){KL_LIST_NODE_INIT, 0, 0, 0, fn, arg};
+    *timer = (struct kl_timer){.fn = fn, .arg = arg};
 }
 
 /* True while the timer is armed in some wheel (O(1)). */
-static inline bool kl_timer_armed(const struct kl_timer *timer)
-{
-    return kl_list_node_linked(&timer->node);
-}
+static inline bool kl_timer_armed(const struct kl_timer *timer) { return timer->pprev != NULL; }
 
 /* The timer's current deadline in ns (meaningful while armed). */
 static inline uint64_t kl_timer_deadline(const struct kl_timer *timer) { return timer->deadline; }

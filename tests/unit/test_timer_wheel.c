@@ -159,10 +159,12 @@ KT_TEST(cancel_before_firing)
     KT_EQ_U(kl_timer_wheel_next_deadline(&wheel), UINT64_MAX);
 }
 
-static void cancel_1_and_2(struct tt *self)
+/* Timers 0 and 1 share a tick, which fires its timers in no specified order:
+ * the first of the two to fire cancels the other, and timer 2. */
+static void cancel_partner_and_2(struct tt *self)
 {
-    (void)self;
-    KT_EQ_I(kl_timer_wheel_cancel(&wheel, &ts[1].timer), 0);
+    struct tt *partner = self == &ts[0] ? &ts[1] : &ts[0];
+    KT_EQ_I(kl_timer_wheel_cancel(&wheel, &partner->timer), 0);
     KT_EQ_I(kl_timer_wheel_cancel(&wheel, &ts[2].timer), 0);
     KT_EQ_I(kl_timer_wheel_cancel(&wheel, &ts[3].timer), -ENOENT);
 }
@@ -170,14 +172,14 @@ static void cancel_1_and_2(struct tt *self)
 KT_TEST(cancel_from_another_callback)
 {
     reset(MS, 0);
-    ts[0].hook = cancel_1_and_2;
+    ts[0].hook = cancel_partner_and_2;
+    ts[1].hook = cancel_partner_and_2;
     kl_timer_wheel_insert(&wheel, &ts[0].timer, 10 * MS, 0);
-    kl_timer_wheel_insert(&wheel, &ts[1].timer, 10 * MS, 0); /* same tick, fires after 0 */
+    kl_timer_wheel_insert(&wheel, &ts[1].timer, 10 * MS, 0); /* the same tick */
     kl_timer_wheel_insert(&wheel, &ts[2].timer, 20 * MS, 0); /* later in the same advance */
     kl_timer_wheel_insert(&wheel, &ts[4].timer, 15 * MS, 0);
     KT_EQ_U(kl_timer_wheel_advance(&wheel, 30 * MS), 2);
-    KT_EQ_I(ts[0].fires, 1);
-    KT_EQ_I(ts[1].fires, 0);
+    KT_EQ_I(ts[0].fires + ts[1].fires, 1);
     KT_EQ_I(ts[2].fires, 0);
     KT_EQ_I(ts[4].fires, 1);
     KT_EQ_U(kl_timer_wheel_pending(&wheel), 0);
@@ -207,10 +209,13 @@ static void rearm_now(struct tt *self)
     kl_timer_wheel_insert(&wheel, &self->timer, kl_timer_wheel_now(&wheel), 0);
 }
 
-static void rearm_other(struct tt *self)
+/* Timers 0 and 1 share a tick: the first to fire re-arms the other, due in
+ * this same tick, to later. */
+static void rearm_partner(struct tt *self)
 {
-    (void)self; /* re-arm timer 1, which is due in this same tick, to later */
-    kl_timer_wheel_rearm(&wheel, &ts[1].timer, 50 * MS, 0);
+    struct tt *partner = self == &ts[0] ? &ts[1] : &ts[0];
+    if (kl_timer_armed(&partner->timer))
+        kl_timer_wheel_rearm(&wheel, &partner->timer, 50 * MS, 0);
 }
 
 KT_TEST(rearm_for_now_waits_for_next_advance)
@@ -226,14 +231,17 @@ KT_TEST(rearm_for_now_waits_for_next_advance)
     KT_EQ_I(kl_timer_wheel_cancel(&wheel, &ts[0].timer), 0);
 
     reset(MS, 0);
-    ts[0].hook = rearm_other;
+    ts[0].hook = rearm_partner;
+    ts[1].hook = rearm_partner;
     kl_timer_wheel_insert(&wheel, &ts[0].timer, 5 * MS, 0);
     kl_timer_wheel_insert(&wheel, &ts[1].timer, 5 * MS, 0);
     KT_EQ_U(kl_timer_wheel_advance(&wheel, 10 * MS), 1);
-    KT_EQ_I(ts[1].fires, 0);
+    KT_EQ_I(ts[0].fires + ts[1].fires, 1);
     KT_EQ_U(kl_timer_wheel_next_deadline(&wheel), 50 * MS);
     KT_EQ_U(kl_timer_wheel_advance(&wheel, 50 * MS), 1);
+    KT_EQ_I(ts[0].fires, 1);
     KT_EQ_I(ts[1].fires, 1);
+    KT_EQ_U(kl_timer_wheel_pending(&wheel), 0);
 }
 
 static void cancel_1_arm_2_overdue(struct tt *self)
@@ -257,6 +265,31 @@ KT_TEST(overdue_armed_in_callback_waits_for_next_advance)
     KT_EQ_U(kl_timer_wheel_next_deadline(&wheel), 1 * MS);
     KT_EQ_U(kl_timer_wheel_advance(&wheel, 100 * MS), 1);
     KT_EQ_I(ts[2].fires, 1);
+}
+
+/* Overdue timers fire in arming order, also after cancels at either end of
+ * their list (which moves where the next one is appended). */
+KT_TEST(overdue_fire_in_arming_order_across_cancels)
+{
+    reset(MS, 100 * MS);
+    kl_timer_wheel_insert(&wheel, &ts[0].timer, 10 * MS, 0);
+    kl_timer_wheel_insert(&wheel, &ts[1].timer, 90 * MS, 0);
+    kl_timer_wheel_insert(&wheel, &ts[2].timer, 20 * MS, 0);
+    KT_EQ_I(kl_timer_wheel_cancel(&wheel, &ts[2].timer), 0); /* the last */
+    kl_timer_wheel_insert(&wheel, &ts[3].timer, 5 * MS, 0);
+    KT_EQ_I(kl_timer_wheel_cancel(&wheel, &ts[0].timer), 0); /* the first */
+    kl_timer_wheel_insert(&wheel, &ts[4].timer, 95 * MS, 0);
+    KT_EQ_I(kl_timer_wheel_cancel(&wheel, &ts[4].timer), 0); /* the last again */
+    KT_EQ_I(kl_timer_wheel_cancel(&wheel, &ts[3].timer), 0); /* now the last */
+    kl_timer_wheel_insert(&wheel, &ts[5].timer, 1 * MS, 0);
+    kl_timer_wheel_insert(&wheel, &ts[6].timer, 100 * MS, 0);
+    KT_EQ_U(kl_timer_wheel_pending(&wheel), 3);
+    KT_EQ_U(kl_timer_wheel_advance(&wheel, 100 * MS), 3);
+    KT_EQ_I(norder, 3);
+    KT_EQ_I(order[0], 1);
+    KT_EQ_I(order[1], 5);
+    KT_EQ_I(order[2], 6);
+    KT_EQ_U(kl_timer_wheel_pending(&wheel), 0);
 }
 
 static void insert_3(struct tt *self)
