@@ -82,12 +82,12 @@ struct kl_timer {
 #define KL_TIMER_WHEEL_NLISTS   (KL_TIMER_WHEEL_NBINS + 3)
 
 struct kl_timer_wheel {
-    uint32_t id;         /* nonzero, unique per init: what armed timers record */
     uint64_t cur;        /* the last tick processed: its timers have fired */
     uint64_t now;        /* ns: the latest time given to init or advance */
     uint64_t resolution; /* ns per tick */
     uint64_t magic;      /* tick = ((ns * magic) >> 64) >> magic_shift, or ns >> magic_shift */
     unsigned magic_shift;
+    uint32_t id;     /* nonzero, unique per init: what armed timers record */
     bool pow2;       /* resolution is a power of two: a plain shift */
     bool advancing;  /* inside advance(): it is not reentrant */
     bool next_valid; /* next_tick is the exact earliest expiry */
@@ -114,7 +114,9 @@ static inline bool kl_timer_armed(const struct kl_timer *timer) { return timer->
 static inline uint64_t kl_timer_deadline(const struct kl_timer *timer) { return timer->deadline; }
 
 /* Initialise an empty wheel with ticks of `resolution_ns` at time `now_ns`;
- * 0, or -EINVAL for a resolution of 0 or above KL_TIMER_WHEEL_RESOLUTION_MAX. */
+ * 0, or -EINVAL for a resolution of 0 or above KL_TIMER_WHEEL_RESOLUTION_MAX.
+ * A wheel that has timers armed must be destroyed first: init gives the wheel
+ * a new id, and timers armed before belong to no wheel after it. */
 int kl_timer_wheel_init(struct kl_timer_wheel *wheel, uint64_t resolution_ns, uint64_t now_ns);
 
 /* Disarm every pending timer (without calling it); the wheel is then empty. */

@@ -8,9 +8,10 @@
  * own stack (the main context, where kl_sched_run() and later the reactor
  * live) is only the target when nothing is ready.
  *
- * Every switch goes through switch_to(), which is also where the
- * critical-section assertion, the hogger clock and the sanitizer
- * notifications live. ASan learns each switch through
+ * Every switch goes through switch_stacks(), where the sanitizer
+ * notifications live; the hogger clock runs before it (switch_checked(), out
+ * of line, or fiber_finish()), and every caller has checked the
+ * critical-section assertion. ASan learns each switch through
  * __sanitizer_start/finish_switch_fiber; valgrind learns each stack once, at
  * kl_sched_init(), through VALGRIND_STACK_REGISTER.
  */
@@ -163,7 +164,10 @@ static inline void switch_to(struct kl_sched *s, struct kl_fiber *prev, struct k
 static inline struct kl_fiber *next_to_run(struct kl_sched *s)
 {
     struct kl_fiber *next = pop_ready(s);
-    return next ? next : &s->main;
+    if (next)
+        return next;
+    KL_ASSERT(s->main.state != KL_FIBER_READY, "main context is ready but in no ready list");
+    return &s->main;
 }
 
 static inline void check_may_switch(struct kl_sched *s, const char *op)
@@ -210,9 +214,14 @@ static __attribute__((noreturn)) void fiber_finish(struct kl_sched *s, struct kl
     struct kl_fiber *joiner = f->joiner;
     if (joiner && joiner != &s->main && joiner->state == KL_FIBER_SUSPENDED)
         kl_sched__wake(s, joiner, 0);
+    /* The hogger report comes first, while the slot is still this fiber's
+     * (its name and id are right, and a spawn from the reporter cannot take
+     * the stack it runs on). Then nothing runs before the switch. */
+    if (s->hog_threshold_ns)
+        hog_check(s, f);
     if (f->detached)
-        release_slot(s, f); /* nothing can take it before the switch below */
-    switch_to(s, f, next_to_run(s), true);
+        release_slot(s, f);
+    switch_stacks(s, f, next_to_run(s), true);
     KL_PANIC("fiber %s was resumed after it ended", f->name);
 }
 
@@ -498,8 +507,6 @@ int kl_sched__run_until(struct kl_sched *s, bool (*done)(void *arg), void *arg)
             if (s->hooks.idle)
                 push_ready(s, &s->main); /* a turn after the fibers ready now */
             switch_to(s, &s->main, pop_ready(s), false);
-            KL_ASSERT(s->main.state == KL_FIBER_RUNNING, "main context resumed while %s",
-                      kl_fiber__state_name(s->main.state));
             if (s->hooks.idle == NULL || done(arg))
                 continue;
         } else if (s->suspended == 0 || s->hooks.idle == NULL) {

@@ -18,10 +18,11 @@
 struct kl_sched;
 struct kl_fiber;
 
-/* A FIFO of ready fibers, linked through kl_fiber.ready_next. A fiber is in a
- * ready list exactly when its state is KL_FIBER_READY, and that state is the
- * list's ownership check (asserted on push and pop), so unlike kl_queue it
- * keeps no owner pointer and no count: yield is keel's hottest path. */
+/* A FIFO of ready fibers, linked through kl_fiber.ready_next. A fiber in a
+ * ready list is READY, and a READY fiber is in one, or was just taken from
+ * one for the switch that is under way. That state is the list's ownership
+ * check (asserted on push and pop), so unlike kl_queue it keeps no owner
+ * pointer and no count: yield is keel's hottest path. */
 struct kl_ready_list {
     struct kl_fiber *head;
     struct kl_fiber *tail;

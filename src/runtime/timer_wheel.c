@@ -227,7 +227,7 @@ static inline void detach(struct kl_timer_wheel *w, struct kl_timer *t)
 
 static inline bool owned_by(const struct kl_timer_wheel *w, const struct kl_timer *t)
 {
-    return t->wheel_id == w->id && t->list < KL_TIMER_WHEEL_NLISTS;
+    return t->wheel_id == w->id;
 }
 
 void kl_timer_wheel_destroy(struct kl_timer_wheel *w)
@@ -275,7 +275,9 @@ int kl_timer_wheel_cancel(struct kl_timer_wheel *w, struct kl_timer *t)
 {
     if (t->pprev == NULL)
         return -ENOENT;
-    KL_ASSERT(owned_by(w, t), "timer %p is armed in another wheel", (void *)t);
+    KL_ASSERT(owned_by(w, t),
+              "timer %p is armed in another wheel (or in this one before it was re-initialised)",
+              (void *)t);
     detach(w, t);
     return 0;
 }
@@ -369,7 +371,9 @@ size_t kl_timer_wheel_advance(struct kl_timer_wheel *w, uint64_t now_ns)
     uint64_t target = tick_floor(w, w->now);
 
     /* Timers armed for a processed tick. They move to a list of their own
-     * first, so that the ones their callbacks arm wait for the next call. */
+     * first, so that the ones their callbacks arm wait for the next call: the
+     * chain moves at once, then a walk retags each timer's list (they are
+     * about to fire, so the walk costs no more than their firing). */
     KL_ASSERT(w->lists[KL_TIMER_WHEEL_FIRING] == NULL, "timers left from an earlier advance");
     struct kl_timer *due = w->lists[KL_TIMER_WHEEL_DUE];
     if (due) {

@@ -69,23 +69,31 @@ KT_DEATH_TEST(yield_outside_fiber_asserts, "kl_fiber_yield() outside a fiber")
 }
 
 static char hog_name[KL_FIBER_NAME_MAX];
+static kl_fiber_id hog_id;
 static uint64_t hog_ran_ns;
 static int hog_reports;
 
 static void record_hog(const char *name, kl_fiber_id id, uint64_t ran_ns, uint64_t limit_ns)
 {
-    (void)id;
     (void)limit_ns;
     hog_reports++;
+    hog_id = id;
     hog_ran_ns = ran_ns;
     snprintf(hog_name, sizeof hog_name, "%s", name);
 }
 
-static intptr_t spin_ms(void *arg)
+/* Run without switching for `arg` milliseconds. */
+static intptr_t spin_then_end(void *arg)
 {
     uint64_t end = kl_now() + (uint64_t)(intptr_t)arg * 1000000;
     while (kl_now() < end)
         ;
+    return 0;
+}
+
+static intptr_t spin_ms(void *arg)
+{
+    spin_then_end(arg);
     kl_fiber_yield();
     return 0;
 }
@@ -116,6 +124,26 @@ KT_TEST(hogger_is_reported)
     kl_sched_set_hog_reporter(NULL);
     KT_EQ_I(kl_fiber_join(a, NULL), 0);
     KT_EQ_I(kl_fiber_join(b, NULL), 0);
+    down();
+}
+
+/* A detached fiber that hogs to its end is reported under its own name and
+ * id: before its slot is freed (which bumps the id's incarnation). */
+KT_TEST(hogger_reports_an_ending_detached_fiber)
+{
+    struct kl_sched_config cfg = {.max_fibers = 8, .hog_threshold_ns = 2000000};
+    KT_REQUIRE(kl_sched_init(&cfg) == 0);
+    kl_sched_set_hog_reporter(record_hog);
+    hog_reports = 0;
+    kl_fiber_id a;
+    KT_EQ_I(kl_fiber_spawn(&a, "last-gasp", spin_then_end, (void *)5, KL_FIBER_PRIO_NORMAL), 0);
+    KT_EQ_I(kl_fiber_detach(a), 0);
+    KT_EQ_I(kl_sched_run(), 0);
+    KT_EQ_I(hog_reports, 1);
+    KT_EQ_STR(hog_name, "last-gasp");
+    KT_EQ_U(kl_fiber_id_raw(hog_id), kl_fiber_id_raw(a));
+    KT_CHECK(hog_ran_ns >= 5000000);
+    kl_sched_set_hog_reporter(NULL);
     down();
 }
 

@@ -292,6 +292,40 @@ KT_TEST(overdue_fire_in_arming_order_across_cancels)
     KT_EQ_U(kl_timer_wheel_pending(&wheel), 0);
 }
 
+/* From the first of three firing overdue timers: cancel the last one still
+ * to fire, and arm, cancel and arm overdue ones (they wait for the next call). */
+static void juggle_firing_and_due(struct tt *self)
+{
+    (void)self;
+    KT_EQ_I(kl_timer_wheel_cancel(&wheel, &ts[2].timer), 0); /* the last of the firing list */
+    kl_timer_wheel_insert(&wheel, &ts[3].timer, 1 * MS, 0);
+    kl_timer_wheel_insert(&wheel, &ts[4].timer, 2 * MS, 0);
+    KT_EQ_I(kl_timer_wheel_cancel(&wheel, &ts[3].timer), 0); /* the first of the due list */
+    kl_timer_wheel_insert(&wheel, &ts[5].timer, 3 * MS, 0);
+    KT_EQ_I(kl_timer_wheel_cancel(&wheel, &ts[5].timer), 0); /* its last */
+    kl_timer_wheel_insert(&wheel, &ts[6].timer, 4 * MS, 0);
+}
+
+KT_TEST(overdue_lists_edited_from_a_callback)
+{
+    reset(MS, 100 * MS);
+    ts[0].hook = juggle_firing_and_due;
+    kl_timer_wheel_insert(&wheel, &ts[0].timer, 10 * MS, 0);
+    kl_timer_wheel_insert(&wheel, &ts[1].timer, 20 * MS, 0);
+    kl_timer_wheel_insert(&wheel, &ts[2].timer, 30 * MS, 0);
+    KT_EQ_U(kl_timer_wheel_advance(&wheel, 100 * MS), 2);
+    KT_EQ_I(norder, 2);
+    KT_EQ_I(order[0], 0);
+    KT_EQ_I(order[1], 1);
+    KT_EQ_U(kl_timer_wheel_pending(&wheel), 2);
+    KT_EQ_U(kl_timer_wheel_advance(&wheel, 100 * MS), 2);
+    KT_EQ_I(norder, 4);
+    KT_EQ_I(order[2], 4);
+    KT_EQ_I(order[3], 6);
+    KT_EQ_I(ts[2].fires + ts[3].fires + ts[5].fires, 0);
+    KT_EQ_U(kl_timer_wheel_pending(&wheel), 0);
+}
+
 static void insert_3(struct tt *self)
 {
     (void)self;
