@@ -259,8 +259,15 @@ int kl_mmlog_open(const char *path, const struct kl_mmlog_options *options, stru
             goto fail;
         }
         if (fallocate(log->meta_fd, 0, 0, sizeof(struct mmlog_meta)) != 0) {
-            err = -errno;
-            goto fail;
+            /* Without fallocate, extend it with ftruncate: it never shrinks
+             * the file here, as nobody makes it longer than the meta block;
+             * the block is then sparse, and a full disk shows when the
+             * creator first writes it (SIGBUS), as it can on such a file
+             * system anyway. */
+            if (errno != EOPNOTSUPP || ftruncate(log->meta_fd, sizeof(struct mmlog_meta)) != 0) {
+                err = -errno;
+                goto fail;
+            }
         }
     }
     int prot = log->readonly ? PROT_READ : PROT_READ | PROT_WRITE;

@@ -1,8 +1,9 @@
 /* mmlog's failure modes, each reproduced with real processes: a creator that
  * dies while initialising, a lock holder that dies, writers that die before,
  * during and after their header, writers killed with SIGKILL at random
- * moments, full file systems (RLIMIT_FSIZE, and a small tmpfs), a trim while
- * another process writes, and many processes racing to create one log.
+ * moments, full file systems (RLIMIT_FSIZE, and a small tmpfs), a file
+ * system without fallocate (seccomp makes it fail), a trim while another
+ * process writes, and many processes racing to create one log.
  * After each, recovery must leave a log that check finds clean, with every
  * record whose append returned. */
 #define _GNU_SOURCE
@@ -10,10 +11,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -429,6 +436,86 @@ KT_TEST(full_tmpfs_is_an_error_not_a_signal)
         kl_mmlog_close(log);
     }
     umount2(mnt, MNT_DETACH);
+}
+
+/* From now on, in this process, fallocate(2) fails with EOPNOTSUPP, as on a
+ * file system without it; 0, or -errno if seccomp is unavailable. */
+static int refuse_fallocate(void)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_fallocate, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EOPNOTSUPP),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof filter / sizeof filter[0], filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        return -errno;
+    return 0;
+}
+
+#define NOFALLOC_RECORDS 3000 /* 3 MB of 1000-byte records: dozens of growths */
+
+/* Without fallocate, a log is created (its meta block extended with
+ * ftruncate) and its data file grows by writing zeros; every record is
+ * there afterwards, read by a process that has fallocate. */
+KT_TEST(file_system_without_fallocate)
+{
+    snprintf(log_path, sizeof log_path, "%s/nofalloc.log", kt_tmpdir());
+    pid_t pid = fork();
+    KT_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        int rc = refuse_fallocate();
+        if (rc != 0)
+            _exit(20);
+        int probe = open(kt_tmpdir(), O_TMPFILE | O_RDWR, 0600);
+        if (probe < 0 || fallocate(probe, 0, 0, 4096) == 0 || errno != EOPNOTSUPP)
+            _exit(21); /* the filter must really take fallocate away */
+        close(probe);
+        struct kl_mmlog_options opt = {.flags = KL_MMLOG_CREATE, .chunk_size = SMALL_CHUNK};
+        struct kl_mmlog *w;
+        if (kl_mmlog_open(log_path, &opt, &w) != 0)
+            _exit(22);
+        char buf[1000];
+        memset(buf, 'x', sizeof buf);
+        for (int i = 0; i < NOFALLOC_RECORDS; i++) {
+            memcpy(buf, &i, sizeof i);
+            if (kl_mmlog_append(w, 7, buf, sizeof buf) != 0)
+                _exit(23);
+        }
+        kl_mmlog_close(w);
+        _exit(0);
+    }
+    int status = wait_child(pid);
+    KT_REQUIRE(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 20)
+        KT_SKIP("seccomp filters are not available here");
+    KT_EQ_I(WEXITSTATUS(status), 0);
+    struct kl_mmlog *log;
+    KT_REQUIRE(kl_mmlog_open(log_path, NULL, &log) == 0);
+    expect_clean(log, NOFALLOC_RECORDS);
+    struct kl_mmlog_reader *r;
+    KT_REQUIRE(kl_mmlog_reader_open(log, 0, &r) == 0);
+    struct kl_mmlog_record rec;
+    int n = 0;
+    while (kl_mmlog_next(r, &rec) == 1) {
+        int tag;
+        memcpy(&tag, rec.data, sizeof tag);
+        if (rec.type != 7 || rec.len != 1000 || tag != n ||
+            ((const char *)rec.data)[rec.len - 1] != 'x') {
+            kt_fail(__FILE__, __LINE__, "record %d: type %u, %u bytes, tag %d", n, rec.type,
+                    rec.len, tag);
+            break;
+        }
+        n++;
+    }
+    KT_EQ_I(n, NOFALLOC_RECORDS);
+    kl_mmlog_reader_close(r);
+    kl_mmlog_close(log);
 }
 
 /* trim while another process writes: refused, and the writer is unharmed. */
