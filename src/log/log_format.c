@@ -11,6 +11,19 @@
 #include "keel/log.h"
 #include "log_format.h"
 
+/* Skip a width or a precision from fmt[j]: an optional '*' (an int argument,
+ * counted in spec->stars), then digits; returns the index after them. */
+static size_t skip_number(const char *fmt, size_t len, size_t j, struct log_spec *spec)
+{
+    if (j < len && fmt[j] == '*') {
+        spec->stars++;
+        j++;
+    }
+    while (j < len && fmt[j] >= '0' && fmt[j] <= '9')
+        j++;
+    return j;
+}
+
 int log_next_spec(const char *fmt, size_t len, size_t *pos, struct log_spec *spec)
 {
     size_t i = *pos;
@@ -31,21 +44,9 @@ int log_next_spec(const char *fmt, size_t len, size_t *pos, struct log_spec *spe
     }
     while (j < len && strchr("-+ #0'", fmt[j]))
         j++;
-    if (j < len && fmt[j] == '*') {
-        spec->stars++;
-        j++;
-    }
-    while (j < len && fmt[j] >= '0' && fmt[j] <= '9')
-        j++;
-    if (j < len && fmt[j] == '.') {
-        j++;
-        if (j < len && fmt[j] == '*') {
-            spec->stars++;
-            j++;
-        }
-        while (j < len && fmt[j] >= '0' && fmt[j] <= '9')
-            j++;
-    }
+    j = skip_number(fmt, len, j, spec); /* width */
+    if (j < len && fmt[j] == '.')
+        j = skip_number(fmt, len, j + 1, spec); /* precision */
     int longs = 0, wide_int = 0, long_double = 0;
     while (j < len && strchr("hlLjztq", fmt[j])) {
         if (fmt[j] == 'l' || fmt[j] == 'q')
