@@ -8,7 +8,7 @@ packages=(
   # build
   gcc clang make cmake ninja-build pkg-config
   # libraries
-  liburing-dev libxxhash-dev libaio-dev
+  liburing-dev libxxhash-dev libaio-dev libmicrohttpd-dev
   # sanitizer runtimes for clang (gcc's come with gcc)
   libclang-rt-dev
   # house style
