@@ -1,0 +1,99 @@
+"""servers.py: start and stop the servers that keel's integration tests talk to.
+
+Every server listens on a free port of 127.0.0.1 and is stopped by its pid,
+never by name (other tests' servers may run at the same time). A test names
+the server under test with a command line; the reference is Debian's
+memcached (which as root needs `-u root`).
+"""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, seconds=10.0):
+    """Wait until something accepts on 127.0.0.1:port; fail if proc died."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited with status %s before listening" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listens on 127.0.0.1:%d after %.0f s" % (port, seconds))
+
+
+class Server:
+    """A server process on 127.0.0.1:port; use as a context manager."""
+
+    def __init__(self, argv, port, name, log=None):
+        self.argv, self.port, self.name = argv, port, name
+        self.log = log if log is not None else subprocess.DEVNULL
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=self.log)
+        wait_port(self.port, self.proc)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, seconds=10.0):
+        """Signal the process by pid and reap it; SIGKILL if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def rss_bytes(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def memcached(port=None, extra=(), threads=2, memory_mb=64):
+    """Debian's memcached, the reference."""
+    port = port or free_port()
+    argv = ["memcached", "-U", "0", "-l", "127.0.0.1", "-p", str(port), "-t", str(threads),
+            "-m", str(memory_mb)] + list(extra)
+    if os.geteuid() == 0:
+        argv += ["-u", "root"]
+    return Server(argv, port, "memcached")
+
+
+def keeld(binary, port=None, extra=(), threads=2, memory_mb=64, log_path=None):
+    """keeld from the build tree, logging to a private file."""
+    port = port or free_port()
+    argv = [binary, "-l", "127.0.0.1", "-p", str(port), "-t", str(threads), "-m",
+            str(memory_mb)] + list(extra)
+    if log_path:
+        argv += ["--log", log_path]
+    return Server(argv, port, "keeld")
+
+
+def target(spec, **kw):
+    """A server named on a test's command line: 'memcached', or a path to keeld."""
+    if spec == "memcached":
+        return memcached(**kw)
+    return keeld(spec, **kw)
