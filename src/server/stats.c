@@ -1,0 +1,124 @@
+/* stats.c: the `stats` and `stats settings` reports (see stats.h).
+ *
+ * One walk per report, in memcached's order, through an emit callback: the
+ * protocol side turns each figure into a STAT line, the admin endpoint into
+ * a Prometheus sample. Figures memcached has and keel has no machinery for
+ * (slab reassignment, LRU crawler, ...) are left out rather than faked.
+ */
+#define _GNU_SOURCE
+#include "stats.h"
+
+#include <stdio.h>
+#include <sys/resource.h>
+
+static const char *const counter_names[KEELD_COUNTERS] = {
+#define KEELD_COUNTER_NAME(name) #name,
+    KEELD_COUNTER_LIST(KEELD_COUNTER_NAME)
+#undef KEELD_COUNTER_NAME
+};
+
+struct out {
+    keeld_stat_emit emit;
+    void *sink;
+};
+
+static void num(struct out *o, enum keeld_stat_kind kind, const char *name, uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    o->emit(o->sink, kind, name, buf);
+}
+
+static void text(struct out *o, const char *name, const char *v)
+{
+    o->emit(o->sink, KEELD_STAT_INFO, name, v);
+}
+
+static void seconds(struct out *o, const char *name, struct timeval tv)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%ld.%06ld", (long)tv.tv_sec, (long)tv.tv_usec);
+    o->emit(o->sink, KEELD_STAT_COUNTER, name, buf);
+}
+
+/* Counters from `first` to `last` inclusive, under their own names. */
+static void counters(struct out *o, const struct keeld_stats_view *v, enum keeld_counter first,
+                     enum keeld_counter last)
+{
+    for (int c = first; c <= (int)last; c++)
+        num(o, KEELD_STAT_COUNTER, counter_names[c], v->counters[c]);
+}
+
+void keeld_stats_general(const struct keeld_stats_view *v, keeld_stat_emit emit, void *sink)
+{
+    struct out o = {emit, sink};
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+
+    num(&o, KEELD_STAT_INFO, "pid", (uint64_t)v->pid);
+    num(&o, KEELD_STAT_GAUGE, "uptime", v->now_unix - v->started_unix);
+    num(&o, KEELD_STAT_GAUGE, "time", v->now_unix);
+    text(&o, "version", KEELD_VERSION);
+    num(&o, KEELD_STAT_INFO, "pointer_size", 8 * sizeof(void *));
+    seconds(&o, "rusage_user", ru.ru_utime);
+    seconds(&o, "rusage_system", ru.ru_stime);
+    num(&o, KEELD_STAT_GAUGE, "max_connections", v->opts->max_conns);
+    num(&o, KEELD_STAT_GAUGE, "curr_connections", v->curr_connections);
+    counters(&o, v, KEELD_C_total_connections, KEELD_C_total_connections);
+    counters(&o, v, KEELD_C_rejected_connections, KEELD_C_rejected_connections);
+    counters(&o, v, KEELD_C_cmd_get, KEELD_C_bytes_written);
+    num(&o, KEELD_STAT_GAUGE, "limit_maxbytes", v->opts->memory_bytes);
+    num(&o, KEELD_STAT_GAUGE, "threads", v->opts->threads);
+    counters(&o, v, KEELD_C_conn_yields, KEELD_C_conn_yields);
+    num(&o, KEELD_STAT_GAUGE, "hash_power_level", v->engine.hash_power_level);
+    num(&o, KEELD_STAT_GAUGE, "hash_bytes", v->engine.hash_bytes);
+    num(&o, KEELD_STAT_GAUGE, "bytes", v->engine.bytes);
+    num(&o, KEELD_STAT_GAUGE, "curr_items", v->engine.curr_items);
+    num(&o, KEELD_STAT_COUNTER, "total_items", v->engine.total_items);
+    num(&o, KEELD_STAT_COUNTER, "expired_unfetched", v->engine.expired_unfetched);
+    num(&o, KEELD_STAT_COUNTER, "evicted_unfetched", v->engine.evicted_unfetched);
+    num(&o, KEELD_STAT_COUNTER, "evictions", v->engine.evictions);
+    num(&o, KEELD_STAT_COUNTER, "reclaimed", v->engine.reclaimed);
+    /* keel's own */
+    text(&o, "keel_engine", keeld_engine_name(v->opts->engine));
+    num(&o, KEELD_STAT_COUNTER, "keel_reactor_syscalls", v->reactor_syscalls);
+    num(&o, KEELD_STAT_COUNTER, "keel_reactor_iterations", v->reactor_iterations);
+    num(&o, KEELD_STAT_COUNTER, "keel_reactor_submissions", v->reactor_submissions);
+}
+
+void keeld_stats_settings(const struct keeld_options *s, keeld_stat_emit emit, void *sink)
+{
+    struct out o = {emit, sink};
+    char listen[KEELD_MAX_LISTEN * KEELD_ADDR_BYTES];
+    size_t len = 0;
+    listen[0] = '\0';
+    for (unsigned i = 0; i < s->listen_count; i++)
+        len +=
+            (size_t)snprintf(listen + len, sizeof listen - len, "%s%s", i ? "," : "", s->listen[i]);
+
+    num(&o, KEELD_STAT_GAUGE, "maxbytes", s->memory_bytes);
+    num(&o, KEELD_STAT_GAUGE, "maxconns", s->max_conns);
+    num(&o, KEELD_STAT_INFO, "tcpport", s->port);
+    num(&o, KEELD_STAT_INFO, "udpport", 0);
+    text(&o, "inter", listen);
+    num(&o, KEELD_STAT_GAUGE, "verbosity", s->verbose);
+    text(&o, "evictions", "on");
+    text(&o, "domain_socket", "NULL");
+    text(&o, "shutdown_command", s->allow_shutdown ? "yes" : "no");
+    num(&o, KEELD_STAT_GAUGE, "num_threads", s->threads);
+    text(&o, "cas_enabled", "yes");
+    num(&o, KEELD_STAT_GAUGE, "tcp_backlog", s->backlog);
+    text(&o, "binding_protocol", "ascii");
+    num(&o, KEELD_STAT_GAUGE, "item_size_max", s->max_item_size);
+    num(&o, KEELD_STAT_GAUGE, "hashpower_init", s->hash_power);
+    text(&o, "flush_enabled", s->disable_flush_all ? "no" : "yes");
+    num(&o, KEELD_STAT_GAUGE, "idle_timeout", s->idle_timeout_s);
+    /* keel's own */
+    text(&o, "keel_engine", keeld_engine_name(s->engine));
+    text(&o, "keel_backend", keeld_backend_name(s->backend));
+    text(&o, "keel_busy_poll", s->busy_poll ? "yes" : "no");
+    text(&o, "keel_evict", s->evict[0] ? s->evict : "merge");
+    num(&o, KEELD_STAT_GAUGE, "keel_seg_size", s->seg_size);
+    text(&o, "keel_data_dir", s->data_dir[0] ? s->data_dir : "NULL");
+    text(&o, "keel_admin", s->admin[0] ? s->admin : "NULL");
+}
