@@ -327,6 +327,8 @@ const char *kl_reactor_backend_name(enum kl_reactor_backend backend)
 
 void kl_reactor_stats(struct kl_reactor_stats *stats) { *stats = kl_reactor__get()->stats; }
 
+const struct kl_reactor_stats *kl_reactor_stats_live(void) { return &kl_reactor__get()->stats; }
+
 uint64_t kl_reactor_now(void) { return kl_reactor__get()->now; }
 
 int kl_sleep(uint64_t ns)
