@@ -68,8 +68,10 @@ struct kl_workers_options {
                                         * cpus the (i % n)-th of the n CPUs this process may use */
     const int *cpus;                   /* with pin: the CPUs, each one this process may use */
     uint32_t cpu_count;
-    uint32_t counters; /* counters per worker (kl_worker_counters), up to KL_WORKER_COUNTERS_MAX */
-    const char *name;  /* thread name prefix ("NAME-i", cut to 15 bytes); NULL: "keel-worker" */
+    uint32_t counters;  /* counters per worker (kl_worker_counters), up to KL_WORKER_COUNTERS_MAX */
+    const char *name;   /* thread name prefix ("NAME-i", cut to 15 bytes); NULL: "keel-worker" */
+    bool crash_reports; /* kl_crash_install() on each worker (its own signal stack), so that
+                         * a fiber's stack overflow on a worker is reported and named */
 };
 
 /* ---- the group (any thread that is not one of its workers) ---------------- */

@@ -166,6 +166,8 @@ static int bring_up(struct kl_worker *w)
     char name[16];
     snprintf(name, sizeof name, "%s-%u", g->opts.name ? g->opts.name : "keel-worker", w->index);
     pthread_setname_np(pthread_self(), name);
+    if (g->opts.crash_reports)
+        kl_crash_install(); /* a signal stack for this thread: an overflow can be reported */
     int rc = pin(w);
     if (rc < 0)
         return rc;

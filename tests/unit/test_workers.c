@@ -22,6 +22,7 @@
 #include "keel/clock.h"
 #include "keel/reactor.h"
 
+#include "fiber_kit.h"
 #include "kt.h"
 #include "reactor_kit.h"
 
@@ -99,9 +100,11 @@ static void sum_by_hand(struct kl_workers *g, struct kl_workers_stats *st, uint6
     }
 }
 
-static void count_and_stop(uint32_t n)
+static void count_and_stop(uint32_t n, bool busy_poll)
 {
     struct kl_workers_options o = options(n);
+    o.reactor.busy_poll = busy_poll;
+    o.reactor.ring_entries = busy_poll ? 64 : 0;
     struct kl_workers *g = NULL;
     KT_REQUIRE(kl_workers_start(&g, &o, counting_main, NULL) == 0);
     KT_EQ_U(kl_workers_count(g), n);
@@ -137,8 +140,9 @@ static void count_and_stop(uint32_t n)
 static void two_and_four(enum kl_reactor_backend b)
 {
     backend = b;
-    count_and_stop(2);
-    count_and_stop(4);
+    count_and_stop(2, false);
+    count_and_stop(4, false);
+    count_and_stop(2, true);
 }
 
 KT_TEST(start_count_stop_2_and_4) { rk_each_backend(two_and_four); }
@@ -296,6 +300,26 @@ static void pin_workers(enum kl_reactor_backend b)
 }
 
 KT_TEST(pinning_works) { rk_each_backend(pin_workers); }
+
+/* ---- a stack overflow on a worker ------------------------------------------ */
+
+static void dive(struct kl_worker *w, void *arg)
+{
+    (void)w;
+    (void)arg;
+    kit_recurse(0);
+}
+
+KT_DEATH_TEST(overflow_on_a_worker_is_named, "stack overflow in fiber worker-main (id 1:1)")
+{
+    backend = KL_REACTOR_AUTO;
+    struct kl_workers_options o = options(1);
+    o.crash_reports = true;
+    kl_crash_install(); /* the handlers; each worker adds its own signal stack */
+    struct kl_workers *g = NULL;
+    KL_ASSERT(kl_workers_start(&g, &o, dive, NULL) == 0);
+    sleep(30); /* the worker kills the process long before */
+}
 
 /* ---- bad options ---------------------------------------------------------- */
 
