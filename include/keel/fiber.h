@@ -158,6 +158,12 @@ uint64_t kl_sched_switches(void);
 /* How this thread's scheduler guards its stacks (REGION or MPROTECT). */
 enum kl_stack_guard kl_sched_stack_guard(void);
 
+/* Give the memory of free stacks back to the kernel, all but the `keep` most
+ * recently freed (the next spawns take those first): after a burst of
+ * fibers, whose stacks stay backed while their slots wait in the free list.
+ * One madvise per stack released; returns how many. Guards stay in place. */
+uint32_t kl_sched_trim(uint32_t keep);
+
 /* ---- fibers ------------------------------------------------------------- */
 
 /* Start a fiber (ready, not yet running); its id in *id. 0, -EAGAIN when every

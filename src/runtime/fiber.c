@@ -12,7 +12,8 @@
  * read-write, MAP_NORESERVE mapping, [guard][stack][guard][stack]..., so a
  * stack costs address space only: its pages are backed once touched, and a
  * freed slot goes back to a LIFO free list, so the next spawn reuses the
- * warmest stack. The guard below each stack is installed with
+ * warmest stack; kl_sched_trim() gives the pages of the colder free stacks
+ * back after a burst. The guard below each stack is installed with
  * madvise(MADV_GUARD_INSTALL) (Linux 6.13+): a guard region lives in the page
  * tables and does not split the mapping, so 100,000 stacks are one VMA, where
  * mprotect'ed guards would cost two each and vm.max_map_count (65530 by
@@ -295,6 +296,7 @@ int kl_fiber_spawn(kl_fiber_id *id, const char *name, kl_fiber_fn fn, void *arg,
     f->stack_used = true;
     f->asan_fake_stack = NULL;
 #endif
+    f->stack_warm = true;
     f->sp = kl_fiber__stack_init(f->stack_lo + s->stack_size, fiber_main, f);
     s->live++;
     push_ready(s, f);
@@ -560,6 +562,27 @@ void kl_sched_set_hooks(const struct kl_sched_hooks *hooks)
 uint64_t kl_sched_switches(void) { return kl_sched__get()->switches; }
 
 enum kl_stack_guard kl_sched_stack_guard(void) { return kl_sched__get()->guard_kind; }
+
+uint32_t kl_sched_trim(uint32_t keep)
+{
+    struct kl_sched *s = kl_sched__get();
+    uint32_t seen = 0, released = 0;
+    for (struct kl_queue_node *n = kl_queue_peek(&s->free_slots); n; n = n->next) {
+        struct kl_fiber *f = kl_container_of(n, struct kl_fiber, slot_node);
+        if (seen++ < keep || !f->stack_warm)
+            continue;
+        /* Guard regions and mprotect'ed guards both survive MADV_DONTNEED. */
+        if (madvise(f->stack_lo, s->stack_size, MADV_DONTNEED) != 0)
+            continue;
+        f->stack_warm = false;
+#if FIBER_ASAN
+        ASAN_UNPOISON_MEMORY_REGION(f->stack_lo, s->stack_size);
+        f->stack_used = false;
+#endif
+        released++;
+    }
+    return released;
+}
 
 bool kl_sched_active(void) { return kl_sched__tls != NULL; }
 

@@ -57,6 +57,7 @@ struct kl_fiber {
     const void *asan_stack_bottom; /* the main context learns its own on the first switch */
     size_t asan_stack_size;
     bool stack_used; /* ASan: spawned before, so its stack's shadow may be poisoned */
+    bool stack_warm; /* spawned since the last kl_sched_trim(): its pages may be backed */
     char name[KL_FIBER_NAME_MAX];
 };
 

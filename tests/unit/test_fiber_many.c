@@ -2,7 +2,8 @@
  * each suspended, then all resumed and joined, with /proc/self/maps far
  * below vm.max_map_count and a rough figure of memory per parked fiber; a
  * stack overflow in one fiber among 100,000 caught and named; the mprotect
- * fallback's guards (two mappings per stack) still catch an overflow.
+ * fallback's guards (two mappings per stack) still catch an overflow;
+ * kl_sched_trim() gives free stacks' memory back and keeps their guards.
  *
  * The 100,000 runs in the ASan build too: a parked fiber's stack has clean
  * shadow until it is used, and fiber.c unpoisons only used stacks. */
@@ -182,4 +183,74 @@ KT_TEST(mprotect_guards_cost_two_mappings_per_stack)
     /* a bad guard kind */
     cfg.guard = (enum kl_stack_guard)7;
     KT_EQ_I(kl_sched_init(&cfg), -EINVAL);
+}
+
+#define BURST 20000
+#define TOUCH (16 * 1024)
+
+/* Touches TOUCH bytes of its stack, then parks. */
+static intptr_t touch_and_park(void *arg)
+{
+    volatile char buf[TOUCH];
+    memset((char *)buf, 1, sizeof buf);
+    return park(arg) + buf[TOUCH / 2];
+}
+
+KT_TEST(trim_gives_free_stacks_back)
+{
+    up(BURST);
+    for (unsigned i = 0; i < BURST; i++)
+        KT_REQUIRE(kl_fiber_spawn(&ids[i], "burst", touch_and_park, NULL, KL_FIBER_PRIO_NORMAL) ==
+                   0);
+    KT_EQ_I(kl_sched_run(), BURST);
+    for (unsigned i = 0; i < BURST; i++)
+        KT_REQUIRE(kl_fiber_resume(ids[i], 0) == 0);
+    KT_EQ_I(kl_sched_run(), 0);
+    for (unsigned i = 0; i < BURST; i++)
+        KT_REQUIRE(kl_fiber_join(ids[i], NULL) == 0);
+    long before = rss_bytes(); /* every slot free, its stack still backed */
+    KT_EQ_U(kl_sched_trim(100), BURST - 100);
+    long after = rss_bytes();
+    printf("  trim of %u free stacks: RSS %.1f -> %.1f MB\n", BURST - 100, before / 1e6,
+           after / 1e6);
+    KT_CHECK(before - after >= (long)(BURST - 100) * TOUCH * 9 / 10);
+    KT_EQ_U(kl_sched_trim(100), 0); /* nothing warm is left beyond the kept ones */
+    KT_EQ_U(kl_sched_trim(0), 100);
+    /* trimmed stacks work again */
+    for (unsigned i = 0; i < BURST; i++)
+        KT_REQUIRE(kl_fiber_spawn(&ids[i], "again", touch_and_park, NULL, KL_FIBER_PRIO_NORMAL) ==
+                   0);
+    KT_EQ_I(kl_sched_run(), BURST);
+    for (unsigned i = 0; i < BURST; i++)
+        KT_REQUIRE(kl_fiber_resume(ids[i], 0) == 0);
+    KT_EQ_I(kl_sched_run(), 0);
+    for (unsigned i = 0; i < BURST; i++)
+        KT_REQUIRE(kl_fiber_join(ids[i], NULL) == 0);
+    down();
+}
+
+/* After a trim, the slot's guard still catches an overflow. */
+static void overflow_after_trim(enum kl_stack_guard guard)
+{
+    kl_crash_install();
+    struct kl_sched_config cfg = {.max_fibers = 4, .guard = guard};
+    KL_ASSERT(kl_sched_init(&cfg) == 0);
+    for (int i = 0; i < 4; i++)
+        KL_ASSERT(kl_fiber_spawn(&ids[i], "first", return_arg, NULL, KL_FIBER_PRIO_NORMAL) == 0);
+    for (int i = 0; i < 4; i++)
+        KL_ASSERT(kl_fiber_join(ids[i], NULL) == 0);
+    KL_ASSERT(kl_sched_trim(0) == 4);
+    kl_fiber_id diver; /* slot 3, freed last, comes first */
+    KL_ASSERT(kl_fiber_spawn(&diver, "deep-diver", overflow, NULL, KL_FIBER_PRIO_NORMAL) == 0);
+    kl_sched_run();
+}
+
+KT_DEATH_TEST(overflow_after_trim_is_named, "stack overflow in fiber deep-diver (id 3:2)")
+{
+    overflow_after_trim(KL_STACK_GUARD_AUTO);
+}
+
+KT_DEATH_TEST(overflow_after_trim_mprotect_is_named, "stack overflow in fiber deep-diver (id 3:2)")
+{
+    overflow_after_trim(KL_STACK_GUARD_MPROTECT);
 }
