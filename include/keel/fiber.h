@@ -32,8 +32,9 @@
  *
  * Diagnostics: a fault in a guard page is reported on the crash path as
  * "stack overflow in fiber NAME (id SLOT:INCARNATION)", every crash and panic
- * dumps the thread's fibers, kl_sched_dump() does so on demand, and a fiber
- * that runs longer than a threshold without switching is reported ("hogger").
+ * dumps the thread's fibers (the first 256, then a count), kl_sched_dump()
+ * dumps them all on demand, and a fiber that runs longer than a threshold
+ * without switching is reported ("hogger").
  * The crash reports need keel's handlers: call kl_crash_install() on the
  * thread (kl_sched_init() only adds the hook, it installs no signal handler).
  *
