@@ -21,6 +21,10 @@
  * reads them with relaxed loads, and kl_workers_stats() sums them across the
  * workers together with the reactors' counters (kl_reactor_stats_live()).
  * Nothing on a worker's hot path takes a lock or writes a shared line.
+ *
+ * Workers inherit the starting thread's signal mask: block the service's
+ * signals (kl_sigblock, keel/sigwait.h) before kl_workers_start() and wait
+ * for them in one fiber of the main thread.
  */
 #ifndef KEEL_WORKERS_H
 #define KEEL_WORKERS_H
