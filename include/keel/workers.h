@@ -35,6 +35,7 @@
 
 #include "keel/fiber.h"
 #include "keel/reactor.h"
+#include "keel/xthread.h"
 
 /* At most this many workers in a group. */
 #define KL_WORKERS_MAX 1024
@@ -107,7 +108,9 @@ uint32_t kl_workers_count(const struct kl_workers *g);
 /* Worker `index` of the group (NULL when out of range). */
 struct kl_worker *kl_workers_get(struct kl_workers *g, uint32_t index);
 
-/* Run fn(worker, arg) in a new fiber on worker `index`, from any thread.
+/* Run fn(worker, arg) in a new fiber on worker `index`, from any thread
+ * (it allocates a small job: for control work such as stats and flushes;
+ * on a hot path post your own struct kl_xmsg, keel/xthread.h).
  * 0, -EINVAL (no such worker, fn NULL), -ENOMEM, -ESHUTDOWN (it stopped).
  * A post the worker cannot spawn a fiber for (every slot taken) is dropped
  * and counted (kl_workers_stats' posts_dropped). */
@@ -139,6 +142,10 @@ uint32_t kl_worker_index(const struct kl_worker *w);
 
 /* A worker's group. */
 struct kl_workers *kl_worker_group(const struct kl_worker *w);
+
+/* The group's reference to a worker's reactor, for kl_reactor_post() of
+ * the caller's own messages (keel/xthread.h); valid until kl_workers_destroy(). */
+struct kl_reactor_ref *kl_worker_ref(struct kl_worker *w);
 
 /* The CPU a worker is pinned to, or -1. */
 int kl_worker_cpu(const struct kl_worker *w);

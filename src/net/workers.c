@@ -493,3 +493,5 @@ uint32_t kl_worker_index(const struct kl_worker *w) { return w->index; }
 struct kl_workers *kl_worker_group(const struct kl_worker *w) { return w->group; }
 
 int kl_worker_cpu(const struct kl_worker *w) { return w->cpu; }
+
+struct kl_reactor_ref *kl_worker_ref(struct kl_worker *w) { return w->ref; }

@@ -188,6 +188,13 @@ static void count_post(struct kl_worker *w, void *arg)
     kl_counter_add(&kl_worker_counters(w)[C_POSTS], (uint64_t)(uintptr_t)arg);
 }
 
+/* Runs in worker 1's main context (a message, not a fiber). */
+static void count_own_message(struct kl_xmsg *msg)
+{
+    (void)msg;
+    kl_counter_add(&kl_worker_counters(kl_worker_self())[C_POSTS], 100);
+}
+
 static void graceful(enum kl_reactor_backend b)
 {
     backend = b;
@@ -201,7 +208,11 @@ static void graceful(enum kl_reactor_backend b)
     KT_EQ_I(kl_workers_post(g, 2, count_post, (void *)10), 0);
     KT_EQ_I(kl_workers_post(g, n, count_post, NULL), -EINVAL);
     KT_EQ_I(kl_workers_post(g, 0, NULL, NULL), -EINVAL);
-    KT_CHECK(wait_for(g, C_POSTS, n + 10));
+    /* a message of the caller's own, through the worker's reference */
+    static struct kl_xmsg own;
+    own.fn = count_own_message;
+    KT_EQ_I(kl_reactor_post(kl_worker_ref(kl_workers_get(g, 1)), &own), 0);
+    KT_CHECK(wait_for(g, C_POSTS, n + 10 + 100));
     struct kl_workers_stats st;
     kl_workers_stats(g, &st, NULL);
     KT_EQ_U(st.posts_run, n + 1);
