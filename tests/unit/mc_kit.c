@@ -146,7 +146,7 @@ static void run(const struct mc_case *c, size_t n, const size_t *chunks, size_t 
     out[0] = 0;
     size_t delivered = 0, pos = 0, skip = 0;
     bool closed = false;
-    char one[512];
+    static char one[1 << 14];
     for (size_t ci = 0; ci < nchunks && !closed; ci++) {
         delivered += chunks[ci];
         size_t sk = skip < delivered - pos ? skip : delivered - pos;

@@ -151,7 +151,7 @@ enum kl_mc_status mc_parse_meta(const struct kl_mc_config *cfg, const char *buf,
     if (cmd->type == KL_MC_MN)
         return KL_MC_CMD;
     if (ln->nt < 3)
-        return mc_error(cmd, MC_S(cmd->type == KL_MC_ME ? MC_E_FORMAT : MC_E_ERROR), ln->next,
+        return mc_error(cmd, cmd->type == KL_MC_ME ? MC_S(MC_E_FORMAT) : MC_S(MC_E_ERROR), ln->next,
                         false);
     cmd->key = ln->tok[1];
     switch (cmd->type) {
