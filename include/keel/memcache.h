@@ -80,7 +80,7 @@ enum kl_mc_status {
 #define KL_MC_EXPIRED ((int64_t)-1)
 
 /* Bit of meta flag letter c ('A'-'Z', 'a'-'z') in kl_mc_meta.has. */
-#define KL_MC_F(c) ((c) >= 'a' ? (1ull << ((c) - 'a' + 26)) : (1ull << ((c) - 'A')))
+#define KL_MC_F(c) (1ull << ((c) >= 'a' ? (c) - 'a' + 26 : (c) - 'A'))
 
 /* Meta command options (mg ms md ma me). Tokens that are numbers are decoded
  * into kl_mc_cmd's fields: C -> cas, D -> delta, F -> flags, T -> exptime. */

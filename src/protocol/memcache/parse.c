@@ -478,13 +478,13 @@ enum kl_mc_status kl_mc_parse(const struct kl_mc_config *cfg, const char *buf, s
         return KL_MC_NEED_MORE;
     if ((unsigned char)buf[0] == 0x80) {
         cmd->close = true;
-        return mc_error(cmd, MC_S("CLIENT_ERROR binary protocol is not supported\r\n"), len, false);
+        return mc_error(cmd, MC_S("CLIENT_ERROR binary protocol is not supported\r\n"), 1, false);
     }
     const char *nl = memchr(buf, '\n', len);
     if (!nl) {
         if (len > MC_NO_NEWLINE_MAX && !long_line_ok(buf, len)) {
-            cmd->close = true;
-            return mc_error(cmd, MC_S(""), len, false);
+            cmd->close = true; /* consumed: the bytes judged, whatever else arrived */
+            return mc_error(cmd, MC_S(""), MC_NO_NEWLINE_MAX + 1, false);
         }
         return KL_MC_NEED_MORE;
     }
