@@ -1,6 +1,7 @@
 /* seg_kit.c: helpers shared by the seg engine's tests (seg_kit.h). */
 #include "seg_kit.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,13 @@ bool sk_get(struct kl_engine *e, const char *key, char *buf, size_t cap, struct 
     if (out)
         *out = it;
     return true;
+}
+
+void sk_fill(char *v, uint32_t size, uint32_t key, uint32_t ver)
+{
+    int n = snprintf(v, size, "k%u v%u ", key, ver);
+    for (uint32_t i = (uint32_t)n; i < size; i++)
+        v[i] = (char)('a' + (key * 31 + ver * 7 + i) % 26);
 }
 
 uint64_t sk_rand(uint64_t *s)

@@ -23,6 +23,9 @@ int sk_store(struct kl_engine *e, enum kl_store_mode mode, const char *key, cons
  * it (may be NULL) receives the item's fields, already released. */
 bool sk_get(struct kl_engine *e, const char *key, char *buf, size_t cap, struct kl_item *it);
 
+/* A test value of size bytes: "k<key> v<ver> " then bytes derived from both. */
+void sk_fill(char *v, uint32_t size, uint32_t key, uint32_t ver);
+
 /* xorshift64*: a seeded random number. */
 uint64_t sk_rand(uint64_t *state);
 

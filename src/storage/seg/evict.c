@@ -62,7 +62,7 @@ void seg_clear(struct seg_engine *se, uint32_t id, int expired)
     struct item_view iv;
     for (uint32_t off = 0; off < end; off += iv.size) {
         item_read(base + off, &iv);
-        if (atomic_load_explicit(&se->segs[id].live_items, memory_order_relaxed) == 0)
+        if (atomic_load_explicit(&se->segs[id].live_items, memory_order_acquire) == 0)
             break;
         uint64_t h = key_hash(iv.key, iv.klen);
         ht_lock(se, h);
@@ -301,6 +301,10 @@ static int evict_merge(struct seg_engine *se)
     if (k >= 2) {
         target = free_pop(se, 0);
         if (target != NIL) {
+            uint32_t born = UINT32_MAX;
+            for (int i = 0; i < k; i++)
+                born = se->segs[src[i]].create_at < born ? se->segs[src[i]].create_at : born;
+            se->segs[target].create_at = born; /* before readers can see its items */
             se->segs[target].queue = 0;
             se->segs[target].chain = (uint16_t)c;
             atomic_store(&se->segs[target].state, SEG_RELOC);
@@ -313,12 +317,10 @@ static int evict_merge(struct seg_engine *se)
         return evict_plain(se);
 
     struct seg *t = &se->segs[target];
-    uint32_t create_at = UINT32_MAX;
+    uint32_t create_at = t->create_at;
     se->reloc_noexp = false;
     for (int i = 0; i < k; i++) {
         uint32_t s = (uint32_t)src[i];
-        if (se->segs[s].create_at < create_at)
-            create_at = se->segs[s].create_at;
         uint32_t n = scan_live(se, s);
         uint32_t budget = (se->seg_size - t->wpos) / (uint32_t)(k - i);
         relocate(se, s, 0, n, cutoff(se, s, n, budget), true, false, &target);
@@ -327,7 +329,6 @@ static int evict_merge(struct seg_engine *se)
     }
     pthread_spin_lock(&se->seglock);
     uint32_t first = (uint32_t)src[0];
-    t->create_at = create_at;
     if (c == CHAIN_NOEXP)
         t->max_exp = 0;
     else if (t->max_exp == 0)

@@ -83,16 +83,15 @@ static int publish(struct seg_engine *se, uint64_t h, uint32_t id, uint32_t off,
     default: break;
     }
     if (r == KL_E_STORED) {
-        if (slot) {
-            atomic_store_explicit(slot, 0, memory_order_release);
-            seg_slot_gone(se, old);
-        }
-        if (!expired_at(nv.exptime, now)) {
-            uint64_t dropped;
+        /* the slot goes from the old copy straight to the new one: a reader
+         * never sees the key missing in between */
+        if (expired_at(nv.exptime, now)) {
+            if (slot)
+                atomic_store_explicit(slot, 0, memory_order_release);
+        } else {
+            uint64_t dropped = 0;
             if (slot == NULL)
                 slot = ht_free_slot(se, h, &dropped);
-            else
-                dropped = 0;
             if (dropped) {
                 seg_slot_gone(se, dropped);
                 atomic_fetch_add_explicit(&se->st_evictions, 1, memory_order_relaxed);
@@ -101,6 +100,8 @@ static int publish(struct seg_engine *se, uint64_t h, uint32_t id, uint32_t off,
             atomic_store_explicit(slot, slot_make(h, slot_loc(id, off), 0, 0),
                                   memory_order_release);
         }
+        if (old)
+            seg_slot_gone(se, old);
         if (cas_out)
             *cas_out = cas_of(se, id, off, &nv);
     }

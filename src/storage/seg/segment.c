@@ -283,7 +283,8 @@ void seg_live_add(struct seg_engine *se, uint32_t id, uint32_t size)
 
 void seg_live_sub(struct seg_engine *se, uint32_t id, uint32_t size)
 {
-    uint32_t old = atomic_fetch_sub_explicit(&se->segs[id].live_items, 1, memory_order_relaxed);
+    /* release: whoever sees the count reach 0 may reuse the bytes we read */
+    uint32_t old = atomic_fetch_sub_explicit(&se->segs[id].live_items, 1, memory_order_release);
     KL_ASSERT(old > 0, "segment %u: live item count below zero", id);
     atomic_fetch_sub_explicit(&se->segs[id].live_bytes, size, memory_order_relaxed);
 }
