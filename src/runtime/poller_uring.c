@@ -22,6 +22,7 @@
  * re-armed at once (the SQE rides with the next submission). Destroy cancels
  * it and waits for its CQE, since the kernel writes into our buffer.
  */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
@@ -33,7 +34,9 @@
 #include "reactor_internal.h"
 
 /* The user_data of the wake-up read: slot 1, incarnation 0. */
-#define WAKE_UDATA 1u
+#define WAKE_UDATA      1u
+/* A watch's poll: fd + WATCH_UDATA_MIN, high half zero (watch.c). */
+#define WATCH_UDATA_MIN 2u
 
 struct uring_state {
     struct io_uring ring;
@@ -169,7 +172,7 @@ static int64_t uring_io(struct kl_reactor *r, struct kl_io_req *q, uint64_t dead
     struct uring_state *u = r->backend_state;
     for (;;) {
         int64_t res = run_one(r, u, q, 0, deadline);
-        if (res != -EAGAIN || !waits_for_readiness(q->kind))
+        if (res != -EAGAIN || q->nowait || !waits_for_readiness(q->kind))
             return res;
         res = run_one(r, u, q, poll_mask_of(q->kind), deadline);
         if (res < 0)
@@ -215,6 +218,12 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
             continue;
         }
         KL_ASSERT(r->inflight > 0, "a CQE with nothing in flight");
+        if (data >= WATCH_UDATA_MIN && (data >> 32) == 0) { /* a watch's poll (watch.c) */
+            bool final = !(cqe->flags & IORING_CQE_F_MORE);
+            r->inflight -= final;
+            kl_watch__event(r, (int)(data - WATCH_UDATA_MIN), cqe->res, final);
+            continue;
+        }
         r->inflight--;
         if (data != 0)
             kl_reactor__complete(r, data, cqe->res);
@@ -224,6 +233,26 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
         arm_wake(r, u);
         kl_xthread__woken(r);
     }
+    return 0;
+}
+
+/* A watch (watch.c): one multishot poll with user_data fd + 2, or its removal. */
+static int uring_watch(struct kl_reactor *r, int fd, bool on)
+{
+    struct uring_state *u = r->backend_state;
+    struct io_uring_sqe *sqe = get_sqe(r, u);
+    if (sqe == NULL)
+        return -EBUSY;
+    uint64_t data = (uint64_t)fd + WATCH_UDATA_MIN;
+    if (on) {
+        io_uring_prep_poll_multishot(sqe, fd, POLLIN | POLLRDHUP);
+        io_uring_sqe_set_data64(sqe, data);
+    } else {
+        io_uring_prep_poll_remove(sqe, data);
+        io_uring_sqe_set_data64(sqe, 0);
+    }
+    r->inflight++;
+    r->stats.submissions++;
     return 0;
 }
 
@@ -262,6 +291,7 @@ static const struct kl_poller_ops uring_ops = {
     .name = "io_uring",
     .poll = uring_poll,
     .io = uring_io,
+    .watch = uring_watch,
     .forget = uring_forget,
     .destroy = uring_destroy,
 };
