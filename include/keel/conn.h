@@ -48,6 +48,9 @@ typedef int (*kl_conn_handler)(struct kl_conn *c, void *arg);
  * deadline), -ENOBUFS (input bound hit), -ESHUTDOWN (stop), or -errno. */
 typedef void (*kl_conn_close_fn)(struct kl_conn *c, int reason, void *arg);
 
+/* Called when a connection has been adopted (kl_connset_add). */
+typedef void (*kl_conn_open_fn)(struct kl_conn *c, void *arg);
+
 /* Called after a borrowed piece has been sent (or dropped with its connection). */
 typedef void (*kl_conn_release_fn)(void *arg);
 
@@ -60,6 +63,7 @@ struct kl_connset_config {
     uint64_t idle_timeout_ns;  /* close connections idle this long; 0: never */
     uint64_t write_timeout_ns; /* bound on one flush; 0 means 10 s */
     kl_conn_handler handler;
+    kl_conn_open_fn on_open;   /* may be NULL */
     kl_conn_close_fn on_close; /* may be NULL */
     void *arg;                 /* passed to handler and on_close */
 };

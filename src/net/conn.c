@@ -385,6 +385,8 @@ int kl_connset_add(struct kl_connset *set, int fd, struct kl_conn **out)
     set->stats.opened++;
     if (set->keeper_parked && set->cfg.idle_timeout_ns)
         wake(set->keeper);
+    if (set->cfg.on_open)
+        set->cfg.on_open(c, set->cfg.arg);
     if (out)
         *out = c;
     return 0;

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KEELD_MAX_LISTEN   16
+#define KEELD_MAX_LISTEN   8 /* KL_LISTENER_MAX_ADDRS */
 #define KEELD_ADDR_BYTES   128
 #define KEELD_PATH_BYTES   4096
 #define KEELD_IGNORED_MAX  16

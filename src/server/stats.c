@@ -58,7 +58,7 @@ void keeld_stats_general(const struct keeld_stats_view *v, keeld_stat_emit emit,
     num(&o, KEELD_STAT_INFO, "pid", (uint64_t)v->pid);
     num(&o, KEELD_STAT_GAUGE, "uptime", v->now_unix - v->started_unix);
     num(&o, KEELD_STAT_GAUGE, "time", v->now_unix);
-    text(&o, "version", KEELD_VERSION);
+    text(&o, "version", KEELD_VERSION_STRING);
     num(&o, KEELD_STAT_INFO, "pointer_size", 8 * sizeof(void *));
     seconds(&o, "rusage_user", ru.ru_utime);
     seconds(&o, "rusage_system", ru.ru_stime);

@@ -45,7 +45,8 @@
     X(store_no_memory)                                                                             \
     X(bytes_read)                                                                                  \
     X(bytes_written)                                                                               \
-    X(conn_yields)
+    X(conn_yields)                                                                                 \
+    X(total_items)
 
 enum keeld_counter {
 #define KEELD_COUNTER_ENUM(name) KEELD_C_##name,
@@ -91,6 +92,6 @@ void keeld_stats_general(const struct keeld_stats_view *v, keeld_stat_emit emit,
 void keeld_stats_settings(const struct keeld_options *o, keeld_stat_emit emit, void *sink);
 
 /* The version keeld reports ("VERSION x" and `stats`). */
-#define KEELD_VERSION "1.6.18-keel-0.1.0"
+#define KEELD_VERSION_STRING "1.6.18-keel-0.1.0"
 
 #endif

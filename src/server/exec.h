@@ -1,0 +1,101 @@
+/* exec.h: running one parsed memcached command against the engine.
+ *
+ * The protocol layer (keel/memcache.h) turns bytes into a struct kl_mc_cmd;
+ * exec maps it onto the engine interface (storage/engine.h) with memcached's
+ * semantics and gathers the reply on the connection (keel/conn.h): headers
+ * composed into small copied pieces, values borrowed from engine memory
+ * (pinned until the send completes) when they are large enough for that to
+ * pay, copied when small. exec holds no parser and no storage: it is the
+ * table of "this command means these engine calls and this reply".
+ *
+ * Counters go to the calling worker's block (stats.h), on that worker's own
+ * cache lines.
+ */
+#ifndef KEELD_EXEC_H
+#define KEELD_EXEC_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "keel/conn.h"
+#include "keel/memcache.h"
+#include "keel/pool.h"
+#include "keel/workers.h"
+#include "options.h"
+#include "stats.h"
+#include "storage/engine.h"
+
+/* Values of at least this many bytes are sent from engine memory; smaller
+ * ones are copied into the reply batch (cheaper than pinning). */
+#define KEELD_BORROW_MIN 2048
+
+/* A `stats` argument the server answers: 0, or -1 for an unknown argument. */
+typedef int (*keeld_stats_fn)(void *arg, const char *which, size_t which_len, keeld_stat_emit emit,
+                              void *sink);
+
+/* What every worker shares; read-only once serving (but `stopping`). */
+struct keeld_shared {
+    struct kl_engine *engine;
+    const struct keeld_options *opts;
+    struct kl_mc_config mc; /* limits; `now` is set per batch */
+    keeld_stats_fn stats;
+    void *stats_arg;
+    void (*shutdown)(void *arg, bool graceful); /* the "shutdown" command, with -A */
+    void *shutdown_arg;
+    atomic_uint verbosity;
+};
+
+/* One worker's part. */
+struct keeld_worker {
+    struct keeld_shared *shared;
+    kl_counter *counters; /* KEELD_COUNTERS of them (stats.h) */
+    int64_t now;          /* unix seconds, set for each batch of input */
+    struct kl_pool pins;  /* struct keeld_pin: items lent to the writer */
+};
+
+/* Set up a worker's part (its pin pool); 0 or -ENOMEM. */
+int keeld_worker_init(struct keeld_worker *w, struct keeld_shared *shared, kl_counter *counters);
+
+/* Release it (every pin returned). */
+void keeld_worker_destroy(struct keeld_worker *w);
+
+/* Run one command and queue its reply on `c`: KL_CONN_MORE, KL_CONN_CLOSE
+ * (quit, or a reply that ends the connection), or a negative errno from the
+ * writer (the connection is closing). */
+int keeld_exec(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd);
+
+/* The connection handler (keel/conn.h): parse every complete command in the
+ * input, run each, consume them; `arg` is the struct keeld_worker. */
+int keeld_session(struct kl_conn *c, void *arg);
+
+/* The meta commands (mg ms md ma me); called by keeld_exec. */
+int keeld_exec_meta(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd);
+
+/* ---- shared by exec.c and exec_meta.c ---- */
+
+/* Add n to one of the worker's counters. */
+static inline void keeld_count(struct keeld_worker *w, enum keeld_counter which, uint64_t n)
+{
+    kl_counter_add(&w->counters[which], n);
+}
+
+/* Queue a static or composed line. */
+int keeld_reply(struct keeld_worker *w, struct kl_conn *c, const char *p, size_t len);
+
+/* Queue a fixed line (STORED, END, ...). */
+int keeld_reply_line(struct keeld_worker *w, struct kl_conn *c, enum kl_mc_line line);
+
+/* Queue `header`, the item's value and "\r\n", then release the item (at
+ * once when copied, after the send when borrowed). */
+int keeld_reply_value(struct keeld_worker *w, struct kl_conn *c, const char *header, size_t hlen,
+                      struct kl_item *it);
+
+/* The engine's exptime for a protocol deadline. */
+uint32_t keeld_exptime(int64_t deadline);
+
+/* The key to give the engine: the key as sent, or decoded from base64 into
+ * buf (KL_KEY_MAX bytes). 0, or -1 when it cannot be decoded. */
+int keeld_key(const struct kl_mc_cmd *cmd, char *buf, struct kl_mc_str *key);
+
+#endif

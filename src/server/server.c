@@ -1,0 +1,456 @@
+/* server.c: keeld's start-up, serving and shutdown (see server.h).
+ *
+ * Listening sockets are opened on the main thread before any worker starts
+ * (one SO_REUSEPORT socket per worker and address, keel/listener.h), so a
+ * bad address or a port in use is a start-up error, said once. Each worker
+ * then brings up its connection set and starts its acceptors; connections
+ * never cross threads. The -c limit is split evenly over the workers (the
+ * kernel spreads connections over the SO_REUSEPORT sockets evenly).
+ *
+ * Reports (`stats`, /metrics) sum the workers' counters without stopping
+ * them and add the engine's figures; `stats reset` keeps a baseline.
+ */
+#define _GNU_SOURCE
+#include "server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "exec.h"
+#include "keel/listener.h"
+#include "keel/log.h"
+#include "keel/workers.h"
+#include "privileges.h"
+#include "stats.h"
+
+#define MB             (1024ull * 1024ull)
+#define DRAIN_GRACE_NS (2000ull * 1000 * 1000)
+
+struct slot {
+    struct keeld_worker w;
+    struct kl_connset conns;
+    struct kl_listener listener;
+    atomic_int state; /* 0 starting, 1 serving, 2 drained, -errno failed */
+};
+
+struct server {
+    const struct keeld_options *opts;
+    struct keeld_shared shared;
+    struct kl_engine *engine;
+    struct kl_workers *workers;
+    struct slot *slots;
+    struct keeld_admin *admin;
+    uint64_t started;
+    pthread_mutex_t baseline_lock;
+    uint64_t baseline[KEELD_COUNTERS];
+    atomic_ullong grace_ns;
+};
+
+static struct server srv;
+
+/* ---- reports ---- */
+
+static void sum_counters(struct server *s, uint64_t out[KEELD_COUNTERS],
+                         struct kl_workers_stats *ws)
+{
+    kl_workers_stats(s->workers, ws, out);
+}
+
+static void engine_figures(struct server *s, struct keeld_engine_figures *f)
+{
+    struct kl_engine_stats es;
+    kl_engine_stats(s->engine, &es);
+    *f = (struct keeld_engine_figures){
+        .bytes = es.bytes,
+        .curr_items = es.items,
+        .evictions = es.evictions,
+        .expired_unfetched = es.expired_unfetched,
+        .evicted_unfetched = es.evicted_unfetched,
+        .reclaimed = es.reclaimed,
+        .hash_bytes = es.hash_bytes,
+    };
+    uint64_t slots = es.hash_buckets * 8;
+    while (slots > 1) {
+        f->hash_power_level++;
+        slots >>= 1;
+    }
+}
+
+static void general_view(struct server *s, struct keeld_stats_view *v)
+{
+    struct kl_workers_stats ws;
+    memset(v, 0, sizeof *v);
+    v->opts = s->opts;
+    v->pid = getpid();
+    v->started_unix = s->started;
+    v->now_unix = (uint64_t)time(NULL);
+    sum_counters(s, v->counters, &ws);
+    v->curr_connections =
+        v->counters[KEELD_C_total_connections] - v->counters[KEELD_C_closed_connections];
+    pthread_mutex_lock(&s->baseline_lock);
+    for (int i = 0; i < KEELD_COUNTERS; i++)
+        v->counters[i] -= s->baseline[i];
+    pthread_mutex_unlock(&s->baseline_lock);
+    engine_figures(s, &v->engine);
+    v->engine.total_items = v->counters[KEELD_C_total_items];
+    v->reactor_syscalls = ws.reactor.syscalls;
+    v->reactor_iterations = ws.reactor.iterations;
+    v->reactor_submissions = ws.reactor.submissions;
+}
+
+static bool word_is(const char *p, size_t len, const char *w)
+{
+    return len == strlen(w) && memcmp(p, w, len) == 0;
+}
+
+static int stats_report(void *arg, const char *which, size_t len, keeld_stat_emit emit, void *sink)
+{
+    struct server *s = arg;
+    if (len == 0) {
+        struct keeld_stats_view v;
+        general_view(s, &v);
+        keeld_stats_general(&v, emit, sink);
+        return 0;
+    }
+    if (word_is(which, len, "settings")) {
+        keeld_stats_settings(s->opts, emit, sink);
+        return 0;
+    }
+    if (word_is(which, len, "reset")) {
+        uint64_t now[KEELD_COUNTERS];
+        struct kl_workers_stats ws;
+        sum_counters(s, now, &ws);
+        pthread_mutex_lock(&s->baseline_lock);
+        for (int i = 0; i < KEELD_COUNTERS; i++)
+            if (i != KEELD_C_total_connections && i != KEELD_C_closed_connections)
+                s->baseline[i] = now[i];
+        pthread_mutex_unlock(&s->baseline_lock);
+        return 0;
+    }
+    /* memcached's slab and item reports describe machinery keel does not have */
+    if (word_is(which, len, "items") || word_is(which, len, "slabs") ||
+        word_is(which, len, "sizes") || word_is(which, len, "conns"))
+        return 0;
+    return -1;
+}
+
+struct prom {
+    struct keeld_text *out;
+};
+
+static void prom_sample(void *sink, enum keeld_stat_kind kind, const char *name, const char *value)
+{
+    struct prom *p = sink;
+    if (kind == KEELD_STAT_INFO)
+        return;
+    bool counter = kind == KEELD_STAT_COUNTER;
+    keeld_text_printf(p->out, "# TYPE keeld_%s%s %s\nkeeld_%s%s %s\n", name,
+                      counter ? "_total" : "", counter ? "counter" : "gauge", name,
+                      counter ? "_total" : "", value);
+}
+
+static void metrics(void *arg, struct keeld_text *out)
+{
+    struct server *s = arg;
+    struct keeld_stats_view v;
+    general_view(s, &v);
+    keeld_text_printf(out, "# TYPE keeld_info gauge\nkeeld_info{version=\"%s\",engine=\"%s\"} 1\n",
+                      KEELD_VERSION_STRING, keeld_engine_name(s->opts->engine));
+    struct prom p = {out};
+    keeld_stats_general(&v, prom_sample, &p);
+}
+
+/* ---- workers ---- */
+
+static void refuse(int fd, void *arg)
+{
+    struct keeld_worker *w = arg;
+    static const char line[] = "ERROR Too many open connections\r\n";
+    ssize_t n = send(fd, line, sizeof line - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)n; /* a last word: nothing to do if it cannot be sent */
+    keeld_count(w, KEELD_C_rejected_connections, 1);
+}
+
+static void on_open(struct kl_conn *c, void *arg)
+{
+    (void)c;
+    keeld_count(arg, KEELD_C_total_connections, 1);
+}
+
+static void on_close(struct kl_conn *c, int reason, void *arg)
+{
+    (void)c;
+    (void)reason;
+    keeld_count(arg, KEELD_C_closed_connections, 1);
+}
+
+static void worker_main(struct kl_worker *kw, void *arg)
+{
+    struct server *s = arg;
+    struct slot *slot = &s->slots[kl_worker_index(kw)];
+    const struct keeld_options *o = s->opts;
+    int rc = keeld_worker_init(&slot->w, &s->shared, kl_worker_counters(kw));
+    uint32_t n = kl_workers_count(s->workers);
+    uint32_t rbuf_max = o->max_item_size + 4096 > MB ? o->max_item_size + 4096 : (uint32_t)MB;
+    struct kl_connset_config cc = {
+        .max_conns = (o->max_conns + n - 1) / n,
+        .rbuf_max = rbuf_max,
+        .idle_timeout_ns = (uint64_t)o->idle_timeout_s * 1000000000ull,
+        .handler = keeld_session,
+        .on_open = on_open,
+        .on_close = on_close,
+        .arg = &slot->w,
+    };
+    if (rc == 0)
+        rc = kl_connset_init(&slot->conns, &cc);
+    if (rc == 0)
+        rc = kl_listener_start(&slot->listener);
+    atomic_store(&slot->state, rc == 0 ? 1 : rc);
+}
+
+static void drain(struct kl_worker *kw, void *arg)
+{
+    struct server *s = arg;
+    struct slot *slot = &s->slots[kl_worker_index(kw)];
+    if (atomic_load(&slot->state) != 1)
+        return;
+    kl_listener_stop(&slot->listener);
+    kl_connset_stop(&slot->conns, atomic_load(&s->grace_ns));
+    kl_listener_close(&slot->listener);
+    atomic_store(&slot->state, 2);
+}
+
+static void request_shutdown(void *arg, bool graceful)
+{
+    struct server *s = arg;
+    atomic_store(&s->grace_ns, graceful ? DRAIN_GRACE_NS : 0);
+    kill(getpid(), SIGTERM);
+}
+
+/* ---- start-up ---- */
+
+/* "ADDR:PORT" for each -l, in the listener's syntax. */
+static int listen_list(const struct keeld_options *o, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < o->listen_count; i++) {
+        const char *a = o->listen[i];
+        const char *last = strrchr(a, ':');
+        bool bare_v6 = last && strchr(a, ':') != last && a[0] != '[';
+        bool has_port = last && !bare_v6 && (a[0] != '[' || last > strchr(a, ']'));
+        int n;
+        if (has_port)
+            n = snprintf(out + len, cap - len, "%s%s", i ? "," : "", a);
+        else if (bare_v6)
+            n = snprintf(out + len, cap - len, "%s[%s]:%u", i ? "," : "", a, o->port);
+        else
+            n = snprintf(out + len, cap - len, "%s%s:%u", i ? "," : "", a, o->port);
+        if (n < 0 || (size_t)n >= cap - len)
+            return -1;
+        len += (size_t)n;
+    }
+    return 0;
+}
+
+static int open_engine(struct server *s, char *err, size_t err_len)
+{
+    const struct keeld_options *o = s->opts;
+    struct kl_engine_opts eo = {
+        .engine = keeld_engine_name(o->engine),
+        .mem_bytes = o->memory_bytes,
+        .item_max = o->max_item_size,
+        .seg_size = o->seg_size,
+        .hash_power = o->hash_power,
+        .now = (uint32_t)time(NULL),
+    };
+    if (eo.seg_size == 0) {
+        eo.seg_size = MB;
+        while (eo.seg_size < o->max_item_size)
+            eo.seg_size *= 2;
+    }
+    if (o->evict[0] && kl_evict_policy_parse(o->evict, &eo.evict) != 0) {
+        snprintf(err, err_len, "--evict %s: unknown policy", o->evict);
+        return -1;
+    }
+    int rc = kl_engine_open(&eo, &s->engine);
+    if (rc != 0) {
+        snprintf(err, err_len, "cannot open the %s engine (-m %llu, -I %u, segments of %zu): %s",
+                 eo.engine, (unsigned long long)(o->memory_bytes / MB), o->max_item_size,
+                 eo.seg_size, strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int open_listeners(struct server *s, uint32_t n, char *err, size_t err_len)
+{
+    char addrs[KEELD_MAX_LISTEN * (KEELD_ADDR_BYTES + 8)];
+    if (listen_list(s->opts, addrs, sizeof addrs) < 0) {
+        snprintf(err, err_len, "-l: too many addresses");
+        return -1;
+    }
+    struct kl_listener_config lc = {
+        .addrs = addrs,
+        .backlog = (int)s->opts->backlog,
+        .conns = &s->slots[0].conns,
+        .refuse = refuse,
+        .arg = &s->slots[0].w,
+    };
+    int rc = kl_listener_open(&s->slots[0].listener, &lc);
+    for (uint32_t i = 1; rc == 0 && i < n; i++) {
+        rc = kl_listener_clone(&s->slots[i].listener, &s->slots[0].listener, &s->slots[i].conns);
+        s->slots[i].listener.cfg.arg = &s->slots[i].w;
+    }
+    if (rc != 0) {
+        snprintf(err, err_len, "cannot listen on %s: %s", addrs, strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int start(struct server *s, char *err, size_t err_len)
+{
+    const struct keeld_options *o = s->opts;
+    uint32_t n = o->threads;
+    s->slots = calloc(n, sizeof *s->slots);
+    if (s->slots == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    if (keeld_raise_fd_limit(o->max_conns, 64 + 8 * n, err, err_len) < 0)
+        return -1;
+    if (open_engine(s, err, err_len) < 0 || open_listeners(s, n, err, err_len) < 0)
+        return -1;
+    if (keeld_become_user(o->user, err, err_len) < 0)
+        return -1;
+    if (o->admin[0]) {
+        s->admin = keeld_admin_start(o->admin, metrics, s, err, err_len);
+        if (s->admin == NULL)
+            return -1;
+    }
+    s->shared = (struct keeld_shared){
+        .engine = s->engine,
+        .opts = o,
+        .stats = stats_report,
+        .stats_arg = s,
+        .shutdown = request_shutdown,
+        .shutdown_arg = s,
+    };
+    kl_mc_config_init(&s->shared.mc);
+    s->shared.mc.item_size_max = o->max_item_size;
+    enum kl_reactor_backend be = o->backend == KEELD_BACKEND_URING   ? KL_REACTOR_URING
+                                 : o->backend == KEELD_BACKEND_EPOLL ? KL_REACTOR_EPOLL
+                                                                     : KL_REACTOR_AUTO;
+    struct kl_workers_options wo = {
+        .count = n,
+        .reactor = {.backend = be, .busy_poll = o->busy_poll},
+        .sched = {.max_fibers = 1024},
+        .counters = KEELD_COUNTERS,
+        .crash_reports = true,
+        .name = "keeld",
+    };
+    int rc = kl_workers_start(&s->workers, &wo, worker_main, s);
+    if (rc != 0) {
+        snprintf(err, err_len, "cannot start %u worker threads: %s", n, strerror(-rc));
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        int st;
+        while ((st = atomic_load(&s->slots[i].state)) == 0)
+            usleep(1000);
+        if (st < 0) {
+            snprintf(err, err_len, "worker %u could not start serving: %s", i, strerror(-st));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void stop(struct server *s)
+{
+    if (s->workers) {
+        kl_workers_post_all(s->workers, drain, s);
+        uint64_t deadline = (uint64_t)time(NULL) + atomic_load(&s->grace_ns) / 1000000000ull + 5;
+        for (uint32_t i = 0; i < s->opts->threads; i++)
+            while (atomic_load(&s->slots[i].state) == 1 && (uint64_t)time(NULL) < deadline)
+                usleep(2000);
+        kl_workers_stop(s->workers, 0);
+    }
+    keeld_admin_stop(s->admin);
+}
+
+/* ---- the main thread ---- */
+
+static void describe(const struct server *s)
+{
+    const struct keeld_options *o = s->opts;
+    fprintf(stderr, "keeld %s: %s engine, %llu MB, %u threads, listening on", KEELD_VERSION_STRING,
+            keeld_engine_name(o->engine), (unsigned long long)(o->memory_bytes / MB), o->threads);
+    for (size_t i = 0; i < s->slots[0].listener.n; i++)
+        fprintf(stderr, "%s %s port %u", i ? "," : "", o->listen[i < o->listen_count ? i : 0],
+                kl_listener_port(&s->slots[0].listener, i));
+    if (s->admin)
+        fprintf(stderr, "; metrics on http://%s/metrics", o->admin);
+    fprintf(stderr, "\n");
+}
+
+int keeld_run(const struct keeld_options *opts)
+{
+    struct server *s = &srv;
+    memset(s, 0, sizeof *s);
+    s->opts = opts;
+    s->started = (uint64_t)time(NULL);
+    pthread_mutex_init(&s->baseline_lock, NULL);
+    atomic_store(&s->grace_ns, DRAIN_GRACE_NS);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a log past the file-size limit is an error, not a death */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread started below inherits it */
+
+    if (kl_log_open(opts->log_path[0] ? opts->log_path : NULL) != 0 && opts->verbose)
+        fprintf(stderr, "keeld: the log cannot be opened; records go to stderr\n");
+    if (geteuid() == 0 && opts->user[0] == '\0')
+        fprintf(stderr, "keeld: running as root without -u USER (memcached would refuse)\n");
+    for (unsigned i = 0; i < opts->ignored_count; i++)
+        fprintf(stderr, "keeld: -o %s has no effect in keel (ignored)\n", opts->ignored[i]);
+
+    char err[512];
+    if (start(s, err, sizeof err) < 0) {
+        fprintf(stderr, "keeld: %s\n", err);
+        stop(s);
+        return 1;
+    }
+    describe(s);
+    KL_INFO("keeld %s serving: %u threads, %llu MB", KEELD_VERSION_STRING, opts->threads,
+            (unsigned long long)(opts->memory_bytes / MB));
+
+    for (;;) {
+        struct timespec second = {1, 0};
+        int sig = sigtimedwait(&set, NULL, &second);
+        kl_engine_tick(s->engine, (uint32_t)time(NULL));
+        if (sig == SIGHUP) {
+            kl_log_close();
+            kl_log_open(opts->log_path[0] ? opts->log_path : NULL);
+            KL_INFO("log reopened on SIGHUP");
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            break;
+        }
+    }
+    KL_INFO("keeld stopping: draining connections");
+    stop(s);
+    kl_engine_close(s->engine);
+    return 0;
+}

@@ -1,0 +1,61 @@
+/* session.c: one connection's input, command by command (see exec.h).
+ *
+ * The runner hands the handler a view of every unconsumed byte; the parser
+ * takes commands off its front in place, exec runs them and queues their
+ * replies, and the bytes are consumed once, at the end of the batch, so the
+ * replies of one read go out in one writev. A value refused as too large is
+ * swallowed without being buffered: the parser says how many bytes to drop,
+ * and what is not in the buffer yet is dropped as it arrives (the count
+ * rides in the connection's user word).
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <time.h>
+
+#include "exec.h"
+
+int keeld_session(struct kl_conn *c, void *arg)
+{
+    struct keeld_worker *w = arg;
+    struct kl_mc_config cfg = w->shared->mc;
+    cfg.now = w->now = (int64_t)time(NULL);
+    uintptr_t skip = (uintptr_t)kl_conn_user(c);
+    size_t len;
+    const char *buf = kl_conn_input(c, &len);
+    if (skip > 0) {
+        size_t n = skip < len ? skip : len;
+        kl_conn_consume(c, n);
+        skip -= n;
+        kl_conn_set_user(c, (void *)skip);
+        keeld_count(w, KEELD_C_bytes_read, n);
+        if (skip > 0)
+            return KL_CONN_MORE;
+        buf = kl_conn_input(c, &len);
+    }
+    size_t off = 0;
+    int rc = 0;
+    while (off < len && rc == 0) {
+        struct kl_mc_cmd cmd;
+        enum kl_mc_status st = kl_mc_parse(&cfg, buf + off, len - off, &cmd);
+        if (st == KL_MC_NEED_MORE)
+            break;
+        if (st == KL_MC_ERROR) {
+            if (cmd.reply.len > 0)
+                rc = keeld_reply(w, c, cmd.reply.p, cmd.reply.len);
+            if (rc == 0 && cmd.close)
+                rc = KL_CONN_CLOSE;
+        } else {
+            rc = keeld_exec(w, c, &cmd);
+        }
+        if (cmd.consumed > len - off) {
+            skip = cmd.consumed - (len - off);
+            off = len;
+        } else {
+            off += cmd.consumed;
+        }
+    }
+    kl_conn_consume(c, off);
+    kl_conn_set_user(c, (void *)skip);
+    keeld_count(w, KEELD_C_bytes_read, off);
+    return rc;
+}
