@@ -116,9 +116,17 @@ static int ack(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd
 
 #define REPLY_LITERAL(w, c, s) keeld_reply((w), (c), s, sizeof s - 1)
 
-static int engine_error(struct keeld_worker *w, struct kl_conn *c, int r)
+/* An engine result that is an error; hidden by noreply, as memcached's
+ * out_string hides it. */
+static int engine_error(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd,
+                        int r)
 {
+    if (cmd->noreply)
+        return 0;
     switch (r) {
+    case KL_E_NON_NUMERIC:
+        return REPLY_LITERAL(w, c,
+                             "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
     case KL_E_TOO_LARGE: return REPLY_LITERAL(w, c, "SERVER_ERROR object too large for cache\r\n");
     case KL_E_NO_MEMORY:
         return REPLY_LITERAL(w, c, "SERVER_ERROR out of memory storing object\r\n");
@@ -134,8 +142,7 @@ static int retrieve(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
     struct kl_engine *e = w->shared->engine;
     bool with_cas = cmd->type == KL_MC_GETS || cmd->type == KL_MC_GATS;
     bool touch = cmd->type == KL_MC_GAT || cmd->type == KL_MC_GATS;
-    struct kl_lookup_opts o = {.flags = touch ? KL_LOOKUP_TOUCH : 0,
-                               .exptime = keeld_exptime(cmd->exptime)};
+    uint32_t exptime = keeld_exptime(cmd->exptime);
     size_t pos = 0;
     struct kl_mc_str key;
     uint64_t hits = 0, n = 0;
@@ -143,9 +150,11 @@ static int retrieve(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
     while (rc == 0 && kl_mc_next_key(cmd, &pos, &key)) {
         struct kl_item it;
         n++;
-        if (kl_engine_lookup(e, key.p, key.len, touch ? &o : NULL, &it) != KL_E_OK)
+        if (kl_engine_lookup(e, key.p, key.len, NULL, &it) != KL_E_OK)
             continue;
         hits++;
+        if (touch) /* after the read: as memcached, gat -1 returns the value, then expires it */
+            kl_engine_touch(e, key.p, key.len, exptime);
         char hdr[KL_KEY_MAX + 64];
         int hl = kl_mc_value_header(hdr, sizeof hdr, key, it.flags, it.vlen, with_cas, it.cas);
         KL_ASSERT(hl > 0, "a VALUE header fits %zu bytes", sizeof hdr);
@@ -193,9 +202,11 @@ static int store(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_c
         keeld_count(w, KEELD_C_store_too_large, 1);
         if (mode == KL_SET) /* as memcached: no stale value outlives a failed set */
             kl_engine_delete(e, cmd->key.p, cmd->key.len, 0, false, NULL);
-        return engine_error(w, c, r);
-    case KL_E_NO_MEMORY: keeld_count(w, KEELD_C_store_no_memory, 1); return engine_error(w, c, r);
-    default: return engine_error(w, c, r);
+        return engine_error(w, c, cmd, r);
+    case KL_E_NO_MEMORY:
+        keeld_count(w, KEELD_C_store_no_memory, 1);
+        return engine_error(w, c, cmd, r);
+    default: return engine_error(w, c, cmd, r);
     }
 }
 
@@ -228,10 +239,7 @@ static int arith(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_c
         return keeld_reply(w, c, buf, (size_t)n);
     }
     case KL_E_NOT_FOUND: return ack(w, c, cmd, KL_MC_R_NOT_FOUND);
-    case KL_E_NON_NUMERIC:
-        return REPLY_LITERAL(w, c,
-                             "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
-    default: return engine_error(w, c, r);
+    default: return engine_error(w, c, cmd, r);
     }
 }
 

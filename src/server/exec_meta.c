@@ -58,10 +58,6 @@ static int meta_get(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
     struct kl_lookup_opts o = {0};
     if (HAS(cmd, 'u'))
         o.flags |= KL_LOOKUP_NOBUMP;
-    if (HAS(cmd, 'T')) {
-        o.flags |= KL_LOOKUP_TOUCH;
-        o.exptime = keeld_exptime(cmd->exptime);
-    }
     if (HAS(cmd, 'R') && cmd->meta.recache > 0)
         o.recache_ttl = cmd->meta.recache > UINT32_MAX ? UINT32_MAX : (uint32_t)cmd->meta.recache;
     struct kl_item it;
@@ -72,7 +68,7 @@ static int meta_get(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
         uint32_t exp = keeld_exptime(cmd->meta.vivify);
         if (kl_engine_store(e, KL_ADD, key.p, key.len, "", 0, 0, exp, 0, NULL) == KL_E_STORED) {
             struct kl_lookup_opts win = o;
-            win.recache_ttl = UINT32_MAX;
+            win.flags |= KL_LOOKUP_WIN;
             r = kl_engine_lookup(e, key.p, key.len, &win, &it);
             created = r == KL_E_OK;
         } else {
@@ -89,6 +85,11 @@ static int meta_get(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
     keeld_count(w, KEELD_C_get_hits, 1);
     struct kl_mc_item_info info;
     item_info(&it, &info);
+    if (HAS(cmd, 'T')) { /* after the read, as memcached: T-1 returns the value, then expires */
+        uint32_t exp = keeld_exptime(cmd->exptime);
+        kl_engine_touch(e, key.p, key.len, exp);
+        info.ttl = exp == 0 || exp == KL_EXPTIME_EXPIRED ? -1 : (int64_t)exp - w->now;
+    }
     if (created) {
         info.win = true;
         info.already_won = false;
@@ -119,7 +120,20 @@ static int meta_set(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
     default: mode = HAS(cmd, 'C') ? KL_CAS : KL_SET; break;
     }
     uint64_t cas = 0;
-    int r = kl_engine_store(e, mode, key.p, key.len, cmd->value.p, cmd->value.len, cmd->flags,
+    int r = KL_E_OK;
+    if (HAS(cmd, 'C') && (mode == KL_APPEND || mode == KL_PREPEND)) {
+        /* the engine's append has no CAS: compare first (not atomic with the append) */
+        struct kl_item it;
+        struct kl_lookup_opts nobump = {.flags = KL_LOOKUP_NOBUMP};
+        if (kl_engine_lookup(e, key.p, key.len, &nobump, &it) != KL_E_OK) {
+            r = KL_E_NOT_FOUND;
+        } else {
+            r = it.cas == cmd->cas ? KL_E_OK : KL_E_EXISTS;
+            kl_engine_release(e, &it);
+        }
+    }
+    if (r == KL_E_OK)
+        r = kl_engine_store(e, mode, key.p, key.len, cmd->value.p, cmd->value.len, cmd->flags,
                             keeld_exptime(cmd->exptime), cmd->cas, &cas);
     keeld_count(w, KEELD_C_cmd_set, 1);
     const char *code;
@@ -172,6 +186,7 @@ static int meta_arith(struct keeld_worker *w, struct kl_conn *c, const struct kl
 {
     struct kl_engine *e = w->shared->engine;
     bool incr = cmd->meta.mode != '-';
+    bool created = false;
     uint64_t value = 0, cas = 0;
     int r = kl_engine_arith(e, key.p, key.len, incr, cmd->delta, HAS(cmd, 'C') ? cmd->cas : 0,
                             &value, &cas);
@@ -183,6 +198,7 @@ static int meta_arith(struct keeld_worker *w, struct kl_conn *c, const struct kl
                             keeld_exptime(cmd->meta.vivify), 0, &cas);
         if (r == KL_E_STORED) {
             value = cmd->meta.initial;
+            created = true;
             r = KL_E_OK;
         } else if (r == KL_E_NOT_STORED) { /* another client created it first */
             r = kl_engine_arith(e, key.p, key.len, incr, cmd->delta, 0, &value, &cas);
@@ -204,7 +220,7 @@ static int meta_arith(struct keeld_worker *w, struct kl_conn *c, const struct kl
                              "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
     default: return REPLY_LITERAL(w, c, "SERVER_ERROR unexpected engine result\r\n");
     }
-    if (!HAS(cmd, 'v') && cmd->noreply)
+    if (!HAS(cmd, 'v') && cmd->noreply && !created) /* memcached shows a vivified HD */
         return 0;
     struct kl_mc_item_info info = {.cas = cas, .ttl = -1};
     if (HAS(cmd, 't')) {
