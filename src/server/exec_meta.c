@@ -125,9 +125,7 @@ static int meta_set(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
         /* the engine's append has no CAS: compare first (not atomic with the append) */
         struct kl_item it;
         struct kl_lookup_opts nobump = {.flags = KL_LOOKUP_NOBUMP};
-        if (kl_engine_lookup(e, key.p, key.len, &nobump, &it) != KL_E_OK) {
-            r = KL_E_NOT_FOUND;
-        } else {
+        if (kl_engine_lookup(e, key.p, key.len, &nobump, &it) == KL_E_OK) { /* else: NS */
             r = it.cas == cmd->cas ? KL_E_OK : KL_E_EXISTS;
             kl_engine_release(e, &it);
         }

@@ -198,7 +198,7 @@ static void worker_main(struct kl_worker *kw, void *arg)
     struct slot *slot = &s->slots[kl_worker_index(kw)];
     const struct keeld_options *o = s->opts;
     int rc = keeld_worker_init(&slot->w, &s->shared, kl_worker_counters(kw));
-    uint32_t n = kl_workers_count(s->workers);
+    uint32_t n = kl_workers_count(kl_worker_group(kw)); /* s->workers may not be set yet */
     uint32_t rbuf_max = o->max_item_size + 4096 > MB ? o->max_item_size + 4096 : (uint32_t)MB;
     struct kl_connset_config cc = {
         .max_conns = (o->max_conns + n - 1) / n,
