@@ -5,7 +5,7 @@
 #   make asan       the same under AddressSanitizer + UBSan, in build-asan/
 #   make tsan       the seg engine's tests under ThreadSanitizer, in build-tsan/
 #   make trace      the same with every function traced (KEEL_TRACE=ON), in build-trace/
-#   make run        install missing packages, build, start the demo program
+#   make run        install missing packages, build, start keeld on 127.0.0.1:11211
 #   make bench      build and run every benchmark; make bench-NAME runs one
 #   make format     format the tree with .clang-format; make format-check checks it
 #   make fuzz       fuzz the memcache parser with libFuzzer for FUZZ_S seconds (default 60)
@@ -72,7 +72,7 @@ trace: deps $(TRACE_BUILD)/CMakeCache.txt
 
 run: deps
 	@$(MAKE) --no-print-directory build
-	$(BUILD)/tools/keel-demo/keel-demo $(RUN_ARGS)
+	$(BUILD)/tools/keeld/keeld $(RUN_ARGS)
 
 bench: deps
 	@$(MAKE) --no-print-directory build

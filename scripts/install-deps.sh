@@ -16,6 +16,8 @@ packages=(
   clang-format
   # tools used by tests and benchmarks
   python3 valgrind
+  # real peers of the server's tests and benchmarks, and the README's examples
+  memcached netcat-openbsd curl libmemcached-tools python3-pymemcache nutcracker linux-perf
 )
 
 missing=()
@@ -33,5 +35,17 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Debian starts memcached (on 127.0.0.1:11211, keeld's port) and nutcracker as
+# services when they are installed; keel's tests start their own on free
+# ports, so keep the packages from starting theirs (policy-rc.d, for this
+# install only, unless the machine already has one).
+policy=/usr/sbin/policy-rc.d
+added_policy=""
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod 755 "$policy"
+  added_policy=1
+fi
+trap '[ -n "$added_policy" ] && $sudo rm -f "$policy"' EXIT
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
