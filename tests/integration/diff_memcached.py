@@ -25,7 +25,10 @@ Documented differences, left out of the stream:
 - remaining TTLs (`mg t`, `ma t`) above 0 are compared as "t+" because the
   two servers may read the clock on either side of a second's boundary;
 - `mg l` (seconds since last access) likewise, and `flush_all` with a delay;
-- numbers that memcached's decr padded with spaces (see normalise).
+- numbers that memcached's decr padded with spaces (see normalise);
+- `mg` with both N and t (1.6.18 answers t-1 or the TTL depending on the
+  flags' order), and a get of a too-long key pipelined after other commands
+  (1.6.18 drops the earlier commands' replies; keeld sends them).
 """
 import argparse
 import random
@@ -241,6 +244,8 @@ class Generator:
         if kind == "mg":
             fl = self.meta_flags(["v", "f", "s", "k", "c", "h", "q", "t", "T3600", "N30", "E5"], k)
             fl = [f for f in fl if f not in ("C", "E5")]
+            if "N30" in fl and "t" in fl:
+                fl.remove("t")  # 1.6.18 reports t-1 or t30 for a vivified item by flag order
             return ["mg ", k] + self.fill_cas(fl, k) + ["\r\n"]
         if kind == "ms":
             v = self.value(k)
@@ -317,7 +322,12 @@ def main():
         a, b = Side(ref), Side(tgt)
         mismatches = 0
         for step in range(args.steps):
-            batch = [gen.command() for _ in range(rnd.randint(1, 6))] + [["mn\r\n"]]
+            batch = [gen.command() for _ in range(rnd.randint(1, 6))]
+            if any(cmd[0].startswith("get " + "y" * 251) for cmd in batch):
+                # memcached 1.6.18 drops the replies of the commands before a
+                # get of a too-long key in the same read; keeld answers them
+                batch = [cmd for cmd in batch if cmd[0].startswith("get " + "y" * 251)]
+            batch += [["mn\r\n"]]
             parts = [p for cmd in batch for p in cmd]
             n_mn = sum(1 for cmd in batch if cmd == ["mn\r\n"])
             ra = normalise(a, a.exchange(a.render(parts), n_mn), gen.cas_of_key)
