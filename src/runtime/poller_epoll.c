@@ -1,15 +1,20 @@
 /* The edge-triggered epoll backend of the reactor.
  *
  * Each fd is registered once, on first use, for EPOLLIN|EPOLLOUT|EPOLLRDHUP
- * with EPOLLET, after being switched to O_NONBLOCK; its state (the fiber
- * waiting to read, the one waiting to write) is a table indexed by fd. A
+ * with EPOLLET, and switched to O_NONBLOCK; its state (the fiber waiting to
+ * read, the one waiting to write) is a table indexed by fd. O_NONBLOCK
+ * belongs to the file description, which other processes may share (a
+ * shell's stdin): a flag keel set is cleared again when keel lets go of the
+ * fd, at kl_close() and when the reactor is destroyed. kl_close() wakes the
+ * fibers waiting on the fd with -EBADF. A
  * fiber always tries the system call first and parks only on EAGAIN: an
  * edge that arrived before the attempt is then a harmless spurious wake-up,
  * and one that arrives after it wakes the parked fiber, so no readiness
  * flags are needed. A non-blocking connect parks as a writer and asks
  * connect() again on the edge (0 once connected, the error if it failed).
  *
- * Regular files are always "ready", so pread/pwrite/fsync go to the
+ * Regular files are always "ready" (epoll refuses them with EPERM), so
+ * pread/pwrite/fsync, and read/write on a file epoll refused, go to the
  * reactor's worker pool (poller_pool.c). The reactor's wake-up eventfd
  * (xthread.c), which the pool and other threads' posts write, is registered
  * here too.
@@ -21,6 +26,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -35,6 +41,10 @@ struct fd_state {
     uint64_t reader; /* raw id of the fiber parked to read/accept, or 0 */
     uint64_t writer; /* to write/connect */
     bool registered;
+    bool file;         /* epoll refused it (a regular file): its I/O goes to the pool */
+    bool set_nonblock; /* keel set O_NONBLOCK: restore `flags` when letting go */
+    int flags;         /* F_GETFL before keel set O_NONBLOCK */
+    uint64_t dev, ino; /* the file's identity, checked before restoring at destroy */
 };
 
 struct epoll_state {
@@ -77,6 +87,17 @@ static struct fd_state *fd_register(struct kl_reactor *r, struct epoll_state *e,
     struct fd_state *st = &e->fds[fd];
     if (st->registered)
         return st;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.fd = fd};
+    r->stats.syscalls++;
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST) {
+        if (errno != EPERM) {
+            *err = -errno;
+            return NULL;
+        }
+        st->file = true; /* always ready: blocking calls on the pool, flags untouched */
+        st->registered = true;
+        return st;
+    }
     r->stats.syscalls++;
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0) {
@@ -84,20 +105,33 @@ static struct fd_state *fd_register(struct kl_reactor *r, struct epoll_state *e,
         return NULL;
     }
     if (!(fl & O_NONBLOCK)) {
-        r->stats.syscalls++;
-        if (fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        struct stat sb;
+        r->stats.syscalls += 2;
+        if (fstat(fd, &sb) < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
             *err = -errno;
             return NULL;
         }
-    }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.fd = fd};
-    r->stats.syscalls++;
-    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno != EEXIST) {
-        *err = -errno;
-        return NULL;
+        st->set_nonblock = true;
+        st->flags = fl;
+        st->dev = sb.st_dev;
+        st->ino = sb.st_ino;
     }
     st->registered = true;
     return st;
+}
+
+/* Clear the O_NONBLOCK keel set on `fd`; at destroy (`check_identity`) only
+ * if the fd still names the same file, as it may have been closed without
+ * kl_close() and its number reused. */
+static void restore_flags(int fd, const struct fd_state *st, bool check_identity)
+{
+    if (!st->set_nonblock)
+        return;
+    struct stat sb;
+    if (check_identity &&
+        (fstat(fd, &sb) < 0 || (uint64_t)sb.st_dev != st->dev || (uint64_t)sb.st_ino != st->ino))
+        return;
+    fcntl(fd, F_SETFL, st->flags);
 }
 
 /* One attempt at the request; -EAGAIN means "wait for the edge". */
@@ -135,6 +169,11 @@ static int64_t epoll_io(struct kl_reactor *r, struct kl_io_req *q, uint64_t dead
     struct fd_state *st = fd_register(r, e, q->fd, &err);
     if (st == NULL)
         return err;
+    if (st->file)
+        return q->kind == KL_IO_ACCEPT || q->kind == KL_IO_CONNECT || q->kind == KL_IO_RECV ||
+                       q->kind == KL_IO_SEND
+                   ? -ENOTSOCK
+                   : kl_io_pool_file(r, q, deadline);
     uint64_t self = kl_fiber_id_raw(kl_fiber__id(r->sched->current));
     r->stats.submissions++;
     for (;;) {
@@ -158,15 +197,15 @@ static int64_t epoll_io(struct kl_reactor *r, struct kl_io_req *q, uint64_t dead
         waiter = is_read_side(q->kind) ? &st->reader : &st->writer;
         if (*waiter == self)
             *waiter = 0;
-        if (rc == -ETIMEDOUT || rc == -ECANCELED)
+        if (rc == -ETIMEDOUT || rc == -ECANCELED || rc == -EBADF) /* EBADF: kl_close'd */
             return rc;
     }
 }
 
-static void wake(uint64_t raw)
+static void wake(uint64_t raw, int result)
 {
     if (raw != 0)
-        kl_fiber_resume(kl_fiber_id_from(raw), 0); /* -EALREADY: woken already */
+        kl_fiber_resume(kl_fiber_id_from(raw), result); /* -EALREADY: woken already */
 }
 
 static int epoll_poll(struct kl_reactor *r, uint64_t timeout_ns)
@@ -198,9 +237,9 @@ static int epoll_poll(struct kl_reactor *r, uint64_t timeout_ns)
             continue;
         struct fd_state *st = &e->fds[fd];
         if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-            wake(st->reader);
+            wake(st->reader, 0);
         if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-            wake(st->writer);
+            wake(st->writer, 0);
     }
     return 0;
 }
@@ -208,8 +247,13 @@ static int epoll_poll(struct kl_reactor *r, uint64_t timeout_ns)
 static void epoll_forget(struct kl_reactor *r, int fd)
 {
     struct epoll_state *e = r->backend_state;
-    if ((size_t)fd < e->nfds)
-        e->fds[fd] = (struct fd_state){0};
+    if ((size_t)fd >= e->nfds)
+        return;
+    struct fd_state *st = &e->fds[fd];
+    wake(st->reader, -EBADF);
+    wake(st->writer, -EBADF);
+    restore_flags(fd, st, false);
+    *st = (struct fd_state){0};
 }
 
 static void epoll_destroy(struct kl_reactor *r)
@@ -217,6 +261,8 @@ static void epoll_destroy(struct kl_reactor *r)
     struct epoll_state *e = r->backend_state;
     if (e->epfd >= 0)
         close(e->epfd);
+    for (size_t fd = 0; e->fds != NULL && fd < e->nfds; fd++)
+        restore_flags((int)fd, &e->fds[fd], true);
     free(e->fds);
     free(e);
     r->backend_state = NULL;
