@@ -62,7 +62,7 @@ static struct io_uring_sqe *get_sqe(struct kl_reactor *r, struct uring_state *u)
     if (sqe == NULL) { /* the queue is full: hand it to the kernel now */
         r->stats.syscalls++;
         int rc = io_uring_submit(&u->ring);
-        if (rc < 0)
+        if (rc < 0 && rc != -EBUSY && rc != -EAGAIN && rc != -EINTR) /* not transient */
             KL_WARN("reactor: io_uring_submit: %d", rc);
         sqe = io_uring_get_sqe(&u->ring);
     }
