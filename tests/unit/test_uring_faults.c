@@ -133,23 +133,34 @@ static void close_pairs(void)
     }
 }
 
-KT_TEST(timeout_returns_when_no_sqe_is_free_for_the_cancel)
+/* Run `scene` on a small reactor per backend, its socket pairs open, with
+ * an alarm in case a lost wake-up hangs the loop. */
+static void each_small_backend(void (*scene)(void))
 {
     enum kl_reactor_backend all[] = {KL_REACTOR_URING, KL_REACTOR_EPOLL};
     for (int i = 0; i < 2; i++) {
         if (!up_small(all[i]))
             continue;
         open_pairs();
-        victim_rc = 1;
-        rk_spawn("victim", victim_read, NULL);
-        rk_spawn("fault", fault_window, NULL);
-        KT_EQ_I(kl_reactor_run(), 0);
-        KT_EQ_I(victim_rc, -ETIMEDOUT);
-        KT_CHECK(victim_el < 60 * MS + SLOP); /* the deadline, or the fault's end */
+        alarm(20);
+        scene();
+        alarm(0);
         close_pairs();
         rk_down();
     }
 }
+
+static void cancel_scene(void)
+{
+    victim_rc = 1;
+    rk_spawn("victim", victim_read, NULL);
+    rk_spawn("fault", fault_window, NULL);
+    KT_EQ_I(kl_reactor_run(), 0);
+    KT_EQ_I(victim_rc, -ETIMEDOUT);
+    KT_CHECK(victim_el < 60 * MS + SLOP); /* the deadline, or the fault's end */
+}
+
+KT_TEST(timeout_returns_when_no_sqe_is_free_for_the_cancel) { each_small_backend(cancel_scene); }
 
 /* ---- the wake-up read re-armed later ------------------------------------------ */
 
@@ -175,18 +186,10 @@ static intptr_t defer_in_fault(void *arg)
     return 0;
 }
 
-KT_TEST(wake_up_read_is_rearmed_when_an_sqe_is_free_again)
+static void rearm_scene(void)
 {
-    enum kl_reactor_backend all[] = {KL_REACTOR_URING, KL_REACTOR_EPOLL};
-    for (int i = 0; i < 2; i++) {
-        if (!up_small(all[i]))
-            continue;
-        open_pairs();
-        rk_spawn("defer", defer_in_fault, NULL);
-        alarm(20); /* a lost wake-up would hang: fail loudly instead */
-        KT_EQ_I(kl_reactor_run(), 0);
-        alarm(0);
-        close_pairs();
-        rk_down();
-    }
+    rk_spawn("defer", defer_in_fault, NULL);
+    KT_EQ_I(kl_reactor_run(), 0);
 }
+
+KT_TEST(wake_up_read_is_rearmed_when_an_sqe_is_free_again) { each_small_backend(rearm_scene); }
