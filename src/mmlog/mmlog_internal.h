@@ -10,6 +10,9 @@
 #include "keel/mmlog.h"
 #include "mmlog_format.h"
 
+/* Internal to libkeel: never exported from libkeel.so, whatever the name. */
+#pragma GCC visibility push(hidden)
+
 /* A mapping of two consecutive chunks [chunk, chunk + 2), so that any record
  * no larger than a chunk that starts in `chunk` lies inside it. */
 struct mmlog_window {
@@ -79,5 +82,7 @@ void mmlog_recover_slots(struct kl_mmlog *log, struct kl_mmlog_stats *stats);
 
 /* Wake followers blocked in kl_mmlog_wait (if any). */
 void mmlog_wake_followers(struct kl_mmlog *log);
+
+#pragma GCC visibility pop
 
 #endif /* KEEL_MMLOG_INTERNAL_H */

@@ -26,6 +26,9 @@
 
 #include "fiber_internal.h"
 
+/* Internal to libkeel: never exported from libkeel.so, whatever the name. */
+#pragma GCC visibility push(hidden)
+
 enum kl_io_kind {
     KL_IO_ACCEPT,
     KL_IO_CONNECT,
@@ -154,5 +157,7 @@ bool kl_xthread__may_receive(const struct kl_reactor *r);
 /* Backend constructors: fill r->backend_state and r->ops; 0 or -errno. */
 int kl_poller_uring_init(struct kl_reactor *r);
 int kl_poller_epoll_init(struct kl_reactor *r);
+
+#pragma GCC visibility pop
 
 #endif /* KEEL_RUNTIME_REACTOR_INTERNAL_H */
