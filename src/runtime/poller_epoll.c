@@ -1,12 +1,15 @@
 /* The edge-triggered epoll backend of the reactor.
  *
  * Each fd is registered once, on first use, for EPOLLIN|EPOLLOUT|EPOLLRDHUP
- * with EPOLLET, and switched to O_NONBLOCK; its state (the fiber waiting to
- * read, the one waiting to write) is a table indexed by fd. O_NONBLOCK
- * belongs to the file description, which other processes may share (a
- * shell's stdin): a flag keel set is cleared again when keel lets go of the
- * fd, at kl_close() and when the reactor is destroyed. kl_close() wakes the
- * fibers waiting on the fd with -EBADF. A
+ * with EPOLLET; its state (the fiber waiting to read, the one waiting to
+ * write) is a table indexed by fd. Calls do not block without touching the
+ * fd's flags where the kernel allows it: reads and writes with RWF_NOWAIT
+ * (preadv2/pwritev2), recv and send with MSG_DONTWAIT. O_NONBLOCK, a flag
+ * of the file description that other processes may share (a shell's
+ * stdin), is set only where that is not enough: for accept and connect, and
+ * on files without RWF_NOWAIT (a tty). A flag keel set is cleared again when
+ * keel lets go of the fd, at kl_close() and when the reactor is destroyed.
+ * kl_close() wakes the fibers waiting on the fd with -EBADF. A
  * fiber always tries the system call first and parks only on EAGAIN: an
  * edge that arrived before the attempt is then a harmless spurious wake-up,
  * and one that arrives after it wakes the parked fiber, so no readiness
@@ -42,6 +45,7 @@ struct fd_state {
     uint64_t writer; /* to write/connect */
     bool registered;
     bool file;         /* epoll refused it (a regular file): its I/O goes to the pool */
+    bool no_nowait;    /* no RWF_NOWAIT here: plain read/write under O_NONBLOCK */
     bool set_nonblock; /* keel set O_NONBLOCK: restore `flags` when letting go */
     int flags;         /* F_GETFL before keel set O_NONBLOCK */
     uint64_t dev, ino; /* the file's identity, checked before restoring at destroy */
@@ -95,29 +99,32 @@ static struct fd_state *fd_register(struct kl_reactor *r, struct epoll_state *e,
             return NULL;
         }
         st->file = true; /* always ready: blocking calls on the pool, flags untouched */
-        st->registered = true;
-        return st;
-    }
-    r->stats.syscalls++;
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0) {
-        *err = -errno;
-        return NULL;
-    }
-    if (!(fl & O_NONBLOCK)) {
-        struct stat sb;
-        r->stats.syscalls += 2;
-        if (fstat(fd, &sb) < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-            *err = -errno;
-            return NULL;
-        }
-        st->set_nonblock = true;
-        st->flags = fl;
-        st->dev = sb.st_dev;
-        st->ino = sb.st_ino;
     }
     st->registered = true;
     return st;
+}
+
+/* Set O_NONBLOCK on the fd unless it has it, remembering the flags to
+ * restore; 0 or -errno. */
+static int set_nonblock(struct kl_reactor *r, struct fd_state *st, int fd)
+{
+    if (st->set_nonblock)
+        return 0;
+    r->stats.syscalls++;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    if (fl & O_NONBLOCK)
+        return 0;
+    struct stat sb;
+    r->stats.syscalls += 2;
+    if (fstat(fd, &sb) < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    st->set_nonblock = true;
+    st->flags = fl;
+    st->dev = sb.st_dev;
+    st->ino = sb.st_ino;
+    return 0;
 }
 
 /* Clear the O_NONBLOCK keel set on `fd`; at destroy (`check_identity`) only
@@ -134,10 +141,36 @@ static void restore_flags(int fd, const struct fd_state *st, bool check_identity
     fcntl(fd, F_SETFL, st->flags);
 }
 
+/* read/write/readv/writev that do not block whatever the fd's flags
+ * (RWF_NOWAIT); -EOPNOTSUPP where the file cannot do that. */
+static ssize_t rw_nowait(const struct kl_io_req *q)
+{
+    struct iovec one = {q->buf, q->len};
+    bool vec = q->kind == KL_IO_READV || q->kind == KL_IO_WRITEV;
+    const struct iovec *iov = vec ? q->iov : &one;
+    int cnt = vec ? q->iovcnt : 1;
+    if (q->kind == KL_IO_READ || q->kind == KL_IO_READV)
+        return preadv2(q->fd, iov, cnt, -1, RWF_NOWAIT);
+    return pwritev2(q->fd, iov, cnt, -1, RWF_NOWAIT);
+}
+
 /* One attempt at the request; -EAGAIN means "wait for the edge". */
-static int64_t attempt(const struct kl_io_req *q)
+static int64_t attempt(struct kl_reactor *r, struct fd_state *st, const struct kl_io_req *q)
 {
     ssize_t n;
+    bool rw = q->kind == KL_IO_READ || q->kind == KL_IO_WRITE || q->kind == KL_IO_READV ||
+              q->kind == KL_IO_WRITEV;
+    if (rw && !st->no_nowait) {
+        n = rw_nowait(q);
+        if (n >= 0)
+            return n;
+        if (errno != EOPNOTSUPP)
+            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        st->no_nowait = true; /* from now on: plain calls, O_NONBLOCK set */
+        int err = set_nonblock(r, st, q->fd);
+        if (err < 0)
+            return err;
+    }
     switch (q->kind) {
     case KL_IO_ACCEPT: n = accept4(q->fd, q->addr, q->addrlen, q->flags | SOCK_NONBLOCK); break;
     case KL_IO_CONNECT:
@@ -174,11 +207,16 @@ static int64_t epoll_io(struct kl_reactor *r, struct kl_io_req *q, uint64_t dead
                        q->kind == KL_IO_SEND
                    ? -ENOTSOCK
                    : kl_io_pool_file(r, q, deadline);
+    if (q->kind == KL_IO_ACCEPT || q->kind == KL_IO_CONNECT) { /* no per-call flag for these */
+        err = set_nonblock(r, st, q->fd);
+        if (err < 0)
+            return err;
+    }
     uint64_t self = kl_fiber_id_raw(kl_fiber__id(r->sched->current));
     r->stats.submissions++;
     for (;;) {
         r->stats.syscalls++;
-        int64_t res = attempt(q);
+        int64_t res = attempt(r, st, q);
         if (res == -EINTR)
             continue;
         if (res != -EAGAIN) {

@@ -13,9 +13,10 @@
  * fiber waits for the request's own CQE before returning, so the kernel never
  * touches the buffer after the call. When not even a flush frees an SQE for
  * the cancel, the fiber tries again every millisecond: its wait never rests
- * on a cancel that was not queued. kl_close() cancels every request on the
- * fd (IORING_ASYNC_CANCEL_FD) and submits that before the fd is closed, so
- * no request keeps the file open and each waiter gets -EBADF. Lengths are
+ * on a cancel that was not queued. kl_close() of an fd that requests are on
+ * (a count per fd) cancels them all (IORING_ASYNC_CANCEL_FD) and submits
+ * that before the fd is closed, so no request keeps the file open and each
+ * waiter gets -EBADF; closing an idle fd costs no system call. Lengths are
  * capped at the kernel's own limit for one transfer (a short count), as an
  * SQE holds 32 bits. A socket marked O_NONBLOCK makes the
  * kernel answer -EAGAIN instead of waiting; the fiber then waits for
@@ -34,6 +35,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "keel/assert.h"
 #include "keel/log.h"
@@ -51,6 +53,9 @@
 
 struct uring_state {
     struct io_uring ring;
+    uint32_t *fd_busy; /* per fd: requests of run_one in the kernel, for kl_close */
+    size_t nfds;
+    bool busy_lost; /* the table could not grow: kl_close always cancels */
     bool wake_armed;
     bool wake_broken;    /* its read failed unexpectedly: not armed again */
     uint64_t wake_count; /* the wake-up read's buffer */
@@ -89,6 +94,28 @@ static void prep(struct io_uring_sqe *sqe, const struct kl_io_req *q)
     case KL_IO_PWRITE: io_uring_prep_write(sqe, q->fd, q->buf, len, (uint64_t)q->offset); break;
     case KL_IO_FSYNC: io_uring_prep_fsync(sqe, q->fd, 0); break;
     }
+}
+
+/* Count a request on `fd` in (+1) or out (-1) of the kernel. The table
+ * grows (rarely, by doubling) to the largest fd seen. */
+static void fd_busy_add(struct uring_state *u, int fd, int d)
+{
+    if (fd < 0)
+        return;
+    if ((size_t)fd >= u->nfds) {
+        size_t n = u->nfds ? u->nfds : 1024;
+        while (n <= (size_t)fd)
+            n *= 2;
+        uint32_t *t = d > 0 ? realloc(u->fd_busy, n * sizeof *t) : NULL;
+        if (t == NULL) {
+            u->busy_lost = d > 0;
+            return;
+        }
+        memset(t + u->nfds, 0, (n - u->nfds) * sizeof *t);
+        u->fd_busy = t;
+        u->nfds = n;
+    }
+    u->fd_busy[fd] += (uint32_t)d;
 }
 
 /* Queue the cancel of request `id`, whose fiber no longer waits for it;
@@ -134,6 +161,7 @@ static int64_t run_one(struct kl_reactor *r, struct uring_state *u, const struct
     io_uring_sqe_set_data64(sqe, id);
     KL_ASSERT(r->waits[slot] == NULL, "fiber slot %u has two requests in flight", slot);
     r->waits[slot] = &w;
+    fd_busy_add(u, q->fd, 1);
     r->inflight++;
     r->stats.submissions++;
 
@@ -150,6 +178,7 @@ static int64_t run_one(struct kl_reactor *r, struct uring_state *u, const struct
         kl_reactor__wait_done(r, &w);
     }
     r->waits[slot] = NULL;
+    fd_busy_add(u, q->fd, -1);
     if (reason != 0 && (w.res == -ECANCELED || w.res == -EINTR))
         return reason;
     if (reason == 0 && w.res == -ECANCELED)
@@ -276,8 +305,8 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
 static void uring_forget(struct kl_reactor *r, int fd)
 {
     struct uring_state *u = r->backend_state;
-    if (r->inflight == 0)
-        return; /* nothing in the kernel can hold it */
+    if (!u->busy_lost && ((size_t)fd >= u->nfds || u->fd_busy[fd] == 0))
+        return; /* no request of ours holds it */
     struct io_uring_sqe *sqe = get_sqe(r, u);
     if (sqe == NULL) {
         KL_WARN("reactor: no SQE to cancel the requests on fd %d before its close", fd);
@@ -318,6 +347,7 @@ static void uring_destroy(struct kl_reactor *r)
         KL_WARN("reactor: no SQE to cancel the wake-up read; the ring's exit stops it");
     }
     io_uring_queue_exit(&u->ring);
+    free(u->fd_busy);
     free(u);
     r->backend_state = NULL;
 }

@@ -165,19 +165,24 @@ KT_TEST(read_and_write_on_a_regular_file) { rk_each_backend(file_case); }
 static int shared_pipe[2];
 static int shared_dup;
 
+static bool nonblocking(int fd) { return (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; }
+
 static intptr_t pipe_io(void *arg)
 {
     (void)arg;
     char c = 0;
+    bool was = nonblocking(shared_pipe[0]);
     KT_EQ_I(kl_write(shared_pipe[1], "ab", 2, SEC), 2);
     KT_EQ_I(kl_read(shared_dup, &c, 1, SEC), 1); /* through the duplicate */
+    KT_EQ_I(nonblocking(shared_pipe[0]), was);   /* reads do not need the flag */
+    KT_EQ_I(kl_close(shared_dup), 0);
     KT_EQ_I(kl_read(shared_pipe[0], &c, 1, SEC), 1);
     KT_EQ_I(c, 'b');
-    KT_EQ_I(kl_close(shared_dup), 0);
+    /* The duplicate's close changed nothing for the fd still in use: an
+     * empty pipe is a wait, not a blocked thread. */
+    KT_EQ_I(kl_read(shared_pipe[0], &c, 1, 20 * MS), -ETIMEDOUT);
     return 0;
 }
-
-static bool nonblocking(int fd) { return (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; }
 
 /* Descriptions that the program shares with others (stdin and a shell) keep
  * their O_NONBLOCK flag as they had it once keel lets go of them: at
