@@ -13,7 +13,8 @@
  * Close fds with kl_close(). Fibers waiting on the fd (in another call on
  * it) then return -EBADF, and the descriptor really closes: on io_uring the
  * requests on it are cancelled first, as an in-flight request holds the file
- * open. On the epoll backend fds are registered on first use; reads and
+ * open. (A call on a regular file that a worker thread runs, on epoll, is
+ * not interrupted: it finishes with its own result.) On the epoll backend fds are registered on first use; reads and
  * writes do not block through per-call flags (RWF_NOWAIT, MSG_DONTWAIT), and
  * only for accept, connect and files without RWF_NOWAIT (a tty) is the fd
  * switched to O_NONBLOCK, a flag of the file description that other
