@@ -14,12 +14,13 @@
  * it) then return -EBADF, and the descriptor really closes: on io_uring the
  * requests on it are cancelled first, as an in-flight request holds the file
  * open. (A call on a regular file that a worker thread runs, on epoll, is
- * not interrupted: it finishes with its own result.) On the epoll backend fds are registered on first use; reads and
- * writes do not block through per-call flags (RWF_NOWAIT, MSG_DONTWAIT), and
- * only for accept, connect and files without RWF_NOWAIT (a tty) is the fd
- * switched to O_NONBLOCK, a flag of the file description that other
- * processes may share (a shell's stdin): kl_close() clears it again, and so
- * does kl_reactor_destroy() for fds still open. Regular files, which epoll
+ * not interrupted: it finishes with its own result.) On the epoll backend
+ * fds are registered on first use; reads and writes do not block through
+ * per-call flags (RWF_NOWAIT, MSG_DONTWAIT), and only for accept, connect
+ * and files without RWF_NOWAIT (a tty) is the fd switched to O_NONBLOCK, a
+ * flag of the file description that other processes may share (a shell's
+ * stdin): kl_close() clears it again, and so does kl_reactor_destroy() for
+ * fds still open. Regular files, which epoll
  * cannot wait for, are read and written on the reactor's worker threads. One
  * fiber at a time may wait to read, and one to write, on an fd (-EBUSY
  * otherwise). Lengths past what one transfer can move give a short count.
