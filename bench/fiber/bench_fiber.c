@@ -28,6 +28,13 @@
  * loop's own increment, compare and branch add under half an instruction per
  * switch. Without valgrind the instruction lines are skipped (reported as
  * -1).
+ *
+ * Memory. PARKED fibers are spawned in a scheduler of that many slots and
+ * each parks in kl_fiber_suspend(); the growth of the process's resident set
+ * from before kl_sched_init() to then, over PARKED, is the memory a parked
+ * fiber costs (its touched stack pages, page tables, its slot in the fiber
+ * table): "fiber_park_bytes". The mappings the stacks added are counted
+ * from /proc/self/maps.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -47,6 +54,7 @@
 #define SPAWNS      200000  /* per round of spawn+join */
 #define RAW_STACK   (64 * 1024)
 #define CG_SWITCHES 20000 /* the smaller callgrind count; the larger is twice this */
+#define PARKED      100000
 
 static void check(int rc, const char *what)
 {
@@ -280,11 +288,76 @@ static double instructions_per_switch(const char *what)
     return (i2 - i1) / (double)(m2 - m1);
 }
 
+/* ---- memory per parked fiber --------------------------------------------------- */
+
+/* The resident set in bytes, from /proc/self/statm (its second field, in pages). */
+static double resident(void)
+{
+    char buf[128] = "";
+    FILE *f = fopen("/proc/self/statm", "r");
+    size_t got = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[got] = '\0';
+    const char *sp = strchr(buf, ' ');
+    return sp ? strtod(sp + 1, NULL) * (double)sysconf(_SC_PAGESIZE) : 0;
+}
+
+static int mappings(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    int n = 0;
+    char line[512];
+    while (f && fgets(line, sizeof line, f))
+        n += strchr(line, '\n') != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static intptr_t parker(void *arg)
+{
+    (void)arg;
+    return kl_fiber_suspend("parked", KL_FIBER_FOREVER);
+}
+
+struct park_figures {
+    double bytes;       /* RSS per parked fiber */
+    double spawn_ns;    /* spawn and first run to the park, per fiber */
+    int extra_maps;     /* mappings the scheduler added */
+    const char *guards; /* how the stacks are guarded */
+};
+
+static struct park_figures park_many(void)
+{
+    struct park_figures p = {0};
+    int maps0 = mappings();
+    double rss0 = resident();
+    struct kl_sched_config cfg = {.max_fibers = PARKED};
+    check(kl_sched_init(&cfg), "kl_sched_init (100,000 slots)");
+    p.guards = kl_sched_stack_guard() == KL_STACK_GUARD_REGION ? "guard regions" : "mprotect";
+    uint64_t t0 = kl_clock_gettime_ns();
+    for (int i = 0; i < PARKED; i++) {
+        kl_fiber_id id;
+        check(kl_fiber_spawn(&id, "parked", parker, NULL, KL_FIBER_PRIO_NORMAL), "spawn");
+    }
+    if (kl_sched_run() != PARKED) {
+        fprintf(stderr, "bench_fiber: not every fiber parked\n");
+        exit(1);
+    }
+    p.spawn_ns = (double)(kl_clock_gettime_ns() - t0) / PARKED;
+    p.bytes = (resident() - rss0) / PARKED;
+    p.extra_maps = mappings() - maps0;
+    check(kl_sched_shutdown(), "shutdown"); /* cancels them all */
+    return p;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--count") == 0)
         return count_child(argv[2], atol(argv[3]));
 
+    struct park_figures park = park_many();
     sched_up(0);
     static double ns[M_COUNT][ROUNDS];
     for (int m = 0; m < M_COUNT; m++) /* warm up */
@@ -320,6 +393,9 @@ int main(int argc, char **argv)
                median[m] * ghz, instr);
     }
     printf("(per switch; spawn + join per pair; instructions by callgrind, per switch)\n\n");
+    printf("%d parked fibers (stacks with %s): %.0f bytes of RSS each, %d mappings added, "
+           "%.0f ns to spawn and park each\n\n",
+           PARKED, park.guards, park.bytes, park.extra_maps, park.spawn_ns);
     printf("result fiber_switch_ns %.2f ns\n", median[M_YIELD]);
     printf("result fiber_switch_instructions %.1f instr\n", instr_yield);
     printf("result fiber_switch_hog_check_ns %.2f ns\n", median[M_YIELD_HOG]);
@@ -328,5 +404,8 @@ int main(int argc, char **argv)
     printf("result swapcontext_switch_ns %.2f ns\n", median[M_SWAPCONTEXT]);
     printf("result fiber_spawn_join_ns %.2f ns\n", median[M_SPAWN]);
     printf("result fiber_vs_swapcontext %.2f x\n", median[M_SWAPCONTEXT] / median[M_YIELD]);
+    printf("result fiber_park_bytes %.0f bytes\n", park.bytes);
+    printf("result fiber_park_maps %d mappings\n", park.extra_maps);
+    printf("result fiber_park_spawn_ns %.0f ns\n", park.spawn_ns);
     return 0;
 }

@@ -1,10 +1,17 @@
 /* keel/fiber.h: fibers and the per-thread scheduler below the reactor.
  *
  * A thread that calls kl_sched_init() owns a scheduler: a fixed table of
- * fiber slots, each with a stack carved from one mapping (a PROT_NONE guard
- * page below every stack), and one FIFO ready queue per priority. Spawning
- * takes a free slot: no allocation after kl_sched_init(). Fibers never leave
- * their thread.
+ * fiber slots, each with a stack carved from one mapping (a guard page below
+ * every stack), and one FIFO ready queue per priority. Spawning takes a free
+ * slot: no allocation after kl_sched_init(). Fibers never leave their thread.
+ *
+ * Many fibers: stacks cost address space until touched (a parked fiber
+ * typically backs one or two pages of its stack), and the guards are guard
+ * regions (madvise MADV_GUARD_INSTALL, Linux 6.13+), which live in the page
+ * tables: however many slots, the stacks are one entry in /proc/self/maps,
+ * so 100,000 fibers and more fit under vm.max_map_count. On older kernels the
+ * guards are mprotect'ed pages, two mappings per stack, which caps a process
+ * near 32,000 slots (kl_sched_init() then fails with -ENOMEM).
  *
  * A switch goes straight from one fiber to the next ready one (highest
  * priority first, FIFO within a priority) through a 16-instruction assembly
@@ -25,8 +32,9 @@
  *
  * Diagnostics: a fault in a guard page is reported on the crash path as
  * "stack overflow in fiber NAME (id SLOT:INCARNATION)", every crash and panic
- * dumps the thread's fibers, kl_sched_dump() does so on demand, and a fiber
- * that runs longer than a threshold without switching is reported ("hogger").
+ * dumps the thread's fibers (the first 256, then a count), kl_sched_dump()
+ * dumps them all on demand, and a fiber that runs longer than a threshold
+ * without switching is reported ("hogger").
  * The crash reports need keel's handlers: call kl_crash_install() on the
  * thread (kl_sched_init() only adds the hook, it installs no signal handler).
  *
@@ -88,11 +96,19 @@ struct kl_sched_hooks {
     void (*timeout_disarm)(void *ctx, uint64_t token);
 };
 
+/* How the guard page below each stack is made. */
+enum kl_stack_guard {
+    KL_STACK_GUARD_AUTO = 0,     /* guard regions where the kernel has them, else mprotect */
+    KL_STACK_GUARD_REGION = 1,   /* madvise(MADV_GUARD_INSTALL): no mapping of its own */
+    KL_STACK_GUARD_MPROTECT = 2, /* PROT_NONE pages: two mappings per stack */
+};
+
 struct kl_sched_config {
-    uint32_t max_fibers;       /* fiber slots; 0 means 1024 */
+    uint32_t max_fibers;       /* fiber slots (100,000 is fine); 0 means 1024 */
     size_t stack_size;         /* usable bytes per stack, rounded up to pages; 0 means 64 KiB */
     size_t guard_size;         /* PROT_NONE bytes below each stack, rounded up; 0 means one page */
     uint64_t hog_threshold_ns; /* report fibers running longer without a switch; 0: off */
+    enum kl_stack_guard guard; /* AUTO; REGION fails (-ENOMEM) where unsupported */
 };
 
 /* Reports a hogger: fiber `name` ran `ran_ns` without switching (limit `limit_ns`). */
@@ -139,6 +155,15 @@ void kl_sched_set_hog_reporter(kl_fiber_hog_fn fn);
 
 /* Context switches made by this thread's scheduler so far. */
 uint64_t kl_sched_switches(void);
+
+/* How this thread's scheduler guards its stacks (REGION or MPROTECT). */
+enum kl_stack_guard kl_sched_stack_guard(void);
+
+/* Give the memory of free stacks back to the kernel, all but the `keep` most
+ * recently freed (the next spawns take those first): after a burst of
+ * fibers, whose stacks stay backed while their slots wait in the free list.
+ * One madvise per stack released; returns how many. Guards stay in place. */
+uint32_t kl_sched_trim(uint32_t keep);
 
 /* ---- fibers ------------------------------------------------------------- */
 

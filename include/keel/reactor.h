@@ -98,6 +98,12 @@ uint64_t kl_reactor_now(void);
 /* Copy the counters into *stats. */
 void kl_reactor_stats(struct kl_reactor_stats *stats);
 
+/* Where the counters live, for reading from another thread: only this
+ * reactor's thread writes them, one aligned word at a time, so a reader
+ * loads each field with __atomic_load_n(..., __ATOMIC_RELAXED) and gets a
+ * recent value. Valid until kl_reactor_destroy() (keel/workers.h sums them). */
+const struct kl_reactor_stats *kl_reactor_stats_live(void);
+
 /* Sleep the calling fiber for at least `ns`; 0, or -ECANCELED. */
 int kl_sleep(uint64_t ns);
 

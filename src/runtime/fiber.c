@@ -8,6 +8,24 @@
  * own stack (the main context, where kl_sched_run() and later the reactor
  * live) is only the target when nothing is ready.
  *
+ * Stacks and guards. All stacks of a scheduler are slots of one private,
+ * read-write, MAP_NORESERVE mapping, [guard][stack][guard][stack]..., so a
+ * stack costs address space only: its pages are backed once touched, and a
+ * freed slot goes back to a LIFO free list, so the next spawn reuses the
+ * warmest stack; kl_sched_trim() gives the pages of the colder free stacks
+ * back after a burst. The guard below each stack is installed with
+ * madvise(MADV_GUARD_INSTALL) (Linux 6.13+): a guard region lives in the page
+ * tables and does not split the mapping, so 100,000 stacks are one VMA, where
+ * mprotect'ed guards would cost two each and vm.max_map_count (65530 by
+ * default) would cap a process near 32,000 fibers. Grouping stacks per
+ * mapping or sharing guards between neighbours cannot help there: a
+ * PROT_NONE guard and a writable stack never merge into one VMA, so every
+ * guarded stack costs two whatever the grouping. Kernels without guard
+ * regions (EINVAL) fall back to mprotect'ed guards, with that cap (init
+ * fails with -ENOMEM beyond it); kl_sched_config.guard can force it. Either
+ * way a write below a stack faults in its guard, and the crash hook
+ * (fiber_debug.c) names the fiber whose slot the address falls in.
+ *
  * Every switch goes through switch_stacks(), where the sanitizer
  * notifications live; the hogger clock runs before it (switch_checked(), out
  * of line, or fiber_finish()), and every caller has checked the
@@ -270,10 +288,15 @@ int kl_fiber_spawn(kl_fiber_id *id, const char *name, kl_fiber_fn fn, void *arg,
     memcpy(f->name, name, len);
     f->name[len] = '\0';
 #if FIBER_ASAN
-    /* Frames of the slot's previous fiber left their redzones poisoned. */
-    ASAN_UNPOISON_MEMORY_REGION(f->stack_lo, s->stack_size);
+    /* Frames of the slot's previous fiber left their redzones poisoned; a
+     * stack never used has clean shadow (100,000 first spawns would
+     * otherwise write 800 MB of it). */
+    if (f->stack_used)
+        ASAN_UNPOISON_MEMORY_REGION(f->stack_lo, s->stack_size);
+    f->stack_used = true;
     f->asan_fake_stack = NULL;
 #endif
+    f->stack_warm = true;
     f->sp = kl_fiber__stack_init(f->stack_lo + s->stack_size, fiber_main, f);
     s->live++;
     push_ready(s, f);
@@ -538,6 +561,29 @@ void kl_sched_set_hooks(const struct kl_sched_hooks *hooks)
 
 uint64_t kl_sched_switches(void) { return kl_sched__get()->switches; }
 
+enum kl_stack_guard kl_sched_stack_guard(void) { return kl_sched__get()->guard_kind; }
+
+uint32_t kl_sched_trim(uint32_t keep)
+{
+    struct kl_sched *s = kl_sched__get();
+    uint32_t seen = 0, released = 0;
+    for (struct kl_queue_node *n = kl_queue_peek(&s->free_slots); n; n = n->next) {
+        struct kl_fiber *f = kl_container_of(n, struct kl_fiber, slot_node);
+        if (seen++ < keep || !f->stack_warm)
+            continue;
+        /* Guard regions and mprotect'ed guards both survive MADV_DONTNEED. */
+        if (madvise(f->stack_lo, s->stack_size, MADV_DONTNEED) != 0)
+            continue;
+        f->stack_warm = false;
+#if FIBER_ASAN
+        ASAN_UNPOISON_MEMORY_REGION(f->stack_lo, s->stack_size);
+        f->stack_used = false;
+#endif
+        released++;
+    }
+    return released;
+}
+
 bool kl_sched_active(void) { return kl_sched__tls != NULL; }
 
 /* ---- set-up and tear-down ------------------------------------------------- */
@@ -547,18 +593,48 @@ static size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 static void destroy(struct kl_sched *s)
 {
     if (s->fibers) {
-        for (uint32_t i = 0; i < s->capacity; i++)
-            if (s->fibers[i].valgrind_stack_id)
-                VALGRIND_STACK_DEREGISTER(s->fibers[i].valgrind_stack_id);
-    }
-    if (s->map) {
+        for (uint32_t i = 0; i < s->capacity; i++) {
+            struct kl_fiber *f = &s->fibers[i];
+            if (f->valgrind_stack_id)
+                VALGRIND_STACK_DEREGISTER(f->valgrind_stack_id);
 #if FIBER_ASAN
-        ASAN_UNPOISON_MEMORY_REGION(s->map, s->map_len);
+            /* Only used stacks have poisoned shadow: the whole mapping's
+             * would be an eighth of its size to write. */
+            if (f->stack_used)
+                ASAN_UNPOISON_MEMORY_REGION(f->stack_lo, s->stack_size);
 #endif
-        munmap(s->map, s->map_len);
+        }
     }
+    if (s->map)
+        munmap(s->map, s->map_len);
     free(s->fibers);
     free(s);
+}
+
+/* Linux 6.13's lightweight guard pages; Debian 12's headers predate them. */
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+/* Make every slot's guard: guard regions where the kernel has them, else
+ * mprotect (two mappings per stack). 0 or -ENOMEM. */
+static int make_guards(struct kl_sched *s, enum kl_stack_guard want)
+{
+    s->guard_kind =
+        want == KL_STACK_GUARD_MPROTECT ? KL_STACK_GUARD_MPROTECT : KL_STACK_GUARD_REGION;
+    for (uint32_t i = 0; i < s->capacity; i++) {
+        char *guard = s->map + (size_t)i * s->slot_size;
+        if (s->guard_kind == KL_STACK_GUARD_REGION) {
+            if (madvise(guard, s->guard_size, MADV_GUARD_INSTALL) == 0)
+                continue;
+            if (errno != EINVAL || i > 0 || want == KL_STACK_GUARD_REGION)
+                return -ENOMEM;
+            s->guard_kind = KL_STACK_GUARD_MPROTECT; /* an older kernel */
+        }
+        if (mprotect(guard, s->guard_size, PROT_NONE) != 0)
+            return -ENOMEM; /* most likely vm.max_map_count */
+    }
+    return 0;
 }
 
 int kl_sched_init(const struct kl_sched_config *cfg)
@@ -569,7 +645,8 @@ int kl_sched_init(const struct kl_sched_config *cfg)
     struct kl_sched_config c = cfg ? *cfg : (struct kl_sched_config){0};
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     uint32_t max = c.max_fibers ? c.max_fibers : DEFAULT_MAX_FIBERS;
-    if (max >= MAIN_INDEX || c.stack_size > ((size_t)1 << 32) || c.guard_size > ((size_t)1 << 32))
+    if (max >= MAIN_INDEX || c.stack_size > ((size_t)1 << 32) || c.guard_size > ((size_t)1 << 32) ||
+        (unsigned)c.guard > KL_STACK_GUARD_MPROTECT)
         return -EINVAL;
     size_t stack = round_up(c.stack_size ? c.stack_size : DEFAULT_STACK_SIZE, page);
     size_t guard = round_up(c.guard_size ? c.guard_size : page, page);
@@ -581,8 +658,8 @@ int kl_sched_init(const struct kl_sched_config *cfg)
     if (s == NULL)
         return -ENOMEM;
     s->fibers = calloc(max, sizeof *s->fibers);
-    void *map =
-        mmap(NULL, slot * max, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *map = mmap(NULL, slot * max, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (s->fibers == NULL || map == MAP_FAILED) {
         s->map = NULL;
         destroy(s);
@@ -596,6 +673,11 @@ int kl_sched_init(const struct kl_sched_config *cfg)
     s->slot_size = slot;
     s->hog_threshold_ns = c.hog_threshold_ns;
     kl_queue_init(&s->free_slots);
+    int rc = make_guards(s, c.guard);
+    if (rc < 0) {
+        destroy(s);
+        return rc;
+    }
 
     for (uint32_t i = 0; i < max; i++) {
         struct kl_fiber *f = &s->fibers[i];
@@ -606,12 +688,6 @@ int kl_sched_init(const struct kl_sched_config *cfg)
         f->stack_lo = s->map + (size_t)i * slot + guard;
         kl_list_node_init(&f->group_node);
         kl_queue_node_init(&f->slot_node);
-        /* Each stack is its own mapping between guards: vm.max_map_count
-         * (65530 by default) bounds max_fibers near 32000. */
-        if (mprotect(f->stack_lo, stack, PROT_READ | PROT_WRITE) != 0) {
-            destroy(s);
-            return -ENOMEM;
-        }
         f->valgrind_stack_id = VALGRIND_STACK_REGISTER(f->stack_lo, f->stack_lo + stack);
         f->asan_stack_bottom = f->stack_lo;
         f->asan_stack_size = stack;

@@ -39,7 +39,11 @@ static void write_line(int fd, char *buf, int n, size_t cap)
     write_all(fd, buf, (size_t)n < cap ? (size_t)n : cap - 1);
 }
 
-static void dump(const struct kl_sched *s, int fd)
+/* Fibers a crash report lists; the rest are counted (100,000 lines would
+ * bury the report). kl_sched_dump() lists them all. */
+#define CRASH_DUMP_FIBERS 256
+
+static void dump(const struct kl_sched *s, int fd, uint32_t limit)
 {
     char line[256];
     uint32_t ready = s->main.state == KL_FIBER_READY; /* the lists are not walked in a crash */
@@ -50,10 +54,16 @@ static void dump(const struct kl_sched *s, int fd)
                      " switches, current %s\n",
                      s->live, ready, s->suspended, s->capacity, s->switches, s->current->name);
     write_line(fd, line, n, sizeof line);
+    uint32_t listed = 0, unlisted = 0;
     for (uint32_t i = 0; i < s->capacity; i++) {
         const struct kl_fiber *f = &s->fibers[i];
         if (f->state == KL_FIBER_FREE)
             continue;
+        if (listed == limit) {
+            unlisted++;
+            continue;
+        }
+        listed++;
         char wait[96] = "";
         if (f->state == KL_FIBER_SUSPENDED)
             snprintf(wait, sizeof wait, " waits on %s%s%s%s", f->wait_what,
@@ -67,6 +77,10 @@ static void dump(const struct kl_sched *s, int fd)
                      f->cancelled ? " cancelled" : "", f->detached ? " detached" : "");
         write_line(fd, line, n, sizeof line);
     }
+    if (unlisted) {
+        n = snprintf(line, sizeof line, "  (%u more fibers not listed)\n", unlisted);
+        write_line(fd, line, n, sizeof line);
+    }
 }
 
 void kl_sched_dump(int fd)
@@ -77,7 +91,7 @@ void kl_sched_dump(int fd)
         write_all(fd, none, sizeof none - 1);
         return;
     }
-    dump(s, fd);
+    dump(s, fd, UINT32_MAX);
 }
 
 /* ---- hogger --------------------------------------------------------------- */
@@ -127,7 +141,7 @@ static void crash_hook(int sig, const siginfo_t *info, void *arg)
             }
         }
     }
-    dump(s, STDERR_FILENO);
+    dump(s, STDERR_FILENO, CRASH_DUMP_FIBERS);
 }
 
 static pthread_once_t crash_hook_once = PTHREAD_ONCE_INIT;

@@ -59,6 +59,8 @@ struct kl_fiber {
     void *asan_fake_stack;
     const void *asan_stack_bottom; /* the main context learns its own on the first switch */
     size_t asan_stack_size;
+    bool stack_used; /* ASan: spawned before, so its stack's shadow may be poisoned */
+    bool stack_warm; /* spawned since the last kl_sched_trim(): its pages may be backed */
     char name[KL_FIBER_NAME_MAX];
 };
 
@@ -74,11 +76,12 @@ struct kl_sched {
     struct kl_fiber *fibers;
     uint32_t capacity;
     struct kl_queue free_slots; /* LIFO: the most recently used stack is the warmest */
-    char *map;                  /* [guard][stack][guard][stack]... */
+    char *map;                  /* [guard][stack][guard][stack]..., one mapping */
     size_t map_len;
     size_t stack_size;
     size_t guard_size;
     size_t slot_size; /* guard_size + stack_size */
+    enum kl_stack_guard guard_kind;
     struct kl_sched_hooks hooks;
     bool has_hooks;
     struct kl_fiber main; /* the thread's own stack */

@@ -76,12 +76,11 @@ static int hook_idle(void *ctx, bool fibers_ready)
     r->stats.iterations++;
     uint64_t now = kl_now();
     r->now = now;
-    /* A fired timer may have made a fiber ready: then the loop must not block. */
-    if (kl_timer_wheel_advance(&r->wheel, now) > 0)
-        fibers_ready = true;
+    /* Timers that came due while the fibers ran may wake some: then do not block. */
+    bool fired = kl_timer_wheel_advance(&r->wheel, now) > 0;
 
     uint64_t timeout = 0;
-    if (!r->busy_poll && !r->stop && !fibers_ready) {
+    if (!r->busy_poll && !r->stop && !fibers_ready && !fired) {
         uint64_t next = kl_timer_wheel_next_deadline(&r->wheel);
         if (next == UINT64_MAX) {
             if (r->inflight == 0 && !kl_xthread__may_receive(r))
@@ -328,6 +327,8 @@ const char *kl_reactor_backend_name(enum kl_reactor_backend backend)
 }
 
 void kl_reactor_stats(struct kl_reactor_stats *stats) { *stats = kl_reactor__get()->stats; }
+
+const struct kl_reactor_stats *kl_reactor_stats_live(void) { return &kl_reactor__get()->stats; }
 
 uint64_t kl_reactor_now(void) { return kl_reactor__get()->now; }
 

@@ -42,4 +42,21 @@ static inline intptr_t join_forever_sleeper(void *arg)
     return kl_fiber_join(target, NULL);
 }
 
+/* Recurses (512 bytes a frame) until its stack overflows. */
+static inline int kit_recurse(volatile int depth)
+{
+    volatile char pad[512];
+    pad[0] = (char)depth;
+    if (depth < 0) /* never: keeps the recursion from becoming a loop */
+        return 0;
+    return kit_recurse(depth + 1) + pad[0];
+}
+
+/* A fiber body that overflows its stack. */
+static inline intptr_t overflow(void *arg)
+{
+    (void)arg;
+    return kit_recurse(0);
+}
+
 #endif /* KEEL_TEST_FIBER_KIT_H */

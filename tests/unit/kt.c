@@ -99,6 +99,9 @@ void kt_capture_stderr(void (*fn)(void), char *out, size_t cap)
     close(fd);
 }
 
+/* A death case's child that called KT_SKIP exits with this. */
+#define KT_SKIP_EXIT 77
+
 /* Run a death case in a child; it passes when the child dies (of a signal,
  * or exits non-zero as sanitizers do) having written `text` to stderr. */
 static void run_death(const struct kt_case *c)
@@ -119,7 +122,7 @@ static void run_death(const struct kt_case *c)
         dup2(pipefd[1], STDERR_FILENO);
         c->fn();
         fflush(NULL);
-        _exit(0); /* surviving is the failure */
+        _exit(current_skipped ? KT_SKIP_EXIT : 0); /* surviving is the failure */
     }
     close(pipefd[1]);
     static char out[65536];
@@ -131,7 +134,10 @@ static void run_death(const struct kt_case *c)
     close(pipefd[0]);
     int status;
     waitpid(pid, &status, 0);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    if (WIFEXITED(status) && WEXITSTATUS(status) == KT_SKIP_EXIT) {
+        current_skipped = 1; /* the child called KT_SKIP before it could die */
+        fputs(out, stderr);
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         kt_fail(__FILE__, __LINE__, "expected death, child exited normally");
     } else if (strstr(out, c->death_text) == NULL) {
         kt_fail(__FILE__, __LINE__, "child died (status %#x) without \"%s\"", status,

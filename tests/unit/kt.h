@@ -10,7 +10,8 @@
  * case and closes with "N passed, N failed"; it exits non-zero on any
  * failure, which fails ctest. `prog NAME...` runs only the named cases.
  * A case that cannot run on this machine calls KT_SKIP("why"): it prints
- * SKIP and counts as skipped, never as passed.
+ * SKIP and counts as skipped, never as passed; in a death case too (its
+ * child then exits with a status the harness reads as a skip).
  */
 #ifndef KEEL_KT_H
 #define KEEL_KT_H

@@ -160,23 +160,6 @@ KT_DEATH_TEST(hogger_default_report_on_stderr, "hogger: fiber slowpoke (id 0:1) 
     abort();
 }
 
-static volatile int recursion_limit = 1 << 30;
-
-static int recurse(int depth)
-{
-    volatile char pad[512];
-    pad[0] = (char)depth;
-    if (depth == recursion_limit)
-        return 0;
-    return recurse(depth + 1) + pad[0];
-}
-
-static intptr_t overflow(void *arg)
-{
-    (void)arg;
-    return recurse(0);
-}
-
 KT_DEATH_TEST(stack_overflow_names_the_fiber, "stack overflow in fiber deep-diver (id 1:1)")
 {
     kl_crash_install();

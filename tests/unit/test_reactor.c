@@ -654,3 +654,50 @@ KT_TEST(busy_poll_spins_and_blocking_mode_sleeps)
         busy_poll_case(b, false);
     }
 }
+
+/* ---- a timer that came due during a round of fibers ------------------------ */
+
+static uint64_t short_sleep_took;
+
+static intptr_t sleep_one_ms(void *arg)
+{
+    (void)arg;
+    uint64_t t0 = kl_now();
+    kl_sleep(MS);
+    short_sleep_took = kl_now() - t0;
+    return 0;
+}
+
+/* Runs 5 ms without switching: the 1 ms sleep comes due meanwhile. */
+static intptr_t spin_5ms(void *arg)
+{
+    (void)arg;
+    uint64_t until = kl_now() + 5 * MS;
+    while (kl_now() < until) {
+    }
+    return 0;
+}
+
+static intptr_t sleep_2s(void *arg)
+{
+    (void)arg;
+    return kl_sleep(2 * SEC);
+}
+
+/* The loop fires the timers that came due while fibers ran, which makes
+ * their fibers ready: it must not then block until the next, far timer. */
+static void due_timer_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    short_sleep_took = 0;
+    kl_fiber_id sleeper = rk_spawn("1ms", sleep_one_ms, NULL);
+    rk_spawn("spin", spin_5ms, NULL);
+    kl_fiber_id far = rk_spawn("2s", sleep_2s, NULL);
+    KT_EQ_I(kl_fiber_join(sleeper, NULL), 0);
+    printf("  a 1 ms sleep took %.1f ms\n", (double)short_sleep_took / MS);
+    KT_CHECK(short_sleep_took >= MS && short_sleep_took < 5 * MS + SLOP);
+    KT_EQ_I(kl_fiber_cancel(far), 0);
+    KT_EQ_I(kl_reactor_run(), 0);
+}
+
+KT_TEST(timer_due_after_a_round_does_not_wait_for_the_next) { rk_each_backend(due_timer_case); }
