@@ -107,7 +107,7 @@ struct seg_engine {
 
     /* hash table (hashtable.c) */
     _Atomic uint64_t *table;
-    uint32_t hmask;
+    uint32_t nbuckets;
     _Atomic uint64_t *ovf;
     uint32_t novf;
     _Atomic uint32_t ovf_used;
@@ -138,7 +138,7 @@ struct seg_engine {
 
     /* statistics (off the hot path) */
     _Atomic uint64_t st_evictions, st_expirations, st_expired_unfetched, st_evicted_unfetched;
-    _Atomic uint64_t st_seg_evictions, st_seg_expirations, st_seg_merges;
+    _Atomic uint64_t st_seg_evictions, st_seg_expirations, st_seg_merges, st_hash_moves;
 };
 
 static inline struct seg_engine *seg_of(struct kl_engine *e) { return (struct seg_engine *)e; }
@@ -184,7 +184,7 @@ static inline uint64_t slot_make(uint64_t h, uint64_t loc, uint32_t freq, uint64
     return ((uint64_t)hash_tag(h) << 52) | bits | ((uint64_t)freq << 44) | loc;
 }
 
-int ht_init(struct seg_engine *se, unsigned hash_power);
+int ht_init(struct seg_engine *se, uint32_t nbuckets);
 void ht_free(struct seg_engine *se);
 /* Lock and unlock the chain of hash h. */
 void ht_lock(struct seg_engine *se, uint64_t h);
