@@ -35,8 +35,8 @@ int ht_init(struct seg_engine *se, uint32_t nb)
     se->nbuckets = nb;
     se->novf = (uint32_t)(nb / 2 + 16); /* address space; touched only when used */
     size_t bytes = (nb + se->novf) * 64;
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    void *p = seg_map(bytes);
+    if (p == NULL)
         return -ENOMEM;
     se->table = p;
     se->ovf = se->table + nb * 8;
@@ -119,16 +119,9 @@ static void ver_bump(_Atomic uint64_t *s0)
                                                   memory_order_relaxed));
 }
 
-static bool key_at(struct seg_engine *se, uint64_t v, const char *key, uint32_t klen)
+static inline bool key_at(struct seg_engine *se, uint64_t v, const char *key, uint32_t klen)
 {
-    const char *p = seg_data(se, SLOT_SEG(v)) + SLOT_OFF(v);
-    uint32_t hdr;
-    memcpy(&hdr, p, 4);
-    if (((hdr >> 20) & 0xff) != klen)
-        return false;
-    struct item_view iv;
-    item_read(p, &iv);
-    return memcmp(iv.key, key, klen) == 0;
+    return item_key_is(seg_data(se, SLOT_SEG(v)) + SLOT_OFF(v), key, klen);
 }
 
 _Atomic uint64_t *ht_find(struct seg_engine *se, uint64_t h, const char *key, uint32_t klen,
