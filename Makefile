@@ -3,6 +3,7 @@
 #   make            release build in build/ (build-clang/ when CC=clang)
 #   make test       install missing packages, build, run every test (ctest)
 #   make asan       the same under AddressSanitizer + UBSan, in build-asan/
+#   make tsan       the seg engine's tests under ThreadSanitizer, in build-tsan/
 #   make trace      the same with every function traced (KEEL_TRACE=ON), in build-trace/
 #   make run        install missing packages, build, start the demo program
 #   make bench      build and run every benchmark; make bench-NAME runs one
@@ -26,7 +27,7 @@ RUN_ARGS ?=
 
 CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all build deps test asan trace run bench format format-check install clean
+.PHONY: all build deps test asan tsan trace run bench format format-check install clean
 
 all: build
 
@@ -50,6 +51,15 @@ asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+TSAN_BUILD ?= build-tsan
+$(TSAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(TSAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKEEL_TSAN=ON $(CMAKE_CC)
+
+tsan: deps $(TSAN_BUILD)/CMakeCache.txt
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_seg test_seg_threads test_seg_evict
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -j $(JOBS) -R '^seg'
 
 TRACE_BUILD ?= build-trace
 $(TRACE_BUILD)/CMakeCache.txt:

@@ -25,7 +25,7 @@ function(keel_layer name)
 
   # Sanitizer runtimes leave undefined symbols in shared objects, so the
   # layering check runs in ordinary builds only.
-  if(NOT KEEL_SANITIZE)
+  if(NOT KEEL_SANITIZE AND NOT KEEL_TSAN)
     add_library(keel_${name}_layercheck SHARED $<TARGET_OBJECTS:keel_${name}_obj>)
     target_link_libraries(keel_${name}_layercheck PRIVATE ${check_deps} ${L_EXTERNAL}
                           Threads::Threads)

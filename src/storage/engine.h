@@ -1,0 +1,258 @@
+/* storage/engine.h: the one interface between keeld and its storage engines.
+ *
+ * An engine is an object with a table of operations (struct kl_engine_ops);
+ * the server calls the kl_engine_*() wrappers below and never knows which
+ * engine it talks to. Every call is safe from any worker thread at once. A
+ * call may park the calling fiber (the disk engine waits for its reads); the
+ * in-memory seg engine never does.
+ *
+ * Two ideas a reader needs:
+ * - Time comes from the caller. kl_engine_tick(e, now) advances the engine's
+ *   clock (seconds, never backwards) and does the engine's once-a-second work
+ *   (the seg engine frees expired segments there). Exptimes arrive already
+ *   decoded by the protocol layer: an absolute time on this clock, 0 for
+ *   "never", KL_EXPTIME_EXPIRED for "already expired" (any exptime <= now is
+ *   also expired). Tests drive the clock by hand.
+ * - No copy beyond the engine's own store. A lookup pins the item and hands
+ *   out a pointer into engine memory that stays valid until
+ *   kl_engine_release(), so the server can send it with writev. A store is
+ *   two steps: kl_engine_reserve() returns a pointer where the server copies
+ *   the value bytes once (straight from its read buffer), then
+ *   kl_engine_commit() applies the mode (set/add/replace/append/prepend/cas)
+ *   atomically, or kl_engine_abort() drops the space. The caller must not
+ *   park between reserve and commit/abort (the seg engine's evictor skips
+ *   segments with writers rather than waiting, but the space stays pinned).
+ */
+#ifndef KEEL_STORAGE_ENGINE_H
+#define KEEL_STORAGE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exptime meaning "already expired" (memcached's negative exptime). */
+#define KL_EXPTIME_EXPIRED UINT32_MAX
+
+/* Results of engine operations. */
+enum kl_eresult {
+    KL_E_OK = 0,      /* done (found, deleted, touched, incremented) */
+    KL_E_STORED,      /* store applied */
+    KL_E_NOT_STORED,  /* add on a present key, replace/append/prepend on a missing one */
+    KL_E_EXISTS,      /* cas (or delete with cas) on an item changed since */
+    KL_E_NOT_FOUND,   /* no such (live) item */
+    KL_E_TOO_LARGE,   /* the item cannot fit an engine unit (segment) or the item limit */
+    KL_E_NO_MEMORY,   /* no space could be freed (every candidate pinned) */
+    KL_E_NON_NUMERIC, /* incr/decr on a value that is not a 64-bit decimal */
+    KL_E_BAD_KEY,     /* key empty or longer than KL_KEY_MAX */
+};
+
+/* Longest key (memcached's limit). */
+#define KL_KEY_MAX 250
+
+/* Store modes. */
+enum kl_store_mode { KL_SET, KL_ADD, KL_REPLACE, KL_APPEND, KL_PREPEND, KL_CAS };
+
+/* Eviction policies (the seg engine's --evict). */
+enum kl_evict_policy {
+    KL_EVICT_MERGE,
+    KL_EVICT_FIFO,
+    KL_EVICT_CTE,
+    KL_EVICT_RANDOM,
+    KL_EVICT_S3FIFO
+};
+
+/* Options of kl_engine_open(); zero fields take the defaults. */
+struct kl_engine_opts {
+    const char *engine;         /* "seg" (default) */
+    size_t mem_bytes;           /* -m: item memory (default 64 MiB) */
+    size_t item_max;            /* largest item, key+value+header (default: seg size) */
+    size_t seg_size;            /* --seg-size (default 1 MiB; power of two, 4 KiB..8 MiB) */
+    unsigned hash_power;        /* --hash-power: 2^n buckets of 8 slots (default from mem) */
+    enum kl_evict_policy evict; /* --evict (default merge) */
+    uint32_t now;               /* the clock at open (seconds) */
+};
+
+/* State bits of a looked-up item (meta protocol). */
+enum {
+    KL_META_FETCHED = 1 << 0, /* fetched before this lookup ("h" flag) */
+    KL_META_STALE = 1 << 1,   /* marked stale by an invalidating delete ("X") */
+    KL_META_WIN = 1 << 2,     /* this caller won the right to recache ("W") */
+    KL_META_WON = 1 << 3,     /* another caller already won ("Z") */
+};
+
+/* A pinned item: valid until kl_engine_release(). */
+struct kl_item {
+    const char *value;    /* the value bytes, in engine memory */
+    uint32_t vlen;        /* value length */
+    uint32_t flags;       /* client flags */
+    uint64_t cas;         /* unique per stored copy; unchanged by touch */
+    uint32_t exptime;     /* absolute, 0 = never */
+    int32_t ttl_left;     /* seconds until expiry, -1 = never */
+    uint32_t last_access; /* seconds since last access or write (engine-approximate) */
+    uint32_t meta;        /* KL_META_* */
+    uintptr_t priv[2];    /* engine's own (the pin) */
+};
+
+/* Lookup options. */
+enum {
+    KL_LOOKUP_NOBUMP = 1 << 0, /* do not count as an access (no LRU/fetched update) */
+    KL_LOOKUP_TOUCH = 1 << 1,  /* get-and-touch: set exptime first */
+};
+struct kl_lookup_opts {
+    unsigned flags;       /* KL_LOOKUP_* */
+    uint32_t exptime;     /* new exptime with KL_LOOKUP_TOUCH */
+    uint32_t recache_ttl; /* >0: win a recache token when ttl_left < this ("R") */
+};
+
+/* A store in progress: reserve fills it; commit or abort ends it. */
+struct kl_store {
+    char *value; /* where the caller writes vlen value bytes */
+    uint32_t vlen;
+    uintptr_t priv[6]; /* engine's own */
+};
+
+/* Statistics (absolute values; the server diffs or sums them). */
+struct kl_engine_stats {
+    uint64_t items;             /* live items */
+    uint64_t bytes;             /* bytes of live items (headers, keys, values) */
+    uint64_t limit_bytes;       /* item memory (-m) */
+    uint64_t evictions;         /* live items removed to make room */
+    uint64_t expirations;       /* items removed by expiry sweeps */
+    uint64_t expired_unfetched; /* of those, never fetched */
+    uint64_t evicted_unfetched; /* evicted and never fetched */
+    uint64_t reclaimed;         /* space of replaced/deleted items reused */
+    /* engine figures */
+    uint64_t segs_total, segs_free, seg_evictions, seg_expirations, seg_merges;
+    uint64_t hash_bytes; /* hash table bytes in use (first buckets + overflow taken) */
+    uint64_t hash_buckets, hash_overflow_used, hash_overflow_total;
+    uint64_t hash_moves;     /* entries moved to their other bucket to make room */
+    uint64_t seg_used_bytes; /* bytes written in segments in use (live and dead) */
+};
+
+struct kl_engine;
+
+/* The operations every engine implements (see the wrappers for meaning). */
+struct kl_engine_ops {
+    void (*close)(struct kl_engine *e);
+    void (*tick)(struct kl_engine *e, uint32_t now);
+    int (*lookup)(struct kl_engine *e, const char *key, size_t klen, const struct kl_lookup_opts *o,
+                  struct kl_item *it);
+    void (*release)(struct kl_engine *e, struct kl_item *it);
+    int (*reserve)(struct kl_engine *e, const char *key, size_t klen, uint32_t vlen, uint32_t flags,
+                   uint32_t exptime, struct kl_store *st);
+    int (*commit)(struct kl_engine *e, struct kl_store *st, enum kl_store_mode mode,
+                  uint64_t cas_in, uint64_t *cas_out);
+    void (*abort)(struct kl_engine *e, struct kl_store *st);
+    int (*remove)(struct kl_engine *e, const char *key, size_t klen, uint64_t cas_in,
+                  bool invalidate, uint64_t *cas_out);
+    int (*arith)(struct kl_engine *e, const char *key, size_t klen, bool incr, uint64_t delta,
+                 uint64_t cas_in, uint64_t *value, uint64_t *cas_out);
+    int (*touch)(struct kl_engine *e, const char *key, size_t klen, uint32_t exptime);
+    void (*flush)(struct kl_engine *e, uint32_t delay);
+    void (*stats)(struct kl_engine *e, struct kl_engine_stats *s);
+};
+
+/* Every engine object starts with this. */
+struct kl_engine {
+    const struct kl_engine_ops *ops;
+};
+
+/* Open the engine opts->engine names; 0 or -EINVAL (bad options), -ENOMEM. */
+int kl_engine_open(const struct kl_engine_opts *opts, struct kl_engine **out);
+
+/* The seg engine (in memory, Segcache); 0 or a negative errno. */
+int kl_seg_open(const struct kl_engine_opts *opts, struct kl_engine **out);
+
+/* Parse an eviction policy name ("merge", "fifo", ...); 0 or -EINVAL. */
+int kl_evict_policy_parse(const char *name, enum kl_evict_policy *out);
+
+/* The name of a policy. */
+const char *kl_evict_policy_name(enum kl_evict_policy p);
+
+/* The name of a result ("STORED", "NOT_FOUND", ...). */
+const char *kl_eresult_name(int r);
+
+/* Close the engine; every item must have been released. */
+static inline void kl_engine_close(struct kl_engine *e) { e->ops->close(e); }
+
+/* Advance the clock to `now` (seconds) and do the engine's periodic work. */
+static inline void kl_engine_tick(struct kl_engine *e, uint32_t now) { e->ops->tick(e, now); }
+
+/* Look up a key: KL_E_OK with *it pinned (release it), or KL_E_NOT_FOUND.
+ * `o` may be NULL (a plain get). */
+static inline int kl_engine_lookup(struct kl_engine *e, const char *key, size_t klen,
+                                   const struct kl_lookup_opts *o, struct kl_item *it)
+{
+    return e->ops->lookup(e, key, klen, o, it);
+}
+
+/* Unpin an item returned by kl_engine_lookup(). */
+static inline void kl_engine_release(struct kl_engine *e, struct kl_item *it)
+{
+    e->ops->release(e, it);
+}
+
+/* Reserve space for an item of vlen value bytes: 0 with st->value to fill,
+ * or KL_E_TOO_LARGE, KL_E_NO_MEMORY, KL_E_BAD_KEY. */
+static inline int kl_engine_reserve(struct kl_engine *e, const char *key, size_t klen,
+                                    uint32_t vlen, uint32_t flags, uint32_t exptime,
+                                    struct kl_store *st)
+{
+    return e->ops->reserve(e, key, klen, vlen, flags, exptime, st);
+}
+
+/* Apply a reserved store with a mode; cas_in is the CAS of mode KL_CAS.
+ * KL_E_STORED (cas_out = the new CAS), KL_E_NOT_STORED, KL_E_EXISTS,
+ * KL_E_NOT_FOUND, KL_E_TOO_LARGE (append grew too big), KL_E_NO_MEMORY. */
+static inline int kl_engine_commit(struct kl_engine *e, struct kl_store *st,
+                                   enum kl_store_mode mode, uint64_t cas_in, uint64_t *cas_out)
+{
+    return e->ops->commit(e, st, mode, cas_in, cas_out);
+}
+
+/* Drop a reservation (bad data from the client). */
+static inline void kl_engine_abort(struct kl_engine *e, struct kl_store *st)
+{
+    e->ops->abort(e, st);
+}
+
+/* Delete a key (only if its CAS is cas_in, when non-zero). With invalidate
+ * (meta), mark it stale and give it a new CAS instead (returned in cas_out).
+ * KL_E_OK, KL_E_NOT_FOUND, KL_E_EXISTS. */
+static inline int kl_engine_delete(struct kl_engine *e, const char *key, size_t klen,
+                                   uint64_t cas_in, bool invalidate, uint64_t *cas_out)
+{
+    return e->ops->remove(e, key, klen, cas_in, invalidate, cas_out);
+}
+
+/* incr/decr a decimal value: incr wraps at 2^64, decr stops at 0. KL_E_OK with
+ * the new *value, KL_E_NOT_FOUND, KL_E_NON_NUMERIC, KL_E_EXISTS (cas_in). */
+static inline int kl_engine_arith(struct kl_engine *e, const char *key, size_t klen, bool incr,
+                                  uint64_t delta, uint64_t cas_in, uint64_t *value,
+                                  uint64_t *cas_out)
+{
+    return e->ops->arith(e, key, klen, incr, delta, cas_in, value, cas_out);
+}
+
+/* Set a key's exptime (its CAS stays): KL_E_OK or KL_E_NOT_FOUND. */
+static inline int kl_engine_touch(struct kl_engine *e, const char *key, size_t klen,
+                                  uint32_t exptime)
+{
+    return e->ops->touch(e, key, klen, exptime);
+}
+
+/* Invalidate every item stored before now + delay (delay 0: at once). */
+static inline void kl_engine_flush(struct kl_engine *e, uint32_t delay) { e->ops->flush(e, delay); }
+
+/* Read the statistics. */
+static inline void kl_engine_stats(struct kl_engine *e, struct kl_engine_stats *s)
+{
+    e->ops->stats(e, s);
+}
+
+/* Store a value in one call (reserve, copy, commit). */
+int kl_engine_store(struct kl_engine *e, enum kl_store_mode mode, const char *key, size_t klen,
+                    const void *value, uint32_t vlen, uint32_t flags, uint32_t exptime,
+                    uint64_t cas_in, uint64_t *cas_out);
+
+#endif /* KEEL_STORAGE_ENGINE_H */

@@ -1,0 +1,448 @@
+/* storage/seg/evict.c: making room when no segment is free.
+ *
+ * One evictor at a time (evict_lock). It takes SEALED segments without
+ * writers only, marks them EVICTING under seglock, then removes or moves
+ * their items under each item's bucket lock, and retires them (freed at
+ * once, or by the last reader's unpin).
+ *
+ * Policies: fifo (oldest sealed), cte (the chain head closest to expiry),
+ * random, merge (Segcache: a few adjacent segments of one TTL chain are
+ * merged into one new segment that keeps their most frequently read items,
+ * with the frequencies halved), and s3fifo (S3-FIFO over segments: new keys
+ * go to a small queue, keys found in a ghost list of recently evicted hashes
+ * to the main one; a small segment's read items move to the main queue, a
+ * main segment's read items are kept with their count lowered). Moved items
+ * keep their CAS.
+ */
+#include "seg_internal.h"
+
+#include "keel/assert.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define MERGE_N 4
+
+bool ghost_hit(struct seg_engine *se, uint64_t h)
+{
+    uint32_t fp = (uint32_t)h | 1;
+    return atomic_load_explicit(&se->ghost[(h >> 32) & se->ghost_mask], memory_order_relaxed) == fp;
+}
+
+static void ghost_add(struct seg_engine *se, uint64_t h)
+{
+    atomic_store_explicit(&se->ghost[(h >> 32) & se->ghost_mask], (uint32_t)h | 1,
+                          memory_order_relaxed);
+}
+
+/* Under the bucket lock: remove the slot of a dropped item and count it. */
+static void drop_slot(struct seg_engine *se, _Atomic uint64_t *slot, uint64_t v, uint32_t size,
+                      int expired)
+{
+    atomic_store_explicit(slot, 0, memory_order_release);
+    seg_live_sub(se, SLOT_SEG(v), size);
+    bool unfetched = !(v & SLOT_FETCHED);
+    if (expired) {
+        atomic_fetch_add_explicit(&se->st_expirations, 1, memory_order_relaxed);
+        if (unfetched)
+            atomic_fetch_add_explicit(&se->st_expired_unfetched, 1, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&se->st_evictions, 1, memory_order_relaxed);
+        if (unfetched)
+            atomic_fetch_add_explicit(&se->st_evicted_unfetched, 1, memory_order_relaxed);
+    }
+}
+
+void seg_clear(struct seg_engine *se, uint32_t id, int expired)
+{
+    KL_ASSERT(atomic_load(&se->segs[id].state) == SEG_EVICTING, "segment %u cleared in state %u",
+              id, atomic_load(&se->segs[id].state));
+    const char *base = seg_data(se, id);
+    uint32_t end = se->segs[id].wpos;
+    struct item_view iv;
+    for (uint32_t off = 0; off < end; off += iv.size) {
+        item_read(base + off, &iv);
+        if (atomic_load_explicit(&se->segs[id].live_items, memory_order_acquire) == 0)
+            break;
+        uint64_t h = key_hash(iv.key, iv.klen);
+        ht_lock(se, h);
+        _Atomic uint64_t *slot = ht_find_loc(se, h, slot_loc(id, off));
+        if (slot)
+            drop_slot(se, slot, atomic_load_explicit(slot, memory_order_relaxed), iv.size, expired);
+        ht_unlock(se, h);
+    }
+    seg_retire(se, id);
+}
+
+/* Collect the live items of an EVICTING segment into se->scan. */
+static uint32_t scan_live(struct seg_engine *se, uint32_t id)
+{
+    const char *base = seg_data(se, id);
+    uint32_t end = se->segs[id].wpos, n = 0;
+    struct item_view iv;
+    for (uint32_t off = 0; off < end; off += iv.size) {
+        item_read(base + off, &iv);
+        uint64_t h = key_hash(iv.key, iv.klen);
+        ht_lock(se, h);
+        _Atomic uint64_t *slot = ht_find_loc(se, h, slot_loc(id, off));
+        if (slot) {
+            KL_ASSERT(n < se->scan_cap, "segment %u holds more items than fit", id);
+            uint64_t v = atomic_load_explicit(slot, memory_order_relaxed);
+            se->scan[n++] = (struct scan_ent){h, off, (uint8_t)SLOT_FREQ(v)};
+        }
+        ht_unlock(se, h);
+    }
+    return n;
+}
+
+/* Copy one item into the target (evictor-owned) and repoint its slot, under
+ * its bucket lock. Returns false when the target has no room. */
+static bool move_item(struct seg_engine *se, _Atomic uint64_t *slot, uint64_t v, uint64_t h,
+                      uint32_t target, uint32_t newfreq)
+{
+    uint32_t id = SLOT_SEG(v), off = SLOT_OFF(v);
+    struct item_view iv;
+    item_read(seg_data(se, id) + off, &iv);
+    uint64_t cas = (iv.bits & IT_HAS_CAS) ? iv.cas : seg_cas(se, id, off);
+    uint32_t bits = iv.bits | IT_HAS_CAS;
+    uint32_t size = item_size(iv.klen, iv.vlen, bits);
+    struct seg *t = &se->segs[target];
+    if (t->wpos + size > se->seg_size)
+        return false;
+    uint32_t toff = t->wpos;
+    char *val = item_write(seg_data(se, target) + toff, iv.key, iv.klen, iv.vlen, bits, iv.exptime,
+                           iv.cflags, cas);
+    memcpy(val, iv.value, iv.vlen);
+    t->wpos += size;
+    if (iv.exptime == 0)
+        se->reloc_noexp = true;
+    else if (iv.exptime > t->max_exp)
+        t->max_exp = iv.exptime;
+    seg_live_add(se, target, size);
+    atomic_store_explicit(
+        slot, slot_make(h, slot_loc(target, toff), newfreq, v & (SLOT_FETCHED | SLOT_WIN)),
+        memory_order_release);
+    seg_live_sub(se, id, iv.size);
+    return true;
+}
+
+/* Take an eligible segment for eviction (under seglock). */
+static bool eligible(struct seg_engine *se, int32_t id)
+{
+    return id != NIL && atomic_load(&se->segs[id].state) == SEG_SEALED &&
+           atomic_load_explicit(&se->segs[id].writers, memory_order_acquire) == 0;
+}
+
+static void take(struct seg_engine *se, uint32_t id, bool unchain)
+{
+    order_remove(se, id);
+    if (unchain)
+        chain_remove(se, id);
+    atomic_store(&se->segs[id].state, SEG_EVICTING);
+}
+
+/* Under seglock: a last resort when nothing is sealed: the fullest open
+ * segment without writers, sealed. */
+static int32_t pick_active(struct seg_engine *se)
+{
+    int32_t best = NIL;
+    for (uint32_t i = 0; i < se->nseg; i++) {
+        struct seg *s = &se->segs[i];
+        if (atomic_load(&s->state) == SEG_ACTIVE && atomic_load(&s->writers) == 0 &&
+            (best == NIL || s->wpos > se->segs[best].wpos))
+            best = (int32_t)i;
+    }
+    if (best != NIL)
+        seg_seal_locked(se, (uint32_t)best);
+    return best;
+}
+
+static int32_t pick_order(struct seg_engine *se, int q)
+{
+    for (int32_t id = se->order[q].head; id != NIL; id = se->segs[id].onext)
+        if (eligible(se, id))
+            return id;
+    return NIL;
+}
+
+static int32_t pick(struct seg_engine *se)
+{
+    int32_t id = NIL;
+    switch (se->evict) {
+    case KL_EVICT_CTE: {
+        uint32_t best = UINT32_MAX;
+        for (uint32_t c = 0; c < TTL_BUCKETS; c++) {
+            int32_t h = se->chains[c].head;
+            if (eligible(se, h) && se->segs[h].max_exp < best) {
+                best = se->segs[h].max_exp;
+                id = h;
+            }
+        }
+        if (id == NIL && eligible(se, se->chains[CHAIN_NOEXP].head))
+            id = se->chains[CHAIN_NOEXP].head;
+        break;
+    }
+    case KL_EVICT_RANDOM:
+        for (int tries = 0; tries < 64 && id == NIL; tries++) {
+            se->rng ^= se->rng << 13;
+            se->rng ^= se->rng >> 7;
+            se->rng ^= se->rng << 17;
+            uint32_t r = (uint32_t)(se->rng % se->nseg);
+            if (eligible(se, (int32_t)r))
+                id = (int32_t)r;
+        }
+        break;
+    default: break;
+    }
+    if (id == NIL)
+        id = pick_order(se, 0);
+    if (id == NIL)
+        id = pick_order(se, 1);
+    if (id == NIL)
+        id = pick_active(se);
+    return id;
+}
+
+static int evict_plain(struct seg_engine *se)
+{
+    pthread_spin_lock(&se->seglock);
+    int32_t id = pick(se);
+    if (id != NIL)
+        take(se, (uint32_t)id, true);
+    pthread_spin_unlock(&se->seglock);
+    if (id == NIL)
+        return -ENOMEM;
+    seg_clear(se, (uint32_t)id, 0);
+    atomic_fetch_add_explicit(&se->st_seg_evictions, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* Seal a copy target into the chain of its latest exptime. */
+static void publish_target(struct seg_engine *se, uint32_t t)
+{
+    struct seg *s = &se->segs[t];
+    uint32_t now = atomic_load_explicit(&se->now, memory_order_relaxed);
+    pthread_spin_lock(&se->seglock);
+    uint32_t c = se->reloc_noexp ? CHAIN_NOEXP : ttl_chain(s->max_exp, now);
+    if (c == CHAIN_NOEXP)
+        s->max_exp = 0;
+    else if (s->max_exp == 0)
+        s->max_exp = now;
+    chain_push_tail(se, c, t);
+    seg_seal_locked(se, t);
+    pthread_spin_unlock(&se->seglock);
+    se->reloc_noexp = false;
+}
+
+/* Drop or move the live items of src; keep_min: least frequency to keep. */
+static void relocate(struct seg_engine *se, uint32_t src, uint32_t from, uint32_t to,
+                     uint32_t keep_min, bool halve, bool to_ghost, int32_t *target)
+{
+    for (uint32_t i = from; i < to; i++) {
+        struct scan_ent *e = &se->scan[i];
+        ht_lock(se, e->hash);
+        _Atomic uint64_t *slot = ht_find_loc(se, e->hash, slot_loc(src, e->off));
+        if (slot) {
+            uint64_t v = atomic_load_explicit(slot, memory_order_relaxed);
+            uint32_t f = SLOT_FREQ(v);
+            bool moved = false;
+            if (f >= keep_min && *target != NIL)
+                moved = move_item(se, slot, v, e->hash, (uint32_t)*target,
+                                  halve ? f / 2 : (f > 0 ? f - 1 : 0));
+            if (!moved) {
+                struct item_view iv;
+                item_read(seg_data(se, src) + e->off, &iv);
+                drop_slot(se, slot, v, iv.size, 0);
+                if (to_ghost)
+                    ghost_add(se, e->hash);
+            }
+        }
+        ht_unlock(se, e->hash);
+    }
+}
+
+/* Least frequency so that the items kept weigh at most budget bytes. */
+static uint32_t cutoff(struct seg_engine *se, uint32_t src, uint32_t n, uint32_t budget)
+{
+    uint64_t w[FREQ_MAX + 2] = {0};
+    for (uint32_t i = 0; i < n; i++) {
+        struct item_view iv;
+        item_read(seg_data(se, src) + se->scan[i].off, &iv);
+        w[se->scan[i].freq] += iv.size + 8;
+    }
+    uint64_t sum = 0;
+    uint32_t f = FREQ_MAX + 1;
+    while (f > 1 && sum + w[f - 1] <= budget)
+        sum += w[--f];
+    return f;
+}
+
+static int evict_merge(struct seg_engine *se)
+{
+    int32_t src[MERGE_N];
+    int k = 0;
+    uint32_t c = 0;
+    pthread_spin_lock(&se->seglock);
+    for (uint32_t tries = 0; tries < NCHAINS && k < 2; tries++) {
+        c = (se->chain_cursor + tries) % NCHAINS;
+        struct chain *ch = &se->chains[c];
+        int32_t start = ch->head;
+        if (ch->cursor != NIL && se->segs[ch->cursor].seq == ch->cursor_seq &&
+            eligible(se, ch->cursor) && se->segs[ch->cursor].next != NIL &&
+            eligible(se, se->segs[ch->cursor].next))
+            start = ch->cursor;
+        k = 0;
+        for (int32_t id = start; id != NIL && k < MERGE_N && eligible(se, id);
+             id = se->segs[id].next)
+            src[k++] = id;
+    }
+    se->chain_cursor = (c + 1) % NCHAINS;
+    int32_t target = NIL;
+    if (k >= 2) {
+        target = free_pop(se, 0);
+        if (target != NIL) {
+            uint32_t born = UINT32_MAX;
+            for (int i = 0; i < k; i++)
+                born = se->segs[src[i]].create_at < born ? se->segs[src[i]].create_at : born;
+            se->segs[target].create_at = born; /* before readers can see its items */
+            se->segs[target].queue = 0;
+            se->segs[target].chain = (uint16_t)c;
+            atomic_store(&se->segs[target].state, SEG_RELOC);
+            for (int i = 0; i < k; i++)
+                take(se, (uint32_t)src[i], i > 0); /* the first holds the place */
+        }
+    }
+    pthread_spin_unlock(&se->seglock);
+    if (target == NIL)
+        return evict_plain(se);
+
+    struct seg *t = &se->segs[target];
+    uint32_t create_at = t->create_at;
+    se->reloc_noexp = false;
+    for (int i = 0; i < k; i++) {
+        uint32_t s = (uint32_t)src[i];
+        uint32_t n = scan_live(se, s);
+        uint32_t budget = (se->seg_size - t->wpos) / (uint32_t)(k - i);
+        relocate(se, s, 0, n, cutoff(se, s, n, budget), true, false, &target);
+        if (i > 0)
+            seg_retire(se, s);
+    }
+    pthread_spin_lock(&se->seglock);
+    uint32_t first = (uint32_t)src[0];
+    if (c == CHAIN_NOEXP)
+        t->max_exp = 0;
+    else if (t->max_exp == 0)
+        t->max_exp = create_at;
+    struct chain *ch = &se->chains[c];
+    struct seg *f = &se->segs[first];
+    if (t->wpos == 0) {
+        /* nothing worth keeping: the target goes back too */
+        int32_t after = f->next;
+        chain_remove(se, first);
+        ch->cursor = after;
+        ch->cursor_seq = after != NIL ? se->segs[after].seq : 0;
+        pthread_spin_unlock(&se->seglock);
+        seg_retire(se, first);
+        seg_retire(se, (uint32_t)target);
+        atomic_fetch_add_explicit(&se->st_seg_merges, 1, memory_order_relaxed);
+        return 0;
+    }
+    /* the target takes the first source's place in its chain */
+    t->prev = f->prev;
+    t->next = f->next;
+    if (f->prev != NIL)
+        se->segs[f->prev].next = target;
+    else
+        ch->head = target;
+    if (f->next != NIL)
+        se->segs[f->next].prev = target;
+    else
+        ch->tail = target;
+    f->prev = f->next = NIL;
+    atomic_store(&t->state, SEG_ACTIVE);
+    seg_seal_locked(se, (uint32_t)target);
+    /* a target under 3/4 full is the first source of the next merge here,
+     * so that merged segments fill up instead of staying part empty */
+    int32_t next = t->wpos < se->seg_size / 4 * 3 ? target : t->next;
+    ch->cursor = next;
+    ch->cursor_seq = next != NIL ? se->segs[next].seq : 0;
+    pthread_spin_unlock(&se->seglock);
+    seg_retire(se, first);
+    se->reloc_noexp = false;
+    atomic_fetch_add_explicit(&se->st_seg_merges, 1, memory_order_relaxed);
+    return 0;
+}
+
+static int evict_s3fifo(struct seg_engine *se)
+{
+    pthread_spin_lock(&se->seglock);
+    bool small = se->order[0].n * 10 > se->nseg || se->order[1].n == 0;
+    int32_t id = pick_order(se, small ? 0 : 1);
+    if (id == NIL) {
+        small = !small;
+        id = pick_order(se, small ? 0 : 1);
+    }
+    if (id == NIL) {
+        id = pick_active(se);
+        small = id != NIL && se->segs[id].queue == 0;
+    }
+    if (id != NIL)
+        take(se, (uint32_t)id, true);
+    pthread_spin_unlock(&se->seglock);
+    if (id == NIL)
+        return -ENOMEM;
+    if (se->reloc == NIL)
+        se->reloc = seg_take_target(se);
+    uint32_t n = scan_live(se, (uint32_t)id);
+    /* move what fits into the open target; when the next item does not
+     * fit, publish the target and go on with a fresh one */
+    uint32_t done = 0;
+    while (done < n) {
+        uint32_t end = done;
+        if (se->reloc != NIL) {
+            uint32_t room = se->seg_size - se->segs[se->reloc].wpos;
+            for (; end < n; end++) {
+                struct item_view iv;
+                item_read(seg_data(se, (uint32_t)id) + se->scan[end].off, &iv);
+                uint32_t sz = item_size(iv.klen, iv.vlen, iv.bits | IT_HAS_CAS);
+                if (sz > room)
+                    break;
+                room -= sz;
+            }
+            if (end == done && se->segs[se->reloc].wpos > 0) {
+                publish_target(se, (uint32_t)se->reloc);
+                se->reloc = seg_take_target(se);
+                continue;
+            }
+        }
+        if (end == done)
+            end = done + 1; /* no target, or an empty one too small: drop it */
+        relocate(se, (uint32_t)id, done, end, 1, false, small, &se->reloc);
+        done = end;
+    }
+    seg_retire(se, (uint32_t)id);
+    if (se->reloc != NIL && se->segs[se->reloc].wpos > se->seg_size - se->seg_size / 8) {
+        publish_target(se, (uint32_t)se->reloc);
+        se->reloc = NIL;
+    }
+    atomic_fetch_add_explicit(&se->st_seg_evictions, 1, memory_order_relaxed);
+    return 0;
+}
+
+int evict_once(struct seg_engine *se)
+{
+    pthread_mutex_lock(&se->evict_lock);
+    pthread_spin_lock(&se->seglock);
+    uint32_t nfree = se->nfree;
+    pthread_spin_unlock(&se->seglock);
+    int r = 0;
+    if (nfree < 2) {
+        switch (se->evict) {
+        case KL_EVICT_MERGE: r = evict_merge(se); break;
+        case KL_EVICT_S3FIFO: r = evict_s3fifo(se); break;
+        default: r = evict_plain(se); break;
+        }
+    }
+    pthread_mutex_unlock(&se->evict_lock);
+    return r;
+}
