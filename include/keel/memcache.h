@@ -114,7 +114,7 @@ struct kl_mc_cmd {
     int64_t num;     /* verbosity level, cache_memlimit MB, shutdown: 1 graceful, -1 bad mode */
     size_t consumed; /* bytes of the command; an error's may exceed the buffer (swallow) */
     size_t need;     /* KL_MC_NEED_MORE: bytes a data block still needs, 0 if unknown */
-    struct kl_mc_meta meta;
+    struct kl_mc_meta meta; /* set for the meta commands (mg ... me) only */
 };
 
 /* What the server decides: memcached's -I and key limit, and the time. */

@@ -136,8 +136,10 @@ static size_t run_whole(const struct kl_mc_config *cfg, const char *buf, size_t 
             CHECK(cmd.consumed <= avail);
             CHECK(inside(cmd.key, b, cmd.consumed) && inside(cmd.keys, b, cmd.consumed));
             CHECK(inside(cmd.value, b, cmd.consumed) && inside(cmd.arg, b, cmd.consumed));
-            CHECK(inside(cmd.meta.flags, b, cmd.consumed));
-            CHECK(inside(cmd.meta.opaque, b, cmd.consumed));
+            if (cmd.type >= KL_MC_MG) {
+                CHECK(inside(cmd.meta.flags, b, cmd.consumed));
+                CHECK(inside(cmd.meta.opaque, b, cmd.consumed));
+            }
             if (cmd.value.p)
                 CHECK(cmd.value.p + cmd.value.len + 2 == b + cmd.consumed &&
                       memcmp(cmd.value.p + cmd.value.len, "\r\n", 2) == 0);

@@ -21,11 +21,12 @@
 #define MC_NO_NEWLINE_MAX  2048
 
 struct mc_line {
-    const char *p; /* start of the line */
-    size_t len;    /* without \n and a \r before it */
-    size_t next;   /* offset of the byte after \n */
-    int ntok;      /* words stored in tok[] */
-    int nt;        /* memcached's ntokens: ntok + 1 */
+    const char *p;     /* start of the line */
+    const char *limit; /* end of the buffer: bytes before it may be read */
+    size_t len;        /* without \n and a \r before it */
+    size_t next;       /* offset of the byte after \n */
+    int ntok;          /* words stored in tok[] */
+    int nt;            /* memcached's ntokens: ntok + 1 */
     struct kl_mc_str tok[MC_MAX_TOKENS];
 };
 

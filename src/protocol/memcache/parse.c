@@ -13,6 +13,7 @@
 #include "mc_internal.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 
 void kl_mc_config_init(struct kl_mc_config *cfg)
@@ -143,6 +144,30 @@ int64_t mc_deadline(const struct kl_mc_config *cfg, int32_t exptime)
 
 /* ---- lines and words ---- */
 
+/* The first space of [p, end), or end, eight bytes at a time: bytes up to
+ * `limit` (the buffer's end, past the line's) may be read, and a space found
+ * beyond `end` counts as end. The lowest byte the zero-byte test flags is
+ * exact (little-endian). */
+static inline const char *find_space(const char *p, const char *end, const char *limit)
+{
+    while (limit - p >= 8) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        x ^= 0x2020202020202020ull;
+        uint64_t t = (x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull;
+        if (t) {
+            p += __builtin_ctzll(t) >> 3;
+            return p < end ? p : end;
+        }
+        p += 8;
+        if (p >= end)
+            return end;
+    }
+    while (p < end && *p != ' ')
+        p++;
+    return p;
+}
+
 /* Split ln->p[0, ln->len) into words (at most MC_MAX_TOKENS - 1). */
 static void tokenize(struct mc_line *ln)
 {
@@ -159,8 +184,7 @@ static void tokenize(struct mc_line *ln)
             return;
         }
         const char *s = p;
-        while (p < end && *p != ' ')
-            p++;
+        p = find_space(p, end, ln->limit);
         ln->tok[n].p = s;
         ln->tok[n].len = (uint32_t)(p - s);
         n++;
@@ -200,26 +224,22 @@ int kl_mc_next_key(const struct kl_mc_cmd *cmd, size_t *pos, struct kl_mc_str *k
 
 /* ---- commands ---- */
 
-/* Keys from word `first` to the end of the line (not only the stored words). */
-static enum kl_mc_status parse_keys(const struct kl_mc_config *cfg, const struct mc_line *ln,
-                                    int first, struct kl_mc_cmd *cmd)
+/* The keys of a get family command: [p, end), p at a key or a space. */
+static enum kl_mc_status parse_keys(const struct kl_mc_config *cfg, const char *p, const char *end,
+                                    const char *limit, size_t next, struct kl_mc_cmd *cmd)
 {
-    cmd->consumed = ln->next;
-    if (first >= ln->ntok) {
-        cmd->keys = (struct kl_mc_str){ln->p + ln->len, 0};
-        return KL_MC_CMD;
-    }
-    const char *p = ln->tok[first].p, *end = ln->p + ln->len;
-    cmd->key = ln->tok[first];
+    cmd->consumed = next;
+    while (p < end && *p == ' ')
+        p++;
     cmd->keys = (struct kl_mc_str){p, (uint32_t)(end - p)};
     uint32_t n = 0;
     while (p < end) {
         const char *s = p;
-        while (p < end && *p != ' ')
-            p++;
+        p = find_space(p, end, limit);
         if ((size_t)(p - s) > cfg->key_max)
-            return mc_error(cmd, MC_S(MC_E_FORMAT), ln->next, false);
-        n++;
+            return mc_error(cmd, MC_S(MC_E_FORMAT), next, false);
+        if (n++ == 0)
+            cmd->key = (struct kl_mc_str){s, (uint32_t)(p - s)};
         while (p < end && *p == ' ')
             p++;
     }
@@ -334,7 +354,9 @@ static enum kl_mc_status parse_gat(const struct kl_mc_config *cfg, const struct 
     if (!mc_strtol32(ln->tok[1], &exptime))
         return mc_error(cmd, MC_S(MC_E_EXPTIME), ln->next, false);
     cmd->exptime = mc_deadline(cfg, exptime);
-    return parse_keys(cfg, ln, 2, cmd);
+    if (ln->ntok < 3)
+        return parse_keys(cfg, ln->p + ln->len, ln->p + ln->len, ln->limit, ln->next, cmd);
+    return parse_keys(cfg, ln->tok[2].p, ln->p + ln->len, ln->limit, ln->next, cmd);
 }
 
 static enum kl_mc_status parse_flush(const struct kl_mc_config *cfg, const struct mc_line *ln,
@@ -473,7 +495,8 @@ static enum kl_mc_type lookup(struct kl_mc_str t)
 enum kl_mc_status kl_mc_parse(const struct kl_mc_config *cfg, const char *buf, size_t len,
                               struct kl_mc_cmd *cmd)
 {
-    memset(cmd, 0, sizeof(*cmd));
+    /* meta is cleared by the meta commands' parser, which alone fills it */
+    memset(cmd, 0, offsetof(struct kl_mc_cmd, meta));
     if (len == 0)
         return KL_MC_NEED_MORE;
     if ((unsigned char)buf[0] == 0x80) {
@@ -490,10 +513,21 @@ enum kl_mc_status kl_mc_parse(const struct kl_mc_config *cfg, const char *buf, s
     }
     struct mc_line ln;
     ln.p = buf;
+    ln.limit = buf + len;
     ln.len = (size_t)(nl - buf);
     ln.next = ln.len + 1;
     if (ln.len > 1 && nl[-1] == '\r')
         ln.len--;
+    /* get and gets read their keys straight from the line */
+    if (ln.len >= 4 && buf[0] == 'g' && buf[1] == 'e' && buf[2] == 't') {
+        if (buf[3] == ' ' || (buf[3] == 's' && (ln.len == 4 || buf[4] == ' '))) {
+            cmd->type = buf[3] == ' ' ? KL_MC_GET : KL_MC_GETS;
+            enum kl_mc_status st = parse_keys(cfg, buf + 4, buf + ln.len, buf + len, ln.next, cmd);
+            if (st == KL_MC_CMD && cmd->nkeys == 0)
+                return mc_error(cmd, MC_S(MC_E_ERROR), ln.next, false);
+            return st;
+        }
+    }
     tokenize(&ln);
     if (ln.ntok == 0)
         return mc_error(cmd, MC_S(MC_E_ERROR), ln.next, false);
@@ -504,7 +538,7 @@ enum kl_mc_status kl_mc_parse(const struct kl_mc_config *cfg, const char *buf, s
     case KL_MC_GETS:
         if (ln.nt < 3)
             return mc_error(cmd, MC_S(MC_E_ERROR), ln.next, false);
-        return parse_keys(cfg, &ln, 1, cmd);
+        return parse_keys(cfg, ln.tok[1].p, buf + ln.len, buf + len, ln.next, cmd);
     case KL_MC_GAT:
     case KL_MC_GATS: return parse_gat(cfg, &ln, cmd);
     case KL_MC_SET:
