@@ -321,7 +321,7 @@ static enum kl_mc_status parse_other(const struct mc_line *ln, struct kl_mc_cmd 
     switch (cmd->type) {
     case KL_MC_VERBOSITY: {
         uint32_t level;
-        if (ln->nt < 3)
+        if (ln->nt != 3 && ln->nt != 4)
             return mc_error(cmd, MC_S(MC_E_ERROR), ln->next, false);
         cmd->noreply = last_is_noreply(ln);
         if (!mc_strtoul32(ln->tok[1], &level))
