@@ -98,7 +98,7 @@ struct kl_mc_meta {
 /* One parsed command, or the verdict on bytes that are not one. */
 struct kl_mc_cmd {
     uint8_t type;           /* enum kl_mc_type */
-    bool noreply;           /* "noreply", or meta q */
+    bool noreply;           /* "noreply", or meta q (which hides mg EN, ms/md/ma HD only) */
     bool base64;            /* meta b: key is base64 (kl_mc_base64_decode) */
     bool close;             /* KL_MC_ERROR: close the connection after the reply */
     uint32_t nkeys;         /* get gets gat gats: number of keys */
