@@ -112,3 +112,16 @@ KT_TEST(compose_never_writes_past_the_buffer)
             KT_REQUIRE(buf[i] == '#');
     }
 }
+
+KT_TEST(compose_commands_without_keys_or_flags)
+{
+    /* next_key on a command without keys, meta_header on mn: nothing, no fault */
+    struct kl_mc_cmd cmd = parse_one("version\r\n");
+    size_t pos = 0;
+    struct kl_mc_str k;
+    KT_EQ_I(kl_mc_next_key(&cmd, &pos, &k), 0);
+    cmd = parse_one("mn\r\n");
+    char buf[16];
+    KT_EQ_I(kl_mc_meta_header(buf, sizeof(buf), "MN", &cmd, NULL, 0), 4);
+    KT_CHECK(memcmp(buf, "MN\r\n", 4) == 0);
+}

@@ -136,6 +136,8 @@ static bool long_line_ok(const char *buf, size_t len)
 
 int kl_mc_next_key(const struct kl_mc_cmd *cmd, size_t *pos, struct kl_mc_str *key)
 {
+    if (!cmd->keys.p)
+        return 0;
     const char *p = cmd->keys.p, *end = cmd->keys.p + cmd->keys.len;
     size_t i = *pos;
     while (p + i < end && p[i] == ' ')
