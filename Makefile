@@ -8,6 +8,7 @@
 #   make run        install missing packages, build, start the demo program
 #   make bench      build and run every benchmark; make bench-NAME runs one
 #   make format     format the tree with .clang-format; make format-check checks it
+#   make fuzz       fuzz the memcache parser with libFuzzer for FUZZ_S seconds (default 60)
 #   make install    cmake --install (PREFIX=/usr/local by default)
 #   make clean      remove every build directory
 
@@ -27,7 +28,7 @@ RUN_ARGS ?=
 
 CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all build deps test asan tsan trace run bench format format-check install clean
+.PHONY: all build deps test asan tsan trace run bench fuzz format format-check install clean
 
 all: build
 
@@ -80,6 +81,21 @@ bench: deps
 bench-%: deps
 	@$(MAKE) --no-print-directory build
 	cmake --build $(BUILD) --target bench-$*
+
+# libFuzzer (clang's -fsanitize=fuzzer, from libclang-rt-14-dev) over the
+# memcache parser, starting from the seed corpus; new inputs go to
+# build-fuzz/corpus, a crash to build-fuzz/crash-*.
+FUZZ_S ?= 60
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SRC := tests/fuzz/fuzz_memcache.c $(wildcard src/protocol/memcache/*.c)
+$(FUZZ_BUILD)/fuzz_memcache: $(FUZZ_SRC) include/keel/memcache.h
+	mkdir -p $(FUZZ_BUILD)/corpus
+	clang -std=gnu11 -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -Iinclude $(FUZZ_SRC) -o $@
+
+fuzz: deps $(FUZZ_BUILD)/fuzz_memcache
+	cd $(FUZZ_BUILD) && ./fuzz_memcache -max_total_time=$(FUZZ_S) -print_final_stats=1 \
+	  -max_len=6000 -timeout=10 corpus ../tests/fuzz/corpus/memcache
 
 format:
 	git ls-files --cached --others --exclude-standard '*.c' '*.h' | xargs clang-format -i

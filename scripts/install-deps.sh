@@ -9,8 +9,9 @@ packages=(
   gcc clang make cmake ninja-build pkg-config
   # libraries
   liburing-dev libxxhash-dev libaio-dev
-  # sanitizer runtimes for clang (gcc's come with gcc)
-  libclang-rt-dev
+  # sanitizer runtimes for clang (gcc's come with gcc); clang-14's libFuzzer
+  # (-fsanitize=fuzzer, for make fuzz) is in libclang-rt-14-dev
+  libclang-rt-dev libclang-rt-14-dev
   # house style
   clang-format
   # tools used by tests and benchmarks
