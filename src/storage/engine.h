@@ -97,6 +97,7 @@ struct kl_item {
 enum {
     KL_LOOKUP_NOBUMP = 1 << 0, /* do not count as an access (no LRU/fetched update) */
     KL_LOOKUP_TOUCH = 1 << 1,  /* get-and-touch: set exptime first */
+    KL_LOOKUP_WIN = 1 << 2,    /* win the recache token unless it was sent (meta N) */
 };
 struct kl_lookup_opts {
     unsigned flags;       /* KL_LOOKUP_* */

@@ -97,7 +97,7 @@ static int seg_lookup(struct kl_engine *e, const char *key, size_t klen,
     it->last_access = now > born ? now - born : 0;
     it->meta =
         ((v & SLOT_FETCHED) ? KL_META_FETCHED : 0) | ((iv.bits & IT_STALE) ? KL_META_STALE : 0);
-    bool recache = (iv.bits & IT_STALE) ||
+    bool recache = (iv.bits & IT_STALE) || (o && (o->flags & KL_LOOKUP_WIN)) ||
                    (o && o->recache_ttl && iv.exptime && iv.exptime - now < o->recache_ttl);
     if (recache) {
         it->meta |= KL_META_WON;
@@ -112,6 +112,8 @@ static int seg_lookup(struct kl_engine *e, const char *key, size_t klen,
             if ((v & SLOT_LOC_MASK) != slot_loc(id, off))
                 break; /* replaced meanwhile: someone else's copy */
         }
+    } else if (v & SLOT_WIN) {
+        it->meta |= KL_META_WON; /* the token went to another client: Z */
     }
     if (!(o && (o->flags & KL_LOOKUP_NOBUMP)))
         ht_bump(slot, v);
