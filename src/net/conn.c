@@ -5,9 +5,9 @@
  * per connection with a touched stack of a few KiB would cost 5-10 times
  * that. So here an idle connection is only its struct kl_conn (about 140
  * bytes, from a pool) and its socket, which the reactor watches without a
- * fiber (keel/watch.h: one multishot poll on io_uring, the fd's one
- * edge-triggered registration on epoll). Everything else is lent while the
- * connection has work and taken back after:
+ * fiber (keel/watch.h: a one-shot poll armed when it goes idle on io_uring,
+ * the fd's one edge-triggered registration on epoll). Everything else is
+ * lent while the connection has work and taken back after:
  *
  *   idle --edge--> ready --runner free--> active --no input left--> idle
  *                                            \--close, error, stop--> closed
@@ -130,8 +130,7 @@ static void close_conn(struct kl_connset *set, struct kl_conn *c, int reason)
     }
     if (set->cfg.on_close)
         set->cfg.on_close(c, reason, set->cfg.arg);
-    if (c->watch.armed)
-        kl_watch_stop(&c->watch);
+    kl_watch_stop(&c->watch);
     kl_close(c->watch.fd);
     c->rstart = c->rend = 0;
     conn_rbuf_release(c);
@@ -154,6 +153,8 @@ static void go_idle(struct kl_connset *set, struct kl_conn *c)
     c->state = CONN_IDLE;
     c->idle_since = kl_reactor_now();
     kl_list_push_back(&set->idle, &c->node);
+    int rc = kl_watch_arm(&c->watch); /* bytes that came meanwhile fire it at once */
+    KL_ASSERT(rc == 0, "arming the watch of an idle connection: %d", rc);
     if (set->keeper_parked && set->cfg.idle_timeout_ns)
         wake(set->keeper);
 }

@@ -206,12 +206,13 @@ static int epoll_poll(struct kl_reactor *r, uint64_t timeout_ns)
     return 0;
 }
 
-/* A watch (watch.c): the fd's one registration serves it; events reach it by fd. */
-static int epoll_watch(struct kl_reactor *r, int fd, bool on)
+/* A watch (watch.c): the fd's one registration serves it from the first arm
+ * (which stays armed) to the stop; events reach it by fd. */
+static int epoll_watch(struct kl_reactor *r, struct kl_watch *w, bool on)
 {
     if (on) {
         int err = 0;
-        if (fd_register(r, r->backend_state, fd, &err) == NULL)
+        if (fd_register(r, r->backend_state, w->fd, &err) == NULL)
             return err;
         r->inflight++;
         return 0;

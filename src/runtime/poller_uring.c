@@ -236,16 +236,20 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
     return 0;
 }
 
-/* A watch (watch.c): one multishot poll with user_data fd + 2, or its removal. */
-static int uring_watch(struct kl_reactor *r, int fd, bool on)
+/* A watch (watch.c): arm one one-shot poll with user_data fd + 2; stop:
+ * remove it if armed (watch.c knows), else there is nothing to wait for. */
+static int uring_watch(struct kl_reactor *r, struct kl_watch *w, bool on)
 {
     struct uring_state *u = r->backend_state;
+    int fd = w->fd;
+    if (!on && !w->armed)
+        return 1;
     struct io_uring_sqe *sqe = get_sqe(r, u);
     if (sqe == NULL)
         return -EBUSY;
     uint64_t data = (uint64_t)fd + WATCH_UDATA_MIN;
     if (on) {
-        io_uring_prep_poll_multishot(sqe, fd, POLLIN | POLLRDHUP);
+        io_uring_prep_poll_add(sqe, fd, POLLIN | POLLRDHUP);
         io_uring_sqe_set_data64(sqe, data);
     } else {
         io_uring_prep_poll_remove(sqe, data);

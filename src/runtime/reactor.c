@@ -76,7 +76,9 @@ static int hook_idle(void *ctx, bool fibers_ready)
     r->stats.iterations++;
     uint64_t now = kl_now();
     r->now = now;
-    kl_timer_wheel_advance(&r->wheel, now);
+    /* A fired timer may have made a fiber ready: then the loop must not block. */
+    if (kl_timer_wheel_advance(&r->wheel, now) > 0)
+        fibers_ready = true;
 
     uint64_t timeout = 0;
     if (!r->busy_poll && !r->stop && !fibers_ready) {

@@ -2,15 +2,21 @@
  *
  * The thread's watches sit in a table indexed by fd, so both backends find
  * the watch of an event without a pointer in the kernel: epoll looks the fd
- * up for each event, io_uring's multishot poll carries fd + 2 as user_data
- * (high half zero: never a fiber id, and clear of the wake-up read's 1 and
- * the counted-only 0). The table grows by doubling when a larger fd comes
+ * up for each event, io_uring's poll carries fd + 2 as user_data (high half
+ * zero: never a fiber id, and clear of the wake-up read's 1 and the
+ * counted-only 0). The table grows by doubling when a larger fd comes
  * (rare: it starts at RLIMIT_NOFILE) and is freed when the last watch goes.
  *
- * Stopping on io_uring is asynchronous in the kernel: kl_watch_stop() asks
- * for the poll's removal and parks, through the reactor's per-slot wait
- * table, until the poll's last CQE (no IORING_CQE_F_MORE) arrives. A poll
- * that ends on its own (an error, a full completion queue) is re-armed.
+ * io_uring: one-shot polls, re-armed by the owner (kl_watch_arm) when it
+ * wants the next event. Multishot polls were tried first: when many sockets
+ * become readable at once the completion queue fills, the kernel ends every
+ * multishot poll that cannot post, and re-arming a poll on a socket that
+ * stays readable ends it again at once: a storm of re-arms. A one-shot
+ * poll's completion always gets through (it overflows into the kernel's
+ * list), and costs one SQE per idle period, which rides with the loop's
+ * submission. Stopping is asynchronous in the kernel: kl_watch_stop() asks
+ * for the armed poll's removal and parks, through the reactor's per-slot
+ * wait table, until the poll's completion arrives.
  */
 #define _GNU_SOURCE /* MSG_DONTWAIT is POSIX; POLLRDHUP is not */
 #include "keel/watch.h"
@@ -81,7 +87,7 @@ int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn)
     int rc = table_add(w, fd);
     if (rc < 0)
         return rc;
-    rc = r->ops->watch(r, fd, true);
+    rc = r->ops->watch(r, w, true);
     if (rc < 0) {
         table_remove(w);
         return rc;
@@ -93,10 +99,10 @@ int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn)
 int kl_watch_stop(struct kl_watch *w)
 {
     struct kl_reactor *r = kl_reactor__get();
-    if (!w->armed || w->stopping || lookup(w->fd) != w)
+    if (w->stopping || lookup(w->fd) != w)
         return -EINVAL;
     w->stopping = true;
-    int rc = r->ops->watch(r, w->fd, false);
+    int rc = r->ops->watch(r, w, false);
     KL_ASSERT(rc >= 0, "stopping the watch of fd %d: %d", w->fd, rc);
     if (rc == 1)
         w->armed = false;
@@ -118,6 +124,17 @@ int kl_watch_stop(struct kl_watch *w)
     return 0;
 }
 
+int kl_watch_arm(struct kl_watch *w)
+{
+    struct kl_reactor *r = kl_reactor__get();
+    if (w->armed || w->stopping || lookup(w->fd) != w)
+        return 0;
+    int rc = r->ops->watch(r, w, true);
+    if (rc == 0)
+        w->armed = true;
+    return rc;
+}
+
 bool kl_watch_active(int fd) { return lookup(fd) != NULL; }
 
 void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, bool final)
@@ -127,13 +144,8 @@ void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, bool final)
         return;
     if (final) {
         w->armed = false;
-        if (w->stopping) {
-            if (kl_fiber_id_raw(w->stopper) != 0)
-                kl_reactor__complete(r, kl_fiber_id_raw(w->stopper), 0);
-            return;
-        }
-        if (r->ops->watch(r, fd, true) == 0) /* ended on its own: watch on */
-            w->armed = true;
+        if (w->stopping && kl_fiber_id_raw(w->stopper) != 0)
+            kl_reactor__complete(r, kl_fiber_id_raw(w->stopper), 0);
     }
     if (w->stopping)
         return;
