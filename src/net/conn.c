@@ -3,7 +3,7 @@
  * The idle design. memcached holds an idle connection for about 600 bytes
  * because it gives the connection's buffers back when it goes idle; a fiber
  * per connection with a touched stack of a few KiB would cost 5-10 times
- * that. So here an idle connection is only its struct kl_conn (about 140
+ * that. So here an idle connection is only its struct kl_conn (120
  * bytes, from a pool) and its socket, which the reactor watches without a
  * fiber (keel/watch.h: a one-shot poll armed when it goes idle on io_uring,
  * the fd's one edge-triggered registration on epoll). Everything else is

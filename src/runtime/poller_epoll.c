@@ -194,7 +194,8 @@ static int epoll_poll(struct kl_reactor *r, uint64_t timeout_ns)
             kl_xthread__woken(r);
             continue;
         }
-        kl_watch__event(r, fd, (int32_t)ev, false); /* returns at once if not watched */
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) /* a watch is for input */
+            kl_watch__event(r, fd, (int32_t)ev, false);        /* returns at once if none */
         if ((size_t)fd >= e->nfds)
             continue;
         struct fd_state *st = &e->fds[fd];
