@@ -1,6 +1,6 @@
 /* Tests for keel/conn.h and keel/listener.h, each on both backends: input
  * split at every byte boundary (through a 64-byte read buffer that must
- * grow and compact), deep pipelining gathered into few writes, a client
+ * grow and compact), the input bound, deep pipelining gathered into few writes, a client
  * that sends but never reads (backpressure, write deadline, others served),
  * a client that resets the connection mid-write (borrowed pieces released),
  * the connection limit (refused with a line), the idle deadline, shutting a
@@ -117,6 +117,38 @@ static void deep_case(enum kl_reactor_backend b)
 }
 
 KT_TEST(deep_pipelining_gathers_replies) { rk_each_backend(deep_case); }
+
+/* ---- the input bound ------------------------------------------------------------ */
+
+static intptr_t bound_driver(void *arg)
+{
+    (void)arg;
+    static char line[1000];
+    memset(line, 'b', sizeof line); /* no newline: one request larger than rbuf_max */
+    int fd = ck_connect(), ok = ck_connect();
+    if (fd >= 0) {
+        KT_CHECK(ck_send(fd, line, sizeof line));
+        KT_CHECK(ck_eof(fd, 2 * SEC)); /* closed at the bound, not read forever */
+        kl_close(fd);
+    }
+    char back[3];
+    KT_CHECK(ok >= 0 && ck_send(ok, "ok\n", 3) && ck_recv_exact(ok, back, 3, SEC));
+    if (ok >= 0)
+        kl_close(ok);
+    ck_finish();
+    return 0;
+}
+
+static void bound_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    run_case(&(struct kl_connset_config){.rbuf_size = 64, .rbuf_max = 256}, bound_driver);
+    KT_EQ_U(ck.closes[CK_R_NOBUFS], 1);
+    KT_EQ_U(ck.set.stats.input_full, 1);
+    KT_CHECK(ck.set.stats.read_bytes <= 256 + 3);
+}
+
+KT_TEST(input_bound_closes_the_connection) { rk_each_backend(bound_case); }
 
 /* ---- a client that sends but never reads ----------------------------------------- */
 
