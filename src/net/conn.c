@@ -141,7 +141,8 @@ static void close_conn(struct kl_connset *set, struct kl_conn *c, int reason)
         wake(set->stopper);
 }
 
-/* After a batch: keep the runner, or give the connection back to the watch. */
+/* After a batch with no input left: give the connection back to the watch
+ * (armed by the caller: bytes that came meanwhile fire it at once). */
 static void go_idle(struct kl_connset *set, struct kl_conn *c)
 {
     kl_pool_put(&set->batches, c->batch);
@@ -153,8 +154,6 @@ static void go_idle(struct kl_connset *set, struct kl_conn *c)
     c->state = CONN_IDLE;
     c->idle_since = kl_reactor_now();
     kl_list_push_back(&set->idle, &c->node);
-    int rc = kl_watch_arm(&c->watch); /* bytes that came meanwhile fire it at once */
-    KL_ASSERT(rc == 0, "arming the watch of an idle connection: %d", rc);
     if (set->keeper_parked && set->cfg.idle_timeout_ns)
         wake(set->keeper);
 }
@@ -217,10 +216,9 @@ static void serve(struct kl_connset *set, struct kl_conn *c)
         if (c->eof)
             break; /* reason 0: the peer closed */
         if (!c->readable) {
-            if (set->stopping) {
-                reason = -ESHUTDOWN;
+            reason = set->stopping ? -ESHUTDOWN : kl_watch_arm(&c->watch);
+            if (reason != 0)
                 break;
-            }
             go_idle(set, c);
             return;
         }

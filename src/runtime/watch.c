@@ -28,6 +28,7 @@
 #include <sys/resource.h>
 
 #include "keel/assert.h"
+#include "keel/clock.h"
 
 #include "reactor_internal.h"
 
@@ -96,14 +97,26 @@ int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn)
     return 0;
 }
 
+/* Let the loop run for a millisecond, whatever cancels arrive (kept). */
+static void pause_1ms(struct kl_reactor *r)
+{
+    struct kl_fiber *cur = r->sched->current;
+    KL_ASSERT(cur != &r->sched->main, "kl_watch_stop() must wait outside a fiber");
+    bool cancelled = cur->cancelled;
+    cur->cancelled = false;
+    kl_reactor__park(r, "watch-stop-retry", kl_now() + 1000000u);
+    cur->cancelled |= cancelled;
+}
+
 int kl_watch_stop(struct kl_watch *w)
 {
     struct kl_reactor *r = kl_reactor__get();
     if (w->stopping || lookup(w->fd) != w)
         return -EINVAL;
     w->stopping = true;
-    int rc = r->ops->watch(r, w, false);
-    KL_ASSERT(rc >= 0, "stopping the watch of fd %d: %d", w->fd, rc);
+    int rc;
+    while ((rc = r->ops->watch(r, w, false)) < 0) /* no SQE for the removal */
+        pause_1ms(r);
     if (rc == 1)
         w->armed = false;
     if (w->armed) { /* io_uring: wait for the poll's last completion */
