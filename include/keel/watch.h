@@ -28,9 +28,10 @@
 
 struct kl_watch;
 
-/* Called on the reactor's thread, main context; `events` is a POLLIN/POLLHUP/
- * POLLERR/POLLRDHUP mask (may be 0 on a spurious call). */
-typedef void (*kl_watch_fn)(struct kl_watch *w, uint32_t events);
+/* Called on the reactor's thread, main context. A readiness watch: `res` is
+ * a POLLIN/POLLHUP/POLLERR/POLLRDHUP mask, or -errno. An accept watch: the
+ * accepted socket (close-on-exec, now the callee's), or -errno. */
+typedef void (*kl_watch_fn)(struct kl_watch *w, int32_t res);
 
 /* Caller-owned; must stay valid and unmoved from kl_watch_start() until
  * kl_watch_stop() has returned. */
@@ -39,6 +40,7 @@ struct kl_watch {
     int fd;
     bool armed;          /* the backend watches fd */
     bool stopping;       /* kl_watch_stop() waits for the backend to let go */
+    bool accept;         /* an accept watch (kl_watch_accept_start) */
     kl_fiber_id stopper; /* the fiber in kl_watch_stop() */
 };
 
@@ -46,6 +48,13 @@ struct kl_watch {
  * bytes are already there). 0, -EBUSY (fd already watched), -EBADF,
  * -ENOMEM, or the backend's error. */
 int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn);
+
+/* io_uring only: accept on listening socket `fd` with one multishot
+ * IORING_OP_ACCEPT; `fn` gets each new socket. The watch disarms itself on
+ * an error (-EMFILE...) or when the kernel ends it (w->armed false after
+ * that call): re-arm with kl_watch_arm(). 0, -EOPNOTSUPP (epoll), -EBUSY,
+ * -EBADF, -ENOMEM. Stop it with kl_watch_stop() from a fiber. */
+int kl_watch_accept_start(struct kl_watch *w, int fd, kl_watch_fn fn);
 
 /* Ask for the next event (a no-op while armed). 0 or the backend's error. */
 int kl_watch_arm(struct kl_watch *w);

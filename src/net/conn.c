@@ -102,9 +102,9 @@ static void make_ready(struct kl_connset *set, struct kl_conn *c)
     want_runner(set);
 }
 
-static void on_edge(struct kl_watch *w, uint32_t events)
+static void on_edge(struct kl_watch *w, int32_t res)
 {
-    (void)events; /* the receive tells data, end of input and errors apart */
+    (void)res; /* the receive tells data, end of input and errors apart */
     struct kl_conn *c = kl_container_of(w, struct kl_conn, watch);
     c->readable = true;
     if (c->state == CONN_IDLE) {

@@ -236,8 +236,9 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
     return 0;
 }
 
-/* A watch (watch.c): arm one one-shot poll with user_data fd + 2; stop:
- * remove it if armed (watch.c knows), else there is nothing to wait for. */
+/* A watch (watch.c): arm one one-shot poll (or, for an accept watch, one
+ * multishot accept) with user_data fd + 2; stop: remove (cancel) it if
+ * armed, else there is nothing to wait for. */
 static int uring_watch(struct kl_reactor *r, struct kl_watch *w, bool on)
 {
     struct uring_state *u = r->backend_state;
@@ -248,11 +249,17 @@ static int uring_watch(struct kl_reactor *r, struct kl_watch *w, bool on)
     if (sqe == NULL)
         return -EBUSY;
     uint64_t data = (uint64_t)fd + WATCH_UDATA_MIN;
-    if (on) {
+    if (on && w->accept) {
+        io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+        io_uring_sqe_set_data64(sqe, data);
+    } else if (on) {
         io_uring_prep_poll_add(sqe, fd, POLLIN | POLLRDHUP);
         io_uring_sqe_set_data64(sqe, data);
     } else {
-        io_uring_prep_poll_remove(sqe, data);
+        if (w->accept)
+            io_uring_prep_cancel64(sqe, data, 0);
+        else
+            io_uring_prep_poll_remove(sqe, data);
         io_uring_sqe_set_data64(sqe, 0);
     }
     r->inflight++;

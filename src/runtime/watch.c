@@ -17,11 +17,17 @@
  * submission. Stopping is asynchronous in the kernel: kl_watch_stop() asks
  * for the armed poll's removal and parks, through the reactor's per-slot
  * wait table, until the poll's completion arrives.
+ *
+ * An accept watch (io_uring only) is one multishot IORING_OP_ACCEPT: every
+ * CQE with IORING_CQE_F_MORE carries a new socket; the last one (an error,
+ * or the kernel ending it) disarms the watch, and the owner re-arms when it
+ * wants more (after a back-off on EMFILE, say). Its stop is an async cancel.
  */
 #define _GNU_SOURCE /* MSG_DONTWAIT is POSIX; POLLRDHUP is not */
 #include "keel/watch.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,12 +85,14 @@ static void table_remove(struct kl_watch *w)
     }
 }
 
-int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn)
+static int start(struct kl_watch *w, int fd, kl_watch_fn fn, bool accept)
 {
     struct kl_reactor *r = kl_reactor__get();
     if (fd < 0 || fd >= (1 << 30))
         return -EBADF;
-    *w = (struct kl_watch){.fn = fn, .fd = fd};
+    if (accept && r->backend != KL_REACTOR_URING)
+        return -EOPNOTSUPP;
+    *w = (struct kl_watch){.fn = fn, .fd = fd, .accept = accept};
     int rc = table_add(w, fd);
     if (rc < 0)
         return rc;
@@ -95,6 +103,13 @@ int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn)
     }
     w->armed = true;
     return 0;
+}
+
+int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn) { return start(w, fd, fn, false); }
+
+int kl_watch_accept_start(struct kl_watch *w, int fd, kl_watch_fn fn)
+{
+    return start(w, fd, fn, true);
 }
 
 /* Let the loop run for a millisecond, whatever cancels arrive (kept). */
@@ -160,9 +175,12 @@ void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, bool final)
         if (w->stopping && kl_fiber_id_raw(w->stopper) != 0)
             kl_reactor__complete(r, kl_fiber_id_raw(w->stopper), 0);
     }
-    if (w->stopping)
+    if (w->stopping) {
+        if (w->accept && !final && res >= 0)
+            close(res); /* accepted in the race with the stop: nobody takes it */
         return;
-    w->fn(w, res > 0 ? (uint32_t)res : (uint32_t)POLLERR);
+    }
+    w->fn(w, res);
 }
 
 ssize_t kl_recv_ready(int fd, void *buf, size_t len)
