@@ -434,6 +434,73 @@ static void stop_expire_case(enum kl_reactor_backend b)
 KT_TEST(graceful_stop) { rk_each_backend(stop_case); }
 KT_TEST(stop_shuts_down_after_the_grace) { rk_each_backend(stop_expire_case); }
 
+/* ---- listeners: address lists, IPv6, a clone on the same ports ------------------- */
+
+static struct kl_listener l6, l6b;
+
+static int dial6(const struct sockaddr_storage *ss, socklen_t len)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && kl_connect(fd, (const struct sockaddr *)ss, len, SEC) != 0) {
+        kl_close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static intptr_t addr_driver(void *arg)
+{
+    (void)arg;
+    char back[3];
+    for (size_t i = 0; i < l6.n; i++) { /* each address, and the clone's socket on it */
+        for (int k = 0; k < 8; k++) {
+            int fd = dial6(&l6.acc[i].addr, l6.acc[i].addrlen);
+            KT_CHECK(fd >= 0 && ck_send(fd, "6\n", 2) && ck_recv_exact(fd, back, 2, SEC));
+            if (fd >= 0)
+                kl_close(fd);
+        }
+    }
+    KT_EQ_I(kl_listener_stop(&l6), 0);
+    KT_EQ_I(kl_listener_stop(&l6b), 0);
+    ck_finish();
+    return 0;
+}
+
+static void addr_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    struct kl_listener bad;
+    KT_EQ_I(kl_listener_open(
+                &bad, &(struct kl_listener_config){.addrs = "localhost:1", .conns = &ck.set}),
+            -EINVAL);
+    KT_EQ_I(kl_listener_open(&bad,
+                             &(struct kl_listener_config){.addrs = "127.0.0.1", .conns = &ck.set}),
+            -EINVAL);
+    if (!ck_up(&(struct kl_connset_config){0}))
+        return;
+    int rc = kl_listener_open(
+        &l6, &(struct kl_listener_config){.addrs = "127.0.0.1:0, [::1]:0", .conns = &ck.set});
+    if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
+        printf("    no IPv6 loopback here (%d): IPv4 only\n", rc);
+        rc = kl_listener_open(
+            &l6, &(struct kl_listener_config){.addrs = "127.0.0.1:0", .conns = &ck.set});
+    }
+    KT_EQ_I(rc, 0);
+    KT_EQ_I(kl_listener_clone(&l6b, &l6, &ck.set), 0);
+    for (size_t i = 0; i < l6.n; i++)
+        KT_EQ_I(kl_listener_port(&l6b, i), kl_listener_port(&l6, i));
+    KT_EQ_I(kl_listener_start(&l6), 0);
+    KT_EQ_I(kl_listener_start(&l6b), 0);
+    rk_spawn("driver", addr_driver, NULL);
+    KT_EQ_I(kl_reactor_run(), 0);
+    KT_EQ_U(l6.stats.accepted + l6b.stats.accepted, 8 * l6.n);
+    KT_EQ_I(kl_listener_close(&l6), 0);
+    KT_EQ_I(kl_listener_close(&l6b), 0);
+    ck_down();
+}
+
+KT_TEST(listener_address_list_and_clone) { rk_each_backend(addr_case); }
+
 /* ---- a reactor shutdown closes everything ------------------------------------------------ */
 
 static intptr_t holder(void *arg)
