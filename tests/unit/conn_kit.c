@@ -19,6 +19,8 @@ struct ck_server ck;
 
 static char big[CK_BIG];
 
+const char *ck_big(void) { return big; }
+
 static void big_release(void *arg)
 {
     (void)arg;
@@ -36,6 +38,15 @@ static int command(struct kl_conn *c, const char *line, size_t n)
     if (n == 4 && memcmp(line, "big\n", 4) == 0) {
         ck.big_queued++;
         return kl_conn_write_ref(c, big, sizeof big, big_release, NULL);
+    }
+    if (n == 5 && memcmp(line, "many\n", 5) == 0) { /* more pieces than a batch's iovecs */
+        for (int i = 0; i < CK_MANY_REFS; i++) {
+            ck.big_queued++;
+            int rc = kl_conn_write_ref(c, big + i, 1, big_release, NULL);
+            if (rc < 0)
+                return rc;
+        }
+        return kl_conn_write(c, big, CK_MANY_COPY); /* larger than the copy area */
     }
     if (n == 5 && memcmp(line, "fill\n", 5) == 0) {
         ck.filling = c;
@@ -102,6 +113,8 @@ static void refuse(int fd, void *arg)
 bool ck_up(const struct kl_connset_config *cfg)
 {
     memset(&ck, 0, sizeof ck);
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('a' + i % 26);
     struct kl_connset_config c = *cfg;
     c.handler = handler;
     c.on_close = on_close;

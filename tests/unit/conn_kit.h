@@ -4,7 +4,8 @@
  * kernel picks), whose handler echoes lines and knows a few commands:
  * "slow" (sleep 50 ms, then echo), "fill" (wait in kl_conn_fill for more
  * input, then echo what came, or "fill-error N"), "big" (a 256 KiB borrowed
- * piece, released through a counter), "quit". Connections over the limit
+ * piece, released through a counter), "many" (150 borrowed one-byte pieces,
+ * then 40 KiB copied), "quit". Connections over the limit
  * get "SERVER_ERROR too many open connections". Client helpers are fiber-side
  * wrappers over keel/io.h that fail the case on surprises.
  */
@@ -19,7 +20,9 @@
 #include "keel/conn.h"
 #include "keel/listener.h"
 
-#define CK_BIG (256 * 1024)
+#define CK_BIG       (256 * 1024)
+#define CK_MANY_REFS 150         /* "many": 1-byte borrowed pieces, big[0..150) */
+#define CK_MANY_COPY (40 * 1024) /* then big[0..40 KiB) copied */
 
 struct ck_server {
     struct kl_connset set;
@@ -50,6 +53,9 @@ void ck_finish(void);
 
 /* From the main context after the fibers ended: close and destroy, failing on -EBUSY. */
 void ck_down(void);
+
+/* The bytes "big" and "many" send ('a' + i % 26). */
+const char *ck_big(void);
 
 /* A connected client socket, or -1 (the case failed). */
 int ck_connect(void);

@@ -150,6 +150,37 @@ static void bound_case(enum kl_reactor_backend b)
 
 KT_TEST(input_bound_closes_the_connection) { rk_each_backend(bound_case); }
 
+/* ---- many pieces: more than a batch's iovecs, more than its copy area ---------------- */
+
+static intptr_t pieces_driver(void *arg)
+{
+    (void)arg;
+    static char back[CK_MANY_REFS + CK_MANY_COPY];
+    int fd = ck_connect();
+    if (fd >= 0) {
+        for (int round = 0; round < 3; round++) {
+            KT_CHECK(ck_send(fd, "many\n", 5));
+            KT_CHECK(ck_recv_exact(fd, back, sizeof back, 2 * SEC));
+            KT_CHECK(memcmp(back, ck_big(), CK_MANY_REFS) == 0);
+            KT_CHECK(memcmp(back + CK_MANY_REFS, ck_big(), CK_MANY_COPY) == 0);
+        }
+        kl_close(fd);
+    }
+    ck_finish();
+    return 0;
+}
+
+static void pieces_case(enum kl_reactor_backend b)
+{
+    (void)b;
+    run_case(&(struct kl_connset_config){.wbuf_size = 4096}, pieces_driver);
+    KT_EQ_U(ck.big_queued, 3 * CK_MANY_REFS);
+    KT_EQ_U(ck.big_released, ck.big_queued);
+    KT_CHECK(ck.set.stats.flushes >= 3 * (CK_MANY_REFS / 64 + CK_MANY_COPY / 4096));
+}
+
+KT_TEST(writer_gathers_many_pieces) { rk_each_backend(pieces_case); }
+
 /* ---- a client that sends but never reads ----------------------------------------- */
 
 static size_t hog_sent;
