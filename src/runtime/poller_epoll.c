@@ -219,7 +219,7 @@ static int64_t epoll_io(struct kl_reactor *r, struct kl_io_req *q, uint64_t dead
         int64_t res = attempt(r, st, q);
         if (res == -EINTR)
             continue;
-        if (res != -EAGAIN) {
+        if (res != -EAGAIN || q->nowait) {
             r->stats.completions++;
             return res;
         }
@@ -271,6 +271,8 @@ static int epoll_poll(struct kl_reactor *r, uint64_t timeout_ns)
             kl_xthread__woken(r);
             continue;
         }
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) /* a watch is for input */
+            kl_watch__event(r, fd, (int32_t)ev, false);        /* returns at once if none */
         if ((size_t)fd >= e->nfds)
             continue;
         struct fd_state *st = &e->fds[fd];
@@ -280,6 +282,21 @@ static int epoll_poll(struct kl_reactor *r, uint64_t timeout_ns)
             wake(st->writer, 0);
     }
     return 0;
+}
+
+/* A watch (watch.c): the fd's one registration serves it from the first arm
+ * (which stays armed) to the stop; events reach it by fd. */
+static int epoll_watch(struct kl_reactor *r, struct kl_watch *w, bool on)
+{
+    if (on) {
+        int err = 0;
+        if (fd_register(r, r->backend_state, w->fd, &err) == NULL)
+            return err;
+        r->inflight++;
+        return 0;
+    }
+    r->inflight--;
+    return 1; /* nothing of it is left in the kernel */
 }
 
 static void epoll_forget(struct kl_reactor *r, int fd)
@@ -310,6 +327,7 @@ static const struct kl_poller_ops epoll_ops = {
     .name = "epoll",
     .poll = epoll_poll,
     .io = epoll_io,
+    .watch = epoll_watch,
     .forget = epoll_forget,
     .destroy = epoll_destroy,
 };

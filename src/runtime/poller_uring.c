@@ -31,6 +31,7 @@
  * CQE, since the kernel writes into our buffer. Unexpected kernel results
  * are reported (KL_WARN), never asserted.
  */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
@@ -43,7 +44,9 @@
 #include "reactor_internal.h"
 
 /* The user_data of the wake-up read: slot 1, incarnation 0. */
-#define WAKE_UDATA 1u
+#define WAKE_UDATA      1u
+/* A watch's poll: fd + WATCH_UDATA_MIN, high half zero (watch.c). */
+#define WATCH_UDATA_MIN 2u
 
 /* The most one read or write transfers (Linux's MAX_RW_COUNT with 4 KiB pages). */
 #define MAX_RW 0x7ffff000u
@@ -238,7 +241,7 @@ static int64_t uring_io(struct kl_reactor *r, struct kl_io_req *q, uint64_t dead
     struct uring_state *u = r->backend_state;
     for (;;) {
         int64_t res = run_one(r, u, q, 0, deadline);
-        if (res != -EAGAIN || !waits_for_readiness(q->kind))
+        if (res != -EAGAIN || q->nowait || !waits_for_readiness(q->kind))
             return res;
         res = run_one(r, u, q, poll_mask_of(q->kind), deadline);
         if (res < 0)
@@ -286,6 +289,12 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
             continue;
         }
         KL_ASSERT(r->inflight > 0, "a CQE with nothing in flight");
+        if (data >= WATCH_UDATA_MIN && (data >> 32) == 0) { /* a watch's poll (watch.c) */
+            bool final = !(cqe->flags & IORING_CQE_F_MORE);
+            r->inflight -= final;
+            kl_watch__event(r, (int)(data - WATCH_UDATA_MIN), cqe->res, final);
+            continue;
+        }
         r->inflight--;
         if (data != 0)
             kl_reactor__complete(r, data, cqe->res);
@@ -295,6 +304,37 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
         arm_wake(r, u);
         kl_xthread__woken(r);
     }
+    return 0;
+}
+
+/* A watch (watch.c): arm one one-shot poll (or, for an accept watch, one
+ * multishot accept) with user_data fd + 2; stop: remove (cancel) it if
+ * armed, else there is nothing to wait for. */
+static int uring_watch(struct kl_reactor *r, struct kl_watch *w, bool on)
+{
+    struct uring_state *u = r->backend_state;
+    int fd = w->fd;
+    if (!on && !w->armed)
+        return 1;
+    struct io_uring_sqe *sqe = get_sqe(r, u);
+    if (sqe == NULL)
+        return -EBUSY;
+    uint64_t data = (uint64_t)fd + WATCH_UDATA_MIN;
+    if (on && w->accept) {
+        io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+        io_uring_sqe_set_data64(sqe, data);
+    } else if (on) {
+        io_uring_prep_poll_add(sqe, fd, POLLIN | POLLRDHUP);
+        io_uring_sqe_set_data64(sqe, data);
+    } else {
+        if (w->accept)
+            io_uring_prep_cancel64(sqe, data, 0);
+        else
+            io_uring_prep_poll_remove(sqe, data);
+        io_uring_sqe_set_data64(sqe, 0);
+    }
+    r->inflight++;
+    r->stats.submissions++;
     return 0;
 }
 
@@ -356,6 +396,7 @@ static const struct kl_poller_ops uring_ops = {
     .name = "io_uring",
     .poll = uring_poll,
     .io = uring_io,
+    .watch = uring_watch,
     .forget = uring_forget,
     .destroy = uring_destroy,
 };

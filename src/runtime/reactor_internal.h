@@ -22,6 +22,7 @@
 #include "keel/fiber.h"
 #include "keel/reactor.h"
 #include "keel/timer_wheel.h"
+#include "keel/watch.h"
 #include "keel/xthread.h"
 
 #include "fiber_internal.h"
@@ -56,6 +57,7 @@ struct kl_io_req {
     struct sockaddr *addr; /* accept: out; connect: in (const in spirit) */
     socklen_t *addrlen;    /* accept */
     socklen_t addrlen_in;  /* connect */
+    bool nowait;           /* -EAGAIN is the answer: do not wait for readiness (watch.c) */
 };
 
 /* What a fiber waiting for a completion has, indexed by fiber slot. */
@@ -75,6 +77,12 @@ struct kl_poller_ops {
     int (*poll)(struct kl_reactor *r, uint64_t timeout_ns);
     /* Run `req` for the calling fiber; the result or -errno. */
     int64_t (*io)(struct kl_reactor *r, struct kl_io_req *req, uint64_t deadline_ns);
+    /* Arm (on) or stop watch `w` for readiness of its fd (watch.c); 0 or
+     * -errno. epoll: registered (and counted in r->inflight) from the first
+     * arm to the stop. io_uring: one poll per arm, counted while armed; a
+     * stop returns 1 when nothing is armed, else asks for the poll's removal
+     * (0) and its CQE reaches kl_watch__event() with `final` set. */
+    int (*watch)(struct kl_reactor *r, struct kl_watch *w, bool on);
     /* Forget per-fd state before `fd` is closed. */
     void (*forget)(struct kl_reactor *r, int fd);
     void (*destroy)(struct kl_reactor *r);
@@ -153,6 +161,11 @@ void kl_xthread__drain(struct kl_reactor *r);
 /* True while a post can still arrive: another reference exists, or a
  * message waits. The loop then blocks instead of reporting a deadlock. */
 bool kl_xthread__may_receive(const struct kl_reactor *r);
+
+/* A readiness event for the watch of `fd` (watch.c): `res` is the poll mask
+ * or -errno; `final` when the backend no longer watches (io_uring's last
+ * CQE of a multishot poll). */
+void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, bool final);
 
 /* Backend constructors: fill r->backend_state and r->ops; 0 or -errno. */
 int kl_poller_uring_init(struct kl_reactor *r);

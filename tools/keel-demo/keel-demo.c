@@ -1,19 +1,23 @@
 /* keel-demo: what `make run` starts until keeld exists.
  *
- * A line echo server on keel's runtime, to show it working: one reactor
- * (io_uring, or epoll where io_uring is unavailable), a fiber that accepts on
- * 127.0.0.1:11211 and one fiber per connection, every read and write parked
- * on the reactor. At start-up it checks itself: 32 client fibers send 500
- * lines each through the server over loopback and the demo prints the
- * requests per second and round-trip percentiles. Then it serves until
- * SIGINT or SIGTERM, which a fiber receives (keel/sigwait.h) and turns into
- * a clean stop: the acceptor is cancelled at once, open connections get a
- * grace period (2 s) to finish, then are cancelled (kl_reactor_shutdown). SIGHUP writes a dump of
- * every fiber to stderr.
+ * A pipelined line echo server on keel's toolkit, to show it working: one
+ * reactor (io_uring, or epoll where io_uring is unavailable), a listener on
+ * 127.0.0.1:11211 (keel/listener.h) feeding a connection set (keel/conn.h):
+ * an idle connection holds no fiber and no buffer; when lines arrive a
+ * runner fiber echoes every complete line in the input and sends the
+ * replies with one writev, whatever the depth of pipelining. At start-up
+ * it checks itself: 32 client fibers send 500 lines each through the server
+ * over loopback, one at a time, then 100 lines in one write, and the demo
+ * prints the lines per second and round-trip percentiles. Then it serves
+ * until SIGINT or SIGTERM, which a fiber receives (keel/sigwait.h) and
+ * turns into a clean stop: the listener stops at once, idle connections are
+ * closed, those being served get a grace period (2 s) to finish and are
+ * then shut down (kl_connset_stop). SIGHUP writes a dump of every fiber to
+ * stderr.
  *
  * Commands on a connection: any line is echoed back; "stats" prints the
- * reactor's counters; "quit" closes the connection. It says plainly that it
- * is a demo and not the server.
+ * reactor's and the connections' counters; "quit" closes the connection.
+ * It says plainly that it is a demo and not the server.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -29,27 +33,30 @@
 #include <unistd.h>
 
 #include "keel/clock.h"
+#include "keel/conn.h"
 #include "keel/fiber.h"
 #include "keel/histogram.h"
 #include "keel/io.h"
+#include "keel/listener.h"
 #include "keel/reactor.h"
 #include "keel/sigwait.h"
 
 #define MS          1000000ull
-#define LINE_BYTES  1024
+#define LINE_MAX    (64 * 1024) /* a longer line is refused ("ERROR line too long") */
 #define CHECK_CONNS 32
 #define CHECK_LINES 500
+#define CHECK_DEPTH 100 /* lines of the pipelined round */
 
 struct demo {
     struct sockaddr_in addr;
-    int listen_fd;
+    struct kl_listener listener;
+    struct kl_connset conns;
     uint64_t lines_served;
-    uint64_t connections;
+    uint64_t closed_by_stop;
     struct kl_hist rtt;     /* self-check round trips, ns */
     uint32_t check_running; /* self-check clients not finished */
     uint32_t check_failed;
     uint64_t grace_ns;
-    kl_fiber_id acceptor;
 };
 
 static struct demo demo;
@@ -78,83 +85,65 @@ static int send_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-static int send_stats(int fd)
+static int write_stats(struct kl_conn *c)
 {
     struct kl_reactor_stats st;
+    struct kl_connset_stats cs;
     kl_reactor_stats(&st);
-    char out[512];
+    kl_connset_stats(&demo.conns, &cs);
+    char out[768];
     int n = snprintf(out, sizeof out,
                      "backend %s\r\nconnections %llu\r\nlines %llu\r\niterations %llu\r\n"
-                     "syscalls %llu\r\nsubmissions %llu\r\ncompletions %llu\r\nEND\r\n",
-                     kl_reactor_backend_name(kl_reactor_backend()),
-                     (unsigned long long)demo.connections, (unsigned long long)demo.lines_served,
-                     (unsigned long long)st.iterations, (unsigned long long)st.syscalls,
-                     (unsigned long long)st.submissions, (unsigned long long)st.completions);
-    return send_all(fd, out, (size_t)n);
+                     "syscalls %llu\r\nsubmissions %llu\r\ncompletions %llu\r\n"
+                     "open %u\r\nactive %u\r\nrunners %u\r\nreads %llu\r\nflushes %llu\r\n"
+                     "END\r\n",
+                     kl_reactor_backend_name(kl_reactor_backend()), (unsigned long long)cs.opened,
+                     (unsigned long long)demo.lines_served, (unsigned long long)st.iterations,
+                     (unsigned long long)st.syscalls, (unsigned long long)st.submissions,
+                     (unsigned long long)st.completions, cs.open, cs.active, cs.runners,
+                     (unsigned long long)cs.reads, (unsigned long long)cs.flushes);
+    return kl_conn_write(c, out, (size_t)n);
 }
 
-/* Serve one connection: echo each line, until the peer closes or "quit". */
-static intptr_t connection(void *arg)
-{
-    int fd = (int)(intptr_t)arg;
-    char buf[LINE_BYTES];
-    size_t have = 0;
-    for (;;) {
-        char *nl = memchr(buf, '\n', have);
-        if (nl == NULL) {
-            if (have == sizeof buf) {
-                send_all(fd, "ERROR line too long\r\n", 21);
-                break;
-            }
-            ssize_t n = kl_recv(fd, buf + have, sizeof buf - have, 0, 0);
-            if (n <= 0)
-                break; /* closed, error, or cancelled by the shutdown */
-            have += (size_t)n;
-            continue;
-        }
-        size_t len = (size_t)(nl - buf) + 1;
-        size_t word = len - 1 - (len >= 2 && buf[len - 2] == '\r');
-        int rc = 0;
-        if (word == 4 && memcmp(buf, "quit", 4) == 0)
-            break;
-        if (word == 5 && memcmp(buf, "stats", 5) == 0)
-            rc = send_stats(fd);
-        else
-            rc = send_all(fd, buf, len);
-        if (rc < 0)
-            break;
-        demo.lines_served++;
-        memmove(buf, buf + len, have - len);
-        have -= len;
-    }
-    kl_close(fd);
-    return 0;
-}
-
-static intptr_t acceptor(void *arg)
+/* The handler: echo every complete line in the input (any number of them:
+ * pipelined clients get one writev per batch); "stats", "quit". */
+static int echo_lines(struct kl_conn *c, void *arg)
 {
     (void)arg;
-    while (!kl_reactor_stopping()) {
-        int fd = kl_accept(demo.listen_fd, NULL, NULL, 0);
-        if (fd == -ECANCELED)
+    size_t len, done = 0;
+    const char *in = kl_conn_input(c, &len);
+    int rc = 0, verdict = KL_CONN_MORE;
+    while (rc == 0 && verdict == KL_CONN_MORE) {
+        const char *nl = memchr(in + done, '\n', len - done);
+        if (nl == NULL)
             break;
-        if (fd < 0) {
-            fprintf(stderr, "keel-demo: accept: %s\n", strerror(-fd));
-            kl_sleep(10 * MS); /* EMFILE and friends: do not spin */
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        kl_fiber_id id;
-        if (kl_fiber_spawn(&id, "connection", connection, (void *)(intptr_t)fd,
-                           KL_FIBER_PRIO_NORMAL) != 0) {
-            kl_close(fd); /* every fiber slot taken: refuse the connection */
-            continue;
-        }
-        kl_fiber_detach(id);
-        demo.connections++;
+        const char *line = in + done;
+        size_t n = (size_t)(nl - line) + 1;
+        size_t word = n - 1 - (n >= 2 && line[n - 2] == '\r');
+        done += n;
+        if (word == 4 && memcmp(line, "quit", 4) == 0)
+            verdict = KL_CONN_CLOSE;
+        else if (word == 5 && memcmp(line, "stats", 5) == 0)
+            rc = write_stats(c);
+        else
+            rc = kl_conn_write(c, line, n);
+        demo.lines_served += verdict == KL_CONN_MORE;
     }
-    return 0;
+    kl_conn_consume(c, done);
+    if (rc < 0)
+        return rc;
+    if (verdict == KL_CONN_MORE && kl_conn_input_full(c)) {
+        kl_conn_write(c, "ERROR line too long\r\n", 21);
+        return KL_CONN_CLOSE;
+    }
+    return verdict;
+}
+
+static void on_close(struct kl_conn *c, int reason, void *arg)
+{
+    (void)c;
+    (void)arg;
+    demo.closed_by_stop += reason == -ESHUTDOWN;
 }
 
 /* ---- signals --------------------------------------------------------------- */
@@ -177,13 +166,33 @@ static intptr_t signals(void *arg)
         if (sig > 0)
             printf("keel-demo: %s: stopping (grace %llu ms)\n", strsignal(sig),
                    (unsigned long long)(demo.grace_ns / MS));
-        kl_fiber_cancel(demo.acceptor); /* no new connections from now on */
+        kl_listener_stop(&demo.listener); /* no new connections from now on */
+        kl_connset_stop(&demo.conns, demo.grace_ns);
         kl_reactor_stop();
         return 0;
     }
 }
 
 /* ---- self-check ------------------------------------------------------------- */
+
+/* CHECK_DEPTH lines in one write; every one must come back, in order. */
+static bool pipelined_round(int fd)
+{
+    char out[CHECK_DEPTH * 16], back[CHECK_DEPTH * 16];
+    size_t len = 0;
+    for (int i = 0; i < CHECK_DEPTH; i++)
+        len += (size_t)snprintf(out + len, sizeof out - len, "deep %d\n", i);
+    if (send_all(fd, out, len) != 0)
+        return false;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = kl_recv(fd, back + got, sizeof back - got, 0, 1000 * MS);
+        if (n <= 0)
+            return false;
+        got += (size_t)n;
+    }
+    return got == len && memcmp(out, back, len) == 0;
+}
 
 static intptr_t check_client(void *arg)
 {
@@ -206,6 +215,7 @@ static intptr_t check_client(void *arg)
         if (ok)
             kl_hist_record(&demo.rtt, kl_now() - t0);
     }
+    ok = ok && pipelined_round(fd);
     if (fd >= 0)
         kl_close(fd);
     demo.check_failed += !ok;
@@ -230,34 +240,17 @@ static bool self_check(void)
     double secs = (double)(kl_now() - t0) / 1e9;
     if (rc < 0 || demo.check_running != 0)
         return false;
-    printf("self-check: %d fibers x %d lines echoed in %.3f s: %.0f lines/s; "
+    printf("self-check: %d fibers x %d lines (one at a time, then %d in one write) echoed in "
+           "%.3f s: %.0f lines/s; "
            "round trip p50 %.1f us, p99 %.1f us; %u failed\n",
-           CHECK_CONNS, CHECK_LINES, secs, CHECK_CONNS * CHECK_LINES / secs,
+           CHECK_CONNS, CHECK_LINES, CHECK_DEPTH, secs,
+           CHECK_CONNS * (CHECK_LINES + CHECK_DEPTH) / secs,
            (double)kl_hist_percentile(&demo.rtt, 50) / 1e3,
            (double)kl_hist_percentile(&demo.rtt, 99) / 1e3, demo.check_failed);
     return demo.check_failed == 0;
 }
 
 /* ---- main --------------------------------------------------------------------- */
-
-static int listen_on(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    demo.addr = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    demo.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof demo.addr;
-    if (bind(fd, (struct sockaddr *)&demo.addr, sizeof demo.addr) != 0 || listen(fd, 512) != 0 ||
-        getsockname(fd, (struct sockaddr *)&demo.addr, &len) != 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return fd;
-}
 
 static int parse_backend(const char *s, enum kl_reactor_backend *b)
 {
@@ -316,12 +309,6 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     kl_sigblock(&set);
 
-    demo.listen_fd = listen_on(port);
-    if (demo.listen_fd < 0) {
-        fprintf(stderr, "keel-demo: cannot listen on 127.0.0.1:%d: %s\n", port,
-                strerror(-demo.listen_fd));
-        return 1;
-    }
     int rc =
         kl_sched_init(&(struct kl_sched_config){.max_fibers = 4096, .hog_threshold_ns = 100 * MS});
     if (rc == 0)
@@ -330,13 +317,30 @@ int main(int argc, char **argv)
         fprintf(stderr, "keel-demo: cannot start the runtime: %s\n", strerror(-rc));
         return 1;
     }
+    rc = kl_connset_init(&demo.conns, &(struct kl_connset_config){.max_conns = 16384,
+                                                                  .max_active = 256,
+                                                                  .rbuf_size = 16384,
+                                                                  .rbuf_max = LINE_MAX,
+                                                                  .handler = echo_lines,
+                                                                  .on_close = on_close});
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    if (rc == 0)
+        rc = kl_listener_open(&demo.listener,
+                              &(struct kl_listener_config){.addrs = addr, .conns = &demo.conns});
+    if (rc != 0) {
+        fprintf(stderr, "keel-demo: cannot listen on %s: %s\n", addr, strerror(-rc));
+        return 1;
+    }
+    demo.addr = (struct sockaddr_in){.sin_family = AF_INET,
+                                     .sin_port = htons(kl_listener_port(&demo.listener, 0))};
+    demo.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     printf("keel-demo: a demo of keel's runtime, not keeld (the server does not exist yet)\n");
     printf("keel-demo: reactor on %s; line echo server on 127.0.0.1:%d\n",
            kl_reactor_backend_name(kl_reactor_backend()), ntohs(demo.addr.sin_port));
 
     kl_fiber_id sig;
-    if (kl_fiber_spawn(&demo.acceptor, "acceptor", acceptor, NULL, KL_FIBER_PRIO_HIGH) != 0 ||
-        kl_fiber_detach(demo.acceptor) != 0) {
+    if (kl_listener_start(&demo.listener) != 0) {
         fprintf(stderr, "keel-demo: cannot start the acceptor fiber\n");
         return 1;
     }
@@ -359,12 +363,15 @@ int main(int argc, char **argv)
         return 1;
     }
     int cancelled = kl_reactor_shutdown(demo.grace_ns);
-    printf("keel-demo: stopped: %llu connections, %llu lines served; %d fibers cancelled after the "
-           "grace period\n",
-           (unsigned long long)demo.connections, (unsigned long long)demo.lines_served,
-           cancelled < 0 ? 0 : cancelled);
-    kl_close(demo.listen_fd);
+    struct kl_connset_stats cs;
+    kl_connset_stats(&demo.conns, &cs);
+    printf("keel-demo: stopped: %llu connections, %llu lines served; %llu closed by the stop "
+           "(idle at once, busy after the grace period); %d fibers cancelled\n",
+           (unsigned long long)cs.opened, (unsigned long long)demo.lines_served,
+           (unsigned long long)demo.closed_by_stop, cancelled < 0 ? 0 : cancelled);
+    kl_listener_close(&demo.listener);
     kl_sched_shutdown();
+    int drc = kl_connset_destroy(&demo.conns);
     kl_reactor_destroy();
-    return cancelled < 0 ? 1 : 0;
+    return cancelled < 0 || drc != 0 ? 1 : 0;
 }

@@ -1,0 +1,77 @@
+/* keel/watch.h: fd readiness without a fiber, and a receive that never waits.
+ *
+ * A struct kl_watch asks the calling thread's reactor to call `fn` (on the
+ * main context, within a loop iteration) when its fd may have become
+ * readable or hung up. No fiber waits and nothing is allocated per event.
+ * A watch is armed by kl_watch_start() and fires once; the owner re-arms it
+ * (kl_watch_arm) when it wants the next event, typically after reading
+ * until a short read or -EAGAIN from kl_recv_ready(). io_uring: one one-shot
+ * IORING_OP_POLL_ADD per arm (user_data: the fd, high half zero, which no
+ * fiber id has); an arm on a readable socket fires at once. epoll: the fd is
+ * registered edge-triggered once, stays armed, and every edge calls `fn`.
+ * So `fn` may come while the owner did not ask (epoll), and may be spurious:
+ * treat it as "try reading". `fn` must not block; it typically marks the
+ * owner ready and resumes or hands it to a fiber.
+ *
+ * One watch per fd. An armed watch counts as I/O in flight, so the loop
+ * waits for it rather than reporting a deadlock, and kl_reactor_destroy()
+ * refuses while one is armed. Stop the watch before closing the fd.
+ */
+#ifndef KEEL_WATCH_H
+#define KEEL_WATCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "keel/fiber.h"
+
+struct kl_watch;
+
+/* Called on the reactor's thread, main context. A readiness watch: `res` is
+ * a POLLIN/POLLHUP/POLLERR/POLLRDHUP mask, or -errno. An accept watch: the
+ * accepted socket (close-on-exec, now the callee's), or -errno. */
+typedef void (*kl_watch_fn)(struct kl_watch *w, int32_t res);
+
+/* Caller-owned; must stay valid and unmoved from kl_watch_start() until
+ * kl_watch_stop() has returned. */
+struct kl_watch {
+    kl_watch_fn fn;
+    int fd;
+    bool armed;          /* the backend watches fd */
+    bool stopping;       /* kl_watch_stop() waits for the backend to let go */
+    bool accept;         /* an accept watch (kl_watch_accept_start) */
+    kl_fiber_id stopper; /* the fiber in kl_watch_stop() */
+};
+
+/* Watch socket `fd` and arm: `fn` comes when it is readable (at once if
+ * bytes are already there). 0, -EBUSY (fd already watched), -EBADF,
+ * -ENOMEM, or the backend's error. */
+int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn);
+
+/* io_uring only: accept on listening socket `fd` with one multishot
+ * IORING_OP_ACCEPT; `fn` gets each new socket. The watch disarms itself on
+ * an error (-EMFILE...) or when the kernel ends it (w->armed false after
+ * that call): re-arm with kl_watch_arm(). 0, -EOPNOTSUPP (epoll), -EBUSY,
+ * -EBADF, -ENOMEM. Stop it with kl_watch_stop() from a fiber. */
+int kl_watch_accept_start(struct kl_watch *w, int fd, kl_watch_fn fn);
+
+/* Ask for the next event (a no-op while armed). 0 or the backend's error. */
+int kl_watch_arm(struct kl_watch *w);
+
+/* Stop the watch; on return `fn` is no longer called and the kernel holds
+ * nothing of it. From a fiber when armed on io_uring (it waits for the
+ * poll's completion, whatever cancels arrive; a cancel is kept for the next
+ * wait). 0, or -EINVAL if the watch was not started or is stopping. */
+int kl_watch_stop(struct kl_watch *w);
+
+/* True when `fd` is watched on this thread. */
+bool kl_watch_active(int fd);
+
+/* recv(2) that never waits for bytes: what is there now (0: peer closed), or
+ * -EAGAIN, or -errno. On io_uring it is one SQE (MSG_DONTWAIT) riding with
+ * the loop's submission, so reading after a watch's edge costs no system
+ * call of its own; on epoll it is one recv(). From a fiber. */
+ssize_t kl_recv_ready(int fd, void *buf, size_t len);
+
+#endif /* KEEL_WATCH_H */

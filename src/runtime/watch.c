@@ -1,0 +1,199 @@
+/* Readiness watches and a receive that never waits (keel/watch.h).
+ *
+ * The thread's watches sit in a table indexed by fd, so both backends find
+ * the watch of an event without a pointer in the kernel: epoll looks the fd
+ * up for each event, io_uring's poll carries fd + 2 as user_data (high half
+ * zero: never a fiber id, and clear of the wake-up read's 1 and the
+ * counted-only 0). The table grows by doubling when a larger fd comes
+ * (rare: it starts at RLIMIT_NOFILE) and is freed when the last watch goes.
+ *
+ * io_uring: one-shot polls, re-armed by the owner (kl_watch_arm) when it
+ * wants the next event. Multishot polls were tried first: when many sockets
+ * become readable at once the completion queue fills, the kernel ends every
+ * multishot poll that cannot post, and re-arming a poll on a socket that
+ * stays readable ends it again at once: a storm of re-arms. A one-shot
+ * poll's completion always gets through (it overflows into the kernel's
+ * list), and costs one SQE per idle period, which rides with the loop's
+ * submission. Stopping is asynchronous in the kernel: kl_watch_stop() asks
+ * for the armed poll's removal and parks, through the reactor's per-slot
+ * wait table, until the poll's completion arrives.
+ *
+ * An accept watch (io_uring only) is one multishot IORING_OP_ACCEPT: every
+ * CQE with IORING_CQE_F_MORE carries a new socket; the last one (an error,
+ * or the kernel ending it) disarms the watch, and the owner re-arms when it
+ * wants more (after a back-off on EMFILE, say). Its stop is an async cancel.
+ */
+#define _GNU_SOURCE /* MSG_DONTWAIT is POSIX; POLLRDHUP is not */
+#include "keel/watch.h"
+
+#include <errno.h>
+#include <unistd.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "keel/assert.h"
+#include "keel/clock.h"
+
+#include "reactor_internal.h"
+
+struct watch_table {
+    struct kl_watch **by_fd;
+    size_t cap;
+    size_t count;
+};
+
+static __thread struct watch_table table;
+
+static struct kl_watch *lookup(int fd)
+{
+    return fd >= 0 && (size_t)fd < table.cap ? table.by_fd[fd] : NULL;
+}
+
+static int table_add(struct kl_watch *w, int fd)
+{
+    if ((size_t)fd >= table.cap) {
+        size_t n = table.cap ? table.cap : 1024;
+        struct rlimit rl;
+        if (table.cap == 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            rl.rlim_cur > n && rl.rlim_cur < (1u << 20))
+            n = (size_t)rl.rlim_cur;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct kl_watch **t = realloc(table.by_fd, n * sizeof *t);
+        if (t == NULL)
+            return -ENOMEM;
+        memset(t + table.cap, 0, (n - table.cap) * sizeof *t);
+        table.by_fd = t;
+        table.cap = n;
+    }
+    if (table.by_fd[fd] != NULL)
+        return -EBUSY;
+    table.by_fd[fd] = w;
+    table.count++;
+    return 0;
+}
+
+static void table_remove(struct kl_watch *w)
+{
+    KL_ASSERT(lookup(w->fd) == w, "watch of fd %d not in the table", w->fd);
+    table.by_fd[w->fd] = NULL;
+    if (--table.count == 0) {
+        free(table.by_fd);
+        table = (struct watch_table){0};
+    }
+}
+
+static int start(struct kl_watch *w, int fd, kl_watch_fn fn, bool accept)
+{
+    struct kl_reactor *r = kl_reactor__get();
+    if (fd < 0 || fd >= (1 << 30))
+        return -EBADF;
+    if (accept && r->backend != KL_REACTOR_URING)
+        return -EOPNOTSUPP;
+    *w = (struct kl_watch){.fn = fn, .fd = fd, .accept = accept};
+    int rc = table_add(w, fd);
+    if (rc < 0)
+        return rc;
+    rc = r->ops->watch(r, w, true);
+    if (rc < 0) {
+        table_remove(w);
+        return rc;
+    }
+    w->armed = true;
+    return 0;
+}
+
+int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn) { return start(w, fd, fn, false); }
+
+int kl_watch_accept_start(struct kl_watch *w, int fd, kl_watch_fn fn)
+{
+    return start(w, fd, fn, true);
+}
+
+/* Let the loop run for a millisecond, whatever cancels arrive (kept). */
+static void pause_1ms(struct kl_reactor *r)
+{
+    struct kl_fiber *cur = r->sched->current;
+    KL_ASSERT(cur != &r->sched->main, "kl_watch_stop() must wait outside a fiber");
+    bool cancelled = cur->cancelled;
+    cur->cancelled = false;
+    kl_reactor__park(r, "watch-stop-retry", kl_now() + 1000000u);
+    cur->cancelled |= cancelled;
+}
+
+int kl_watch_stop(struct kl_watch *w)
+{
+    struct kl_reactor *r = kl_reactor__get();
+    if (w->stopping || lookup(w->fd) != w)
+        return -EINVAL;
+    w->stopping = true;
+    int rc;
+    while ((rc = r->ops->watch(r, w, false)) < 0) /* no SQE for the removal */
+        pause_1ms(r);
+    if (rc == 1)
+        w->armed = false;
+    if (w->armed) { /* io_uring: wait for the poll's last completion */
+        struct kl_fiber *cur = r->sched->current;
+        KL_ASSERT(cur != &r->sched->main, "kl_watch_stop() on io_uring outside a fiber");
+        uint64_t id = kl_fiber_id_raw(kl_fiber__id(cur));
+        uint32_t slot = kl_reactor__slot(id);
+        struct kl_io_wait wait = {.id = id};
+        KL_ASSERT(r->waits[slot] == NULL, "fiber slot %u has two requests in flight", slot);
+        r->waits[slot] = &wait;
+        w->stopper = kl_fiber_id_from(id);
+        kl_reactor__wait_done(r, &wait);
+        r->waits[slot] = NULL;
+        KL_ASSERT(!w->armed, "watch of fd %d still armed after its last completion", w->fd);
+    }
+    table_remove(w);
+    w->stopping = false;
+    return 0;
+}
+
+int kl_watch_arm(struct kl_watch *w)
+{
+    struct kl_reactor *r = kl_reactor__get();
+    if (w->armed || w->stopping || lookup(w->fd) != w)
+        return 0;
+    int rc = r->ops->watch(r, w, true);
+    if (rc == 0)
+        w->armed = true;
+    return rc;
+}
+
+bool kl_watch_active(int fd) { return lookup(fd) != NULL; }
+
+void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, bool final)
+{
+    struct kl_watch *w = lookup(fd);
+    if (w == NULL)
+        return;
+    if (final) {
+        w->armed = false;
+        if (w->stopping && kl_fiber_id_raw(w->stopper) != 0)
+            kl_reactor__complete(r, kl_fiber_id_raw(w->stopper), 0);
+    }
+    if (w->stopping) {
+        if (w->accept && !final && res >= 0)
+            close(res); /* accepted in the race with the stop: nobody takes it */
+        return;
+    }
+    w->fn(w, res);
+}
+
+ssize_t kl_recv_ready(int fd, void *buf, size_t len)
+{
+    struct kl_reactor *r = kl_reactor__get();
+    KL_ASSERT(r->sched->current != &r->sched->main, "kl_recv_ready() outside a fiber");
+    if (r->sched->current->cancelled)
+        return -ECANCELED;
+    struct kl_io_req req = {.kind = KL_IO_RECV,
+                            .fd = fd,
+                            .buf = buf,
+                            .len = len,
+                            .flags = MSG_DONTWAIT,
+                            .nowait = true};
+    return r->ops->io(r, &req, UINT64_MAX);
+}
