@@ -95,7 +95,7 @@ $(FUZZ_BUILD)/fuzz_memcache: $(FUZZ_SRC) include/keel/memcache.h
 
 fuzz: deps $(FUZZ_BUILD)/fuzz_memcache
 	cd $(FUZZ_BUILD) && ./fuzz_memcache -max_total_time=$(FUZZ_S) -print_final_stats=1 \
-	  -max_len=16384 -timeout=10 corpus ../tests/fuzz/corpus/memcache
+	  -max_len=6000 -timeout=10 corpus ../tests/fuzz/corpus/memcache
 
 format:
 	git ls-files --cached --others --exclude-standard '*.c' '*.h' | xargs clang-format -i

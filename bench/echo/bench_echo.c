@@ -275,8 +275,8 @@ static intptr_t cli_control(void *arg)
     kl_sleep(cli_seconds * 1000000000u);
     cli_measuring = false;
     cli_window_ns = kl_now() - t0;
+    cli_perf_count = perf_stop(perf, out); /* blocks the client: no request runs meanwhile */
     cli_perf_on = false;
-    cli_perf_count = perf_stop(perf, out);
     cli_stop = true;
     return 0;
 }
@@ -337,8 +337,11 @@ static int run_round(enum mode m, struct kl_hist *hist, struct round_result *res
     }
     kl_hist_merge(hist, &cli_hist);
     res->rps = (double)cli_requests * 1e9 / (double)cli_window_ns;
-    res->perf_calls_per_req =
-        cli_perf_count >= 0 && cli_requests > 0 ? cli_perf_count / (double)cli_requests : -1;
+    /* perf counted from its start to its stop: divide by the requests of
+     * that same span, not by those of the (shorter) measuring window. */
+    res->perf_calls_per_req = cli_perf_count >= 0 && cli_perf_requests > 0
+                                  ? cli_perf_count / (double)cli_perf_requests
+                                  : -1;
     res->reactor_calls_per_req =
         m != MODE_THREADS && rep.requests > 0 ? (double)rep.syscalls / (double)rep.requests : -1;
     return 0;

@@ -10,10 +10,20 @@
  * request completed in the race with its timeout or cancel, its real result
  * is returned.
  *
- * On the epoll backend fds are switched to O_NONBLOCK and registered on
- * first use; close them with kl_close() so that a reused fd number starts
- * afresh. One fiber at a time may wait to read, and one to write, on an fd
- * (-EBUSY otherwise).
+ * Close fds with kl_close(). Fibers waiting on the fd (in another call on
+ * it) then return -EBADF, and the descriptor really closes: on io_uring the
+ * requests on it are cancelled first, as an in-flight request holds the file
+ * open. (A call on a regular file that a worker thread runs, on epoll, is
+ * not interrupted: it finishes with its own result.) On the epoll backend
+ * fds are registered on first use; reads and writes do not block through
+ * per-call flags (RWF_NOWAIT, MSG_DONTWAIT), and only for accept, connect
+ * and files without RWF_NOWAIT (a tty) is the fd switched to O_NONBLOCK, a
+ * flag of the file description that other processes may share (a shell's
+ * stdin): kl_close() clears it again, and so does kl_reactor_destroy() for
+ * fds still open. Regular files, which epoll
+ * cannot wait for, are read and written on the reactor's worker threads. One
+ * fiber at a time may wait to read, and one to write, on an fd (-EBUSY
+ * otherwise). Lengths past what one transfer can move give a short count.
  */
 #ifndef KEEL_IO_H
 #define KEEL_IO_H
@@ -56,7 +66,7 @@ ssize_t kl_pwrite(int fd, const void *buf, size_t len, off_t offset, uint64_t ti
 /* fsync(2): 0 or -errno. */
 int kl_fsync(int fd, uint64_t timeout_ns);
 
-/* Forget the fd's reactor state and close it; 0 or -errno. */
+/* Close `fd`, waking its waiters with -EBADF and forgetting its reactor state; 0 or -errno. */
 int kl_close(int fd);
 
 #endif /* KEEL_IO_H */

@@ -8,6 +8,11 @@
  * the workers and no connection crosses threads. Accepted sockets go to the
  * worker's struct kl_connset (keel/conn.h).
  *
+ * On io_uring an acceptor is one multishot accept (keel/watch.h): new
+ * sockets reach the set from the loop, with no fiber switch and no SQE per
+ * connection; its fiber only sleeps, and wakes to back off and re-arm when
+ * the accept ends on an error. On epoll the fiber accepts in a loop.
+ *
  * When the process or system is out of descriptors (EMFILE, ENFILE) or of
  * memory, the acceptor backs off (1 ms, doubling up to backoff_max_ns)
  * instead of spinning on the waiting connection. When the set holds
@@ -23,6 +28,7 @@
 
 #include "keel/conn.h"
 #include "keel/fiber.h"
+#include "keel/watch.h"
 
 #define KL_LISTENER_MAX_ADDRS 8
 
@@ -49,6 +55,8 @@ struct kl_acceptor {
     struct kl_listener *l;
     int fd;
     kl_fiber_id fiber;
+    struct kl_watch watch;        /* io_uring: the multishot accept */
+    int err;                      /* the error that ended it, for the fiber */
     struct sockaddr_storage addr; /* as bound (with the kernel's port) */
     socklen_t addrlen;
 };

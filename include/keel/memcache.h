@@ -98,7 +98,7 @@ struct kl_mc_meta {
 /* One parsed command, or the verdict on bytes that are not one. */
 struct kl_mc_cmd {
     uint8_t type;           /* enum kl_mc_type */
-    bool noreply;           /* "noreply", or meta q */
+    bool noreply;           /* "noreply", or meta q (which hides mg EN, ms/md/ma HD only) */
     bool base64;            /* meta b: key is base64 (kl_mc_base64_decode) */
     bool close;             /* KL_MC_ERROR: close the connection after the reply */
     uint32_t nkeys;         /* get gets gat gats: number of keys */
@@ -114,7 +114,7 @@ struct kl_mc_cmd {
     int64_t num;     /* verbosity level, cache_memlimit MB, shutdown: 1 graceful, -1 bad mode */
     size_t consumed; /* bytes of the command; an error's may exceed the buffer (swallow) */
     size_t need;     /* KL_MC_NEED_MORE: bytes a data block still needs, 0 if unknown */
-    struct kl_mc_meta meta;
+    struct kl_mc_meta meta; /* set for the meta commands (mg ... me) only */
 };
 
 /* What the server decides: memcached's -I and key limit, and the time. */

@@ -16,6 +16,12 @@
  * thread at a time; open one handle per writing thread (or process). No
  * fiber runtime is needed. Functions return 0 (or a count) or a negative
  * errno.
+ *
+ * A file-size limit (RLIMIT_FSIZE, `ulimit -f`) is read before every growth
+ * of either file, and a growth past it fails with -EFBIG instead of raising
+ * SIGXFSZ. Other code in the process can still raise SIGXFSZ: programs
+ * should ignore it (signal(SIGXFSZ, SIG_IGN)), as keel's programs do, and
+ * take the -EFBIG.
  */
 #ifndef KEEL_MMLOG_H
 #define KEEL_MMLOG_H
@@ -45,7 +51,8 @@ struct kl_mmlog_options {
 #define KL_MMLOG_TYPE_RESERVED 0xFF00u
 
 /* Open (and with KL_MMLOG_CREATE, create) the log at `path`; NULL options for
- * the defaults. Races with other creators are safe: one initialises. */
+ * the defaults. Races with other creators are safe: one initialises. -EFBIG
+ * when a file-size limit leaves no room for the files. */
 int kl_mmlog_open(const char *path, const struct kl_mmlog_options *options, struct kl_mmlog **out);
 
 /* Close a handle, releasing its mappings and its slot. */
@@ -131,7 +138,8 @@ int kl_mmlog_check(struct kl_mmlog *log, struct kl_mmlog_stats *stats);
 int kl_mmlog_recover(struct kl_mmlog *log, struct kl_mmlog_stats *stats);
 
 /* Drop the preallocated tail past the cursor. Idempotent. -EBUSY while any
- * other handle has the log open (shrinking under it could SIGBUS it). */
+ * other handle has the log open (shrinking under it could SIGBUS it), or
+ * while this handle has a claim open. */
 int kl_mmlog_trim(struct kl_mmlog *log);
 
 /* The metadata, for `keel-log stat`. */

@@ -1,19 +1,21 @@
 /* keel/watch.h: fd readiness without a fiber, and a receive that never waits.
  *
  * A struct kl_watch asks the calling thread's reactor to call `fn` (on the
- * main context, within a loop iteration) whenever its fd may have become
- * readable or hung up. No fiber waits and nothing is allocated per event:
- * io_uring keeps one multishot IORING_OP_POLL_ADD armed (its user_data is
- * the fd, with the high half zero, which no fiber id has), epoll has the fd
- * registered edge-triggered once and looks the watch up by fd. Events are
- * edges: the owner reads until kl_recv_ready() answers -EAGAIN (or a short
- * read) and is called again when new bytes arrive; a call may be spurious.
- * `fn` must not block; it typically marks the owner ready and resumes or
- * hands it to a fiber.
+ * main context, within a loop iteration) when its fd may have become
+ * readable or hung up. No fiber waits and nothing is allocated per event.
+ * A watch is armed by kl_watch_start() and fires once; the owner re-arms it
+ * (kl_watch_arm) when it wants the next event, typically after reading
+ * until a short read or -EAGAIN from kl_recv_ready(). io_uring: one one-shot
+ * IORING_OP_POLL_ADD per arm (user_data: the fd, high half zero, which no
+ * fiber id has); an arm on a readable socket fires at once. epoll: the fd is
+ * registered edge-triggered once, stays armed, and every edge calls `fn`.
+ * So `fn` may come while the owner did not ask (epoll), and may be spurious:
+ * treat it as "try reading". `fn` must not block; it typically marks the
+ * owner ready and resumes or hands it to a fiber.
  *
- * One watch per fd. A watched fd counts as I/O in flight, so the loop waits
- * for it rather than reporting a deadlock and kl_reactor_destroy() refuses
- * while one is armed. Stop the watch before closing the fd.
+ * One watch per fd. An armed watch counts as I/O in flight, so the loop
+ * waits for it rather than reporting a deadlock, and kl_reactor_destroy()
+ * refuses while one is armed. Stop the watch before closing the fd.
  */
 #ifndef KEEL_WATCH_H
 #define KEEL_WATCH_H
@@ -26,9 +28,10 @@
 
 struct kl_watch;
 
-/* Called on the reactor's thread, main context; `events` is a POLLIN/POLLHUP/
- * POLLERR/POLLRDHUP mask (may be 0 on a spurious call). */
-typedef void (*kl_watch_fn)(struct kl_watch *w, uint32_t events);
+/* Called on the reactor's thread, main context. A readiness watch: `res` is
+ * a POLLIN/POLLHUP/POLLERR/POLLRDHUP mask, or -errno. An accept watch: the
+ * accepted socket (close-on-exec, now the callee's), or -errno. */
+typedef void (*kl_watch_fn)(struct kl_watch *w, int32_t res);
 
 /* Caller-owned; must stay valid and unmoved from kl_watch_start() until
  * kl_watch_stop() has returned. */
@@ -37,18 +40,29 @@ struct kl_watch {
     int fd;
     bool armed;          /* the backend watches fd */
     bool stopping;       /* kl_watch_stop() waits for the backend to let go */
+    bool accept;         /* an accept watch (kl_watch_accept_start) */
     kl_fiber_id stopper; /* the fiber in kl_watch_stop() */
 };
 
-/* Start calling `fn` on readiness of socket `fd` (an edge may come at once
- * if bytes are already there). 0, -EBUSY (fd already watched), -EBADF,
+/* Watch socket `fd` and arm: `fn` comes when it is readable (at once if
+ * bytes are already there). 0, -EBUSY (fd already watched), -EBADF,
  * -ENOMEM, or the backend's error. */
 int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn);
 
+/* io_uring only: accept on listening socket `fd` with one multishot
+ * IORING_OP_ACCEPT; `fn` gets each new socket. The watch disarms itself on
+ * an error (-EMFILE...) or when the kernel ends it (w->armed false after
+ * that call): re-arm with kl_watch_arm(). 0, -EOPNOTSUPP (epoll), -EBUSY,
+ * -EBADF, -ENOMEM. Stop it with kl_watch_stop() from a fiber. */
+int kl_watch_accept_start(struct kl_watch *w, int fd, kl_watch_fn fn);
+
+/* Ask for the next event (a no-op while armed). 0 or the backend's error. */
+int kl_watch_arm(struct kl_watch *w);
+
 /* Stop the watch; on return `fn` is no longer called and the kernel holds
- * nothing of it. From a fiber (on io_uring it waits for the poll's last
- * completion, whatever cancels arrive; a cancel is kept for the next wait).
- * 0, or -EINVAL if the watch is not armed. */
+ * nothing of it. From a fiber when armed on io_uring (it waits for the
+ * poll's completion, whatever cancels arrive; a cancel is kept for the next
+ * wait). 0, or -EINVAL if the watch was not started or is stopping. */
 int kl_watch_stop(struct kl_watch *w);
 
 /* True when `fd` is watched on this thread. */

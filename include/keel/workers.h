@@ -93,8 +93,8 @@ int kl_workers_start(struct kl_workers **out, const struct kl_workers_options *o
  * at once (also from a worker's fiber). Later calls do nothing. */
 void kl_workers_request_stop(struct kl_workers *g, uint64_t grace_ns);
 
-/* Request the stop (if not yet done) and wait for every worker to end; not
- * from a worker's thread (-EDEADLK). Returns how many fibers the workers
+/* Request the stop (if not yet done) and wait for every worker to end; from
+ * one thread at a time, not a worker's (-EDEADLK). Returns how many fibers the workers
  * had to cancel after the grace period, or a worker's negative errno. The
  * statistics stay readable until kl_workers_destroy(). */
 int kl_workers_stop(struct kl_workers *g, uint64_t grace_ns);

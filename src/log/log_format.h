@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Internal to libkeel: never exported from libkeel.so, whatever the name. */
+#pragma GCC visibility push(hidden)
+
 /* Argument kinds, as stored: 8 bytes each but for strings (u32 length and
  * bytes) and long doubles (16 bytes). */
 enum log_arg {
@@ -48,5 +51,7 @@ struct log_spec {
  * *spec filled and *pos moved past it, 0 at the end, -1 on a conversion keel
  * cannot store (%n, wide strings). Literal text is what lies between. */
 int log_next_spec(const char *fmt, size_t len, size_t *pos, struct log_spec *spec);
+
+#pragma GCC visibility pop
 
 #endif /* KEEL_LOG_FORMAT_H */

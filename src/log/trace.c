@@ -1,7 +1,9 @@
 /* The function-call trace (keel/trace.h).
  *
  * GCC and clang call __cyg_profile_func_enter/exit around every function of
- * code built with -finstrument-functions. Each thread keeps a ring of its
+ * code built with -finstrument-functions; those hooks (trace_hooks.c) are
+ * part of libkeel only in the trace build (KEEL_TRACE=ON), so that an
+ * ordinary libkeel defines no names outside its API. Each thread keeps a ring of its
  * last KL_TRACE_RING events in memory mapped on its first event (so threads
  * of an uninstrumented program cost nothing). Nothing here may itself be
  * instrumented, allocate with malloc, or take a lock: it runs inside every
@@ -20,6 +22,8 @@
 #include "keel/assert.h"
 #include "keel/clock.h"
 
+#include "trace_internal.h"
+
 struct trace_event {
     void *fn;
     void *site;
@@ -35,10 +39,7 @@ static __thread struct trace_ring *ring;
 static __thread bool ring_failed;
 static bool any_recorded;
 
-void __cyg_profile_func_enter(void *fn, void *site) KL_NOTRACE;
-void __cyg_profile_func_exit(void *fn, void *site) KL_NOTRACE;
-
-static KL_NOTRACE void record(void *fn, void *site, uint64_t enter)
+KL_NOTRACE void trace_record(void *fn, void *site, uint64_t enter)
 {
     struct trace_ring *r = ring;
     if (KL_UNLIKELY(!r)) {
@@ -58,10 +59,6 @@ static KL_NOTRACE void record(void *fn, void *site, uint64_t enter)
     e->tsc = (kl_rdtsc() & ~UINT64_C(1)) | enter;
     r->next++;
 }
-
-void __cyg_profile_func_enter(void *fn, void *site) { record(fn, site, 1); }
-
-void __cyg_profile_func_exit(void *fn, void *site) { record(fn, site, 0); }
 
 bool kl_trace_active(void) { return any_recorded; }
 

@@ -11,15 +11,23 @@
  * is extended to the claim's chunk plus two more, so the next claims find
  * room, with fallocate (mmlog_grow_file); writers ahead of the end start
  * that growth with a try-lock, so it rarely stops anyone. A full disk (or RLIMIT_FSIZE,
- * checked first so that no SIGXFSZ is raised) fails the append with -ENOSPC
- * or -EFBIG; the space the writer claimed is then abandoned, and recovery
- * pads it.
+ * read and checked before every growth so that no SIGXFSZ is raised) fails
+ * the append with -ENOSPC or -EFBIG. A writer that would need growth grows
+ * the file before it claims, so a failed append claims nothing and a logger
+ * looping on a full disk burns no log space; only a writer that raced past
+ * another's claim to the end can fail after its claim, which recovery pads.
+ *
+ * A header is rewritten as padding (abort, a failed copy, recovery) in an
+ * order no reader can misread: length 0 first, then the fields, then the
+ * positive length; a reader that found a header invalid looks at its length
+ * again before it reports damage (reader.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -48,10 +56,6 @@ int mmlog_ensure_size(struct kl_mmlog *log, uint64_t end)
         for (int i = 0; i < 3 && err != 0; i++) {
             if (want[i] < end)
                 continue;
-            if (want[i] > log->fsize_limit) {
-                err = -EFBIG;
-                continue;
-            }
             err = mmlog_grow_file(log->data_fd, size, want[i]);
             if (err == 0) {
                 __atomic_store_n(&m->file_size, want[i], __ATOMIC_RELEASE);
@@ -93,8 +97,18 @@ static int write_zeros(int fd, uint64_t from, uint64_t to)
     return 0;
 }
 
+uint64_t mmlog_fsize_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return UINT64_MAX;
+    return (uint64_t)rl.rlim_cur;
+}
+
 int mmlog_grow_file(int fd, uint64_t from, uint64_t to)
 {
+    if (to > mmlog_fsize_limit())
+        return -EFBIG;
     for (;;) {
         if (fallocate(fd, 0, (off_t)from, (off_t)(to - from)) == 0)
             return 0;
@@ -124,7 +138,7 @@ static void grow_ahead(struct kl_mmlog *log, uint64_t seen_size)
         return;
     uint64_t size = __atomic_load_n(&m->file_size, __ATOMIC_ACQUIRE);
     uint64_t want = seen_size + log->chunk_size;
-    if (size < want && want <= log->fsize_limit && mmlog_grow_file(log->data_fd, size, want) == 0) {
+    if (size < want && mmlog_grow_file(log->data_fd, size, want) == 0) {
         __atomic_store_n(&m->file_size, want, __ATOMIC_RELEASE);
         m->grow_count++;
     }
@@ -135,6 +149,14 @@ static void grow_ahead(struct kl_mmlog *log, uint64_t seen_size)
  * and the file grown to hold it; or a negative errno (the claim abandoned). */
 static int64_t reserve(struct kl_mmlog *log, uint64_t total)
 {
+    /* Grow first where the claim would reach past the file: a growth that
+     * fails then costs no log space. */
+    uint64_t ahead = __atomic_load_n(&log->meta->cursor, __ATOMIC_RELAXED) + total;
+    if (KL_UNLIKELY(ahead > __atomic_load_n(&log->meta->file_size, __ATOMIC_ACQUIRE))) {
+        int err = mmlog_ensure_size(log, ahead);
+        if (err != 0)
+            return err;
+    }
     struct mmlog_slot *slot = log->slot;
     slot->claim_len = total;
     __atomic_store_n(&slot->state, MMLOG_SLOT_CLAIMING, __ATOMIC_RELAXED);
@@ -169,12 +191,32 @@ static struct mmlog_hdr *begin_record(char *at, uint64_t offset, uint32_t total,
     return h;
 }
 
-static void publish(struct kl_mmlog *log, struct mmlog_hdr *h, uint32_t total)
+/* Make the header at `at` (in progress, or zeros) committed padding of
+ * `total` bytes: length 0, the fields, then the length. */
+static void pad_in_place(char *at, uint64_t offset, uint32_t total)
 {
+    struct mmlog_hdr *h = (struct mmlog_hdr *)(void *)at;
+    __atomic_store_n(&h->len, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE); /* 0 is seen before any field changes */
+    h->type = MMLOG_TYPE_PAD;
+    h->reserved = 0;
+    h->payload_len = 0;
+    h->check = mmlog_check(offset, total, MMLOG_TYPE_PAD, 0);
     __atomic_store_n(&h->len, (int32_t)total, __ATOMIC_RELEASE);
+}
+
+/* The handle's claim is over (published or padded). */
+static void end_claim(struct kl_mmlog *log)
+{
     __atomic_store_n(&log->slot->state, MMLOG_SLOT_IDLE, __ATOMIC_RELEASE);
     if (KL_UNLIKELY(__atomic_load_n(&log->meta->waiters, __ATOMIC_RELAXED) != 0))
         mmlog_wake_followers(log);
+}
+
+static void publish(struct kl_mmlog *log, struct mmlog_hdr *h, uint32_t total)
+{
+    __atomic_store_n(&h->len, (int32_t)total, __ATOMIC_RELEASE);
+    end_claim(log);
 }
 
 static int check_writable(struct kl_mmlog *log, uint16_t type, size_t len)
@@ -247,26 +289,30 @@ void kl_mmlog_abort(struct kl_mmlog *log, struct kl_mmlog_claim *claim)
     KL_ASSERT(log->claim_open, "abort without a claim");
     struct mmlog_hdr *h = (struct mmlog_hdr *)(void *)((char *)claim->data - MMLOG_HDR_SIZE);
     uint32_t total = (uint32_t)-h->len;
-    begin_record((char *)h, claim->offset, total, MMLOG_TYPE_PAD, 0);
     log->claim_open = false;
-    publish(log, h, total);
+    pad_in_place((char *)h, claim->offset, total);
+    end_claim(log);
 }
 
 int mmlog_write_padding(struct kl_mmlog *log, uint64_t offset, uint64_t len)
 {
+    struct mmlog_window w = {UINT64_MAX, NULL};
+    int err = 0;
     while (len > 0) {
         uint64_t n = len > MMLOG_MAX_RECORD ? MMLOG_MAX_RECORD : len;
         if (len - n != 0 && len - n < MMLOG_HDR_SIZE)
             n -= MMLOG_HDR_SIZE; /* leave room for the last piece's header */
-        char *at = mmlog_window_at(log, log->windows, log->window_count, offset, true);
-        if (!at)
-            return -errno;
-        struct mmlog_hdr *h = begin_record(at, offset, (uint32_t)n, MMLOG_TYPE_PAD, 0);
-        __atomic_store_n(&h->len, (int32_t)n, __ATOMIC_RELEASE);
+        char *at = mmlog_window_at(log, &w, 1, offset, true);
+        if (!at) {
+            err = -errno;
+            break;
+        }
+        pad_in_place(at, offset, (uint32_t)n);
         offset += n;
         len -= n;
     }
-    return 0;
+    mmlog_windows_release(log, &w, 1);
+    return err;
 }
 
 /* Copy `iov` into the log at `dst` (a mapping) or, for large records, with
@@ -323,9 +369,12 @@ int kl_mmlog_appendv(struct kl_mmlog *log, uint16_t type, const struct iovec *io
     bool mapped = total <= log->chunk_size; /* else the payload goes by pwrite */
     err = copy_payload(log, mapped ? (char *)h + MMLOG_HDR_SIZE : NULL, offset + MMLOG_HDR_SIZE,
                        iov, iovcnt, len);
-    if (err) /* the claim becomes padding, now */
-        begin_record((char *)h, offset, total, MMLOG_TYPE_PAD, 0);
-    publish(log, h, total);
+    if (err) { /* the claim becomes padding, now */
+        pad_in_place((char *)h, offset, total);
+        end_claim(log);
+    } else {
+        publish(log, h, total);
+    }
     return err;
 }
 

@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,11 +113,16 @@ void mmlog_lock(struct kl_mmlog *log)
     }
 }
 
-void mmlog_unlock(struct kl_mmlog *log)
+int mmlog_unlock(struct kl_mmlog *log)
 {
-    mmlog_owner held = __atomic_exchange_n(&log->meta->lock_owner, 0, __ATOMIC_RELEASE);
-    KL_ASSERT(held == log->self, "mmlog lock released by %#llx, held by %#llx",
-              (unsigned long long)log->self, (unsigned long long)held);
+    /* Another process may have taken the lock over, finding this one dead
+     * (a stale /proc, a stopped process): that is outside this process's
+     * control, so it is an error, and the new holder keeps its lock. */
+    mmlog_owner held = log->self;
+    if (__atomic_compare_exchange_n(&log->meta->lock_owner, &held, 0, false, __ATOMIC_RELEASE,
+                                    __ATOMIC_RELAXED))
+        return 0;
+    return -ENOLCK;
 }
 
 /* Create the data file and fill the meta; runs in the winner of init_owner. */
@@ -258,6 +262,10 @@ int kl_mmlog_open(const char *path, const struct kl_mmlog_options *options, stru
             err = -EAGAIN; /* being created; try again */
             goto fail;
         }
+        if (sizeof(struct mmlog_meta) > mmlog_fsize_limit()) {
+            err = -EFBIG; /* growing it would raise SIGXFSZ */
+            goto fail;
+        }
         if (fallocate(log->meta_fd, 0, 0, sizeof(struct mmlog_meta)) != 0) {
             /* Without fallocate, extend it with ftruncate: it never shrinks
              * the file here, as nobody makes it longer than the meta block;
@@ -296,10 +304,6 @@ int kl_mmlog_open(const char *path, const struct kl_mmlog_options *options, stru
     }
     for (unsigned i = 0; i < log->window_count; i++)
         log->windows[i].chunk = UINT64_MAX;
-    struct rlimit rl;
-    log->fsize_limit = getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
-                           ? (uint64_t)rl.rlim_cur
-                           : UINT64_MAX;
     if (!log->readonly) {
         if ((err = take_slot(log)) != 0)
             goto fail;

@@ -10,6 +10,9 @@
 #include "keel/mmlog.h"
 #include "mmlog_format.h"
 
+/* Internal to libkeel: never exported from libkeel.so, whatever the name. */
+#pragma GCC visibility push(hidden)
+
 /* A mapping of two consecutive chunks [chunk, chunk + 2), so that any record
  * no larger than a chunk that starts in `chunk` lies inside it. */
 struct mmlog_window {
@@ -28,7 +31,6 @@ struct kl_mmlog {
     bool readonly;
     bool claim_open;
     mmlog_owner self;
-    uint64_t fsize_limit; /* RLIMIT_FSIZE at open, to fail with -EFBIG, not SIGXFSZ */
     char *path;
 };
 
@@ -41,8 +43,13 @@ bool mmlog_owner_alive(mmlog_owner owner);
 /* Take the meta lock, displacing a dead holder; counts takeovers. */
 void mmlog_lock(struct kl_mmlog *log);
 
-/* Release the meta lock. */
-void mmlog_unlock(struct kl_mmlog *log);
+/* Release the meta lock; -ENOLCK (and the lock left alone) when another
+ * process took it over meanwhile, believing this one dead. */
+int mmlog_unlock(struct kl_mmlog *log);
+
+/* RLIMIT_FSIZE now (UINT64_MAX when unlimited): files are never grown past
+ * it, so the process gets -EFBIG rather than SIGXFSZ. */
+uint64_t mmlog_fsize_limit(void);
 
 /* Extend the data file from `from` to `to` bytes with fallocate (zeros
  * written where the file system has no fallocate), so its blocks are really
@@ -50,6 +57,7 @@ void mmlog_unlock(struct kl_mmlog *log);
  * are created by the writers' own first stores, in parallel, not by the
  * grower (see docs/BENCHMARKS.md, "fallocate against writing zeros"). */
 int mmlog_grow_file(int fd, uint64_t from, uint64_t to);
+/* (-EFBIG, without a system call that could raise SIGXFSZ, past the limit) */
 
 /* Make the data file at least `end` bytes long (whole chunks, one ahead). */
 int mmlog_ensure_size(struct kl_mmlog *log, uint64_t end);
@@ -63,7 +71,9 @@ char *mmlog_window_at(struct kl_mmlog *log, struct mmlog_window *windows, unsign
 /* Unmap every window of a ring. */
 void mmlog_windows_release(struct kl_mmlog *log, struct mmlog_window *windows, unsigned count);
 
-/* Write a padding record of `len` bytes at `offset` (the caller owns it). */
+/* Write a padding record of `len` bytes at `offset` (the caller owns it),
+ * through a mapping of its own: the handle's windows, which an open claim
+ * of the handle may point into, are left as they are. */
 int mmlog_write_padding(struct kl_mmlog *log, uint64_t offset, uint64_t len);
 
 /* Recovery without the full scan: dead slots and their known claims. Runs
@@ -72,5 +82,7 @@ void mmlog_recover_slots(struct kl_mmlog *log, struct kl_mmlog_stats *stats);
 
 /* Wake followers blocked in kl_mmlog_wait (if any). */
 void mmlog_wake_followers(struct kl_mmlog *log);
+
+#pragma GCC visibility pop
 
 #endif /* KEEL_MMLOG_INTERNAL_H */

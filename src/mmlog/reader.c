@@ -11,7 +11,13 @@
  * full fence (it would cost every append), so in a rare race a wake-up can be
  * missed; sleeps are therefore cut into slices of at most 20 ms, which bounds
  * the delay. A reader that stays stuck on the same unfinished claim for
- * STALL_RECOVER_MS runs recovery, which pads the claim if its writer is dead.
+ * STALL_RECOVER_MS runs recovery, which pads the claim if its writer is dead;
+ * that includes a claim past the end of the file, which its writer died
+ * before growing the file to hold.
+ *
+ * A header found invalid is looked at again when its length has changed
+ * meanwhile: a writer turning it into padding (append.c) may have been
+ * half-way, and only a length that stayed the same means damage.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -65,6 +71,14 @@ void kl_mmlog_reader_close(struct kl_mmlog_reader *r)
 
 uint64_t kl_mmlog_reader_offset(const struct kl_mmlog_reader *r) { return r->offset; }
 
+static void note_stuck(struct kl_mmlog_reader *r)
+{
+    if (r->stuck_offset != r->offset) {
+        r->stuck_offset = r->offset;
+        r->stuck_since_ns = kl_now();
+    }
+}
+
 /* The header at the reader's offset, or NULL when the log does not reach it
  * yet. */
 static const struct mmlog_hdr *header_here(struct kl_mmlog_reader *r, int *err)
@@ -73,22 +87,16 @@ static const struct mmlog_hdr *header_here(struct kl_mmlog_reader *r, int *err)
     *err = 0;
     if (r->offset >= __atomic_load_n(&m->cursor, __ATOMIC_ACQUIRE))
         return NULL;
-    if (r->offset + MMLOG_HDR_SIZE > __atomic_load_n(&m->file_size, __ATOMIC_ACQUIRE))
-        return NULL; /* claimed, but the file has not grown to it yet */
+    if (r->offset + MMLOG_HDR_SIZE > __atomic_load_n(&m->file_size, __ATOMIC_ACQUIRE)) {
+        note_stuck(r); /* claimed, but the file has not grown to it yet */
+        return NULL;
+    }
     const char *at = mmlog_window_at(r->log, &r->window, 1, r->offset, false);
     if (!at) {
         *err = -errno;
         return NULL;
     }
     return (const struct mmlog_hdr *)(const void *)at;
-}
-
-static void note_stuck(struct kl_mmlog_reader *r)
-{
-    if (r->stuck_offset != r->offset) {
-        r->stuck_offset = r->offset;
-        r->stuck_since_ns = kl_now();
-    }
 }
 
 int kl_mmlog_next(struct kl_mmlog_reader *r, struct kl_mmlog_record *rec)
@@ -103,8 +111,12 @@ int kl_mmlog_next(struct kl_mmlog_reader *r, struct kl_mmlog_record *rec)
             note_stuck(r); /* being written, or abandoned */
             return 0;
         }
-        if (!mmlog_hdr_valid(h, r->offset, len))
+        if (!mmlog_hdr_valid(h, r->offset, len)) {
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (__atomic_load_n(&h->len, __ATOMIC_RELAXED) != len)
+                continue; /* rewritten while we looked: look again */
             return -EBADMSG;
+        }
         uint64_t at = r->offset;
         r->offset += (uint32_t)len;
         if (h->type == MMLOG_TYPE_PAD)

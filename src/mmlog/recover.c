@@ -230,6 +230,9 @@ int kl_mmlog_check(struct kl_mmlog *log, struct kl_mmlog_stats *stats)
             break;
         int32_t len = __atomic_load_n(&h->len, __ATOMIC_ACQUIRE);
         bool valid = mmlog_hdr_valid(h, p, len);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (!valid && __atomic_load_n(&h->len, __ATOMIC_RELAXED) != len)
+            continue; /* rewritten while we looked (append.c): look again */
         uint64_t live = live_claim_at(lc, p);
         if (valid && len > 0) {
             if (h->type == MMLOG_TYPE_PAD) {
@@ -268,6 +271,8 @@ int kl_mmlog_trim(struct kl_mmlog *log)
 {
     if (log->readonly)
         return -EBADF;
+    if (log->claim_open)
+        return -EBUSY; /* the claim points into a window trim would unmap */
     struct mmlog_meta *m = log->meta;
     mmlog_lock(log);
     mmlog_recover_slots(log, NULL);

@@ -3,11 +3,11 @@
  * The idle design. memcached holds an idle connection for about 600 bytes
  * because it gives the connection's buffers back when it goes idle; a fiber
  * per connection with a touched stack of a few KiB would cost 5-10 times
- * that. So here an idle connection is only its struct kl_conn (about 140
+ * that. So here an idle connection is only its struct kl_conn (120
  * bytes, from a pool) and its socket, which the reactor watches without a
- * fiber (keel/watch.h: one multishot poll on io_uring, the fd's one
- * edge-triggered registration on epoll). Everything else is lent while the
- * connection has work and taken back after:
+ * fiber (keel/watch.h: a one-shot poll armed when it goes idle on io_uring,
+ * the fd's one edge-triggered registration on epoll). Everything else is
+ * lent while the connection has work and taken back after:
  *
  *   idle --edge--> ready --runner free--> active --no input left--> idle
  *                                            \--close, error, stop--> closed
@@ -102,9 +102,9 @@ static void make_ready(struct kl_connset *set, struct kl_conn *c)
     want_runner(set);
 }
 
-static void on_edge(struct kl_watch *w, uint32_t events)
+static void on_edge(struct kl_watch *w, int32_t res)
 {
-    (void)events; /* the receive tells data, end of input and errors apart */
+    (void)res; /* the receive tells data, end of input and errors apart */
     struct kl_conn *c = kl_container_of(w, struct kl_conn, watch);
     c->readable = true;
     if (c->state == CONN_IDLE) {
@@ -130,8 +130,7 @@ static void close_conn(struct kl_connset *set, struct kl_conn *c, int reason)
     }
     if (set->cfg.on_close)
         set->cfg.on_close(c, reason, set->cfg.arg);
-    if (c->watch.armed)
-        kl_watch_stop(&c->watch);
+    kl_watch_stop(&c->watch);
     kl_close(c->watch.fd);
     c->rstart = c->rend = 0;
     conn_rbuf_release(c);
@@ -142,7 +141,8 @@ static void close_conn(struct kl_connset *set, struct kl_conn *c, int reason)
         wake(set->stopper);
 }
 
-/* After a batch: keep the runner, or give the connection back to the watch. */
+/* After a batch with no input left: give the connection back to the watch
+ * (armed by the caller: bytes that came meanwhile fire it at once). */
 static void go_idle(struct kl_connset *set, struct kl_conn *c)
 {
     kl_pool_put(&set->batches, c->batch);
@@ -216,10 +216,9 @@ static void serve(struct kl_connset *set, struct kl_conn *c)
         if (c->eof)
             break; /* reason 0: the peer closed */
         if (!c->readable) {
-            if (set->stopping) {
-                reason = -ESHUTDOWN;
+            reason = set->stopping ? -ESHUTDOWN : kl_watch_arm(&c->watch);
+            if (reason != 0)
                 break;
-            }
             go_idle(set, c);
             return;
         }

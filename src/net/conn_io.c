@@ -12,9 +12,12 @@
  * back when nothing in it is unconsumed (a partial request keeps it).
  *
  * Readiness. `readable` is cleared *before* a receive is issued and set by
- * the watch's edge; a receive that fills the space sets it again (there may
- * be more). So an edge that comes while a receive is in flight, or while
- * the handler runs, is never lost, and a short receive ends the reading.
+ * the watch's event; a receive that fills the space sets it again (there
+ * may be more). So an event that comes while a receive is in flight, or
+ * while the handler runs, is never lost, and a short receive ends the
+ * reading. Bytes that come with no event (io_uring arms its one-shot poll
+ * only when the connection goes idle or waits in kl_conn_fill) fire the
+ * poll as soon as it is armed.
  *
  * Writer. Copied pieces go into the batch's area (adjacent ones share one
  * iovec), borrowed pieces get an iovec of their own and a release callback.
@@ -151,9 +154,12 @@ ssize_t kl_conn_fill(struct kl_conn *c, uint64_t timeout_ns)
         uint64_t now = kl_now();
         if (now >= deadline)
             return -ETIMEDOUT;
+        int rc = kl_watch_arm(&c->watch);
+        if (rc < 0)
+            return rc;
         c->waiting = true;
-        int rc = kl_fiber_suspend("conn-fill",
-                                  deadline == UINT64_MAX ? KL_FIBER_FOREVER : deadline - now);
+        rc = kl_fiber_suspend("conn-fill",
+                              deadline == UINT64_MAX ? KL_FIBER_FOREVER : deadline - now);
         c->waiting = false;
         if (rc == -ETIMEDOUT || rc == -ECANCELED)
             return rc;

@@ -13,8 +13,11 @@
  * ENOMEM) sleeps with an exponential back-off, leaving the connection in
  * the backlog until a descriptor is free; a connection that died in the
  * backlog (ECONNABORTED, EPROTO...) is skipped; anything else is counted
- * and retried after 10 ms. On io_uring each accept is one SQE that rides
- * with the loop's submission (multishot accept is not used yet).
+ * and retried after 10 ms. On io_uring the acceptor is a multishot accept
+ * (an accept watch, keel/watch.h): its callback adopts each new socket in
+ * the loop, and the fiber parks until the accept ends (an error, or the
+ * kernel ending it when the completion queue is full), then backs off if
+ * it must and re-arms. On epoll the fiber calls kl_accept() in a loop.
  */
 #define _GNU_SOURCE
 #include "keel/listener.h"
@@ -162,46 +165,96 @@ static bool connection_gone(int err)
            err == -EHOSTUNREACH || err == -EOPNOTSUPP || err == -ENETUNREACH;
 }
 
+/* A new connection: to the set, or refused at the limit. */
+static void adopt(struct kl_listener *l, struct kl_acceptor *a, int fd)
+{
+    if (a->addr.ss_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    int rc = kl_connset_add(l->cfg.conns, fd, NULL);
+    if (rc < 0) {
+        if (rc == -EAGAIN && l->cfg.refuse)
+            l->cfg.refuse(fd, l->cfg.arg);
+        l->stats.refused += rc == -EAGAIN;
+        kl_close(fd);
+        return;
+    }
+    l->stats.accepted++;
+}
+
+/* The pause after accept error `err` (0: none), counting it. */
+static uint64_t pause_after(struct kl_listener *l, int err, uint64_t *backoff)
+{
+    if (err >= 0 || connection_gone(err)) {
+        *backoff = 0;
+        return 0;
+    }
+    if (out_of_resources(err)) {
+        *backoff = *backoff == 0 ? MS : *backoff * 2;
+        if (*backoff > l->cfg.backoff_max_ns)
+            *backoff = l->cfg.backoff_max_ns;
+        l->stats.backoffs++;
+        return *backoff;
+    }
+    l->stats.errors++;
+    KL_WARN("listener: accept: %d", err);
+    return 10 * MS;
+}
+
+/* io_uring: the accept watch's callback, in the loop. */
+static void on_accept(struct kl_watch *w, int32_t res)
+{
+    struct kl_acceptor *a = kl_container_of(w, struct kl_acceptor, watch);
+    if (res >= 0)
+        adopt(a->l, a, res);
+    else if (w->armed)
+        pause_after(a->l, res, &(uint64_t){0}); /* counted; the accept goes on */
+    if (!w->armed) { /* it ended: the fiber backs off if need be and re-arms */
+        a->err = res < 0 ? res : 0;
+        kl_fiber_resume(a->fiber, 0);
+    }
+}
+
+/* io_uring: park while the multishot accept works; re-arm when it ends. */
+static void accept_multishot(struct kl_acceptor *a)
+{
+    uint64_t backoff = 0;
+    while (!kl_fiber_cancelled()) {
+        if (!a->watch.armed) {
+            uint64_t pause = pause_after(a->l, a->err, &backoff);
+            if (pause && kl_sleep(pause) == -ECANCELED)
+                break;
+            if (kl_watch_arm(&a->watch) < 0 && kl_sleep(10 * MS) == -ECANCELED)
+                break;
+            continue;
+        }
+        kl_fiber_suspend("acceptor", KL_FIBER_FOREVER);
+    }
+    kl_watch_stop(&a->watch);
+}
+
 static intptr_t acceptor(void *arg)
 {
     struct kl_acceptor *a = arg;
     struct kl_listener *l = a->l;
-    uint64_t backoff = 0;
-    while (!kl_fiber_cancelled()) {
-        int fd = kl_accept(a->fd, NULL, NULL, 0);
-        if (fd == -ECANCELED)
-            break;
-        if (fd < 0) {
-            uint64_t pause = 0;
-            if (out_of_resources(fd)) {
-                backoff = backoff == 0 ? MS : backoff * 2;
-                if (backoff > l->cfg.backoff_max_ns)
-                    backoff = l->cfg.backoff_max_ns;
-                l->stats.backoffs++;
-                pause = backoff;
-            } else if (!connection_gone(fd)) {
-                l->stats.errors++;
-                KL_WARN("listener: accept: %d", fd);
-                pause = 10 * MS;
+    if (kl_watch_accept_start(&a->watch, a->fd, on_accept) == 0) {
+        accept_multishot(a);
+    } else {
+        uint64_t backoff = 0;
+        while (!kl_fiber_cancelled()) {
+            int fd = kl_accept(a->fd, NULL, NULL, 0);
+            if (fd == -ECANCELED)
+                break;
+            if (fd >= 0) {
+                backoff = 0;
+                adopt(l, a, fd);
+                continue;
             }
+            uint64_t pause = pause_after(l, fd, &backoff);
             if (pause && kl_sleep(pause) == -ECANCELED)
                 break;
-            continue;
         }
-        backoff = 0;
-        if (a->addr.ss_family != AF_UNIX) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        }
-        int rc = kl_connset_add(l->cfg.conns, fd, NULL);
-        if (rc < 0) {
-            if (rc == -EAGAIN && l->cfg.refuse)
-                l->cfg.refuse(fd, l->cfg.arg);
-            l->stats.refused += rc == -EAGAIN;
-            kl_close(fd);
-            continue;
-        }
-        l->stats.accepted++;
     }
     a->fiber = KL_FIBER_ID_NONE;
     if (--l->running == 0 && kl_fiber_id_raw(l->stopper) != 0)

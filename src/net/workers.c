@@ -191,9 +191,12 @@ static int bring_up(struct kl_worker *w)
  * with the group (posts now get -ESHUTDOWN). */
 static void tear_down(struct kl_worker *w, uint64_t grace_ns)
 {
-    /* The keeper, woken by the stop message, has not run yet: with a grace
-     * period it ends in the first round, without one it is cancelled with
-     * the rest, and it is not one of the program's fibers to count. */
+    /* The keeper is made ready (the stop message did, unless the loop
+     * failed or never ran): with a grace period it ends in the first round,
+     * without one it is cancelled with the rest, and it is not one of the
+     * program's fibers to count. */
+    w->stopping = true;
+    kl_fiber_resume(w->keeper, 0); /* -EALREADY or -ESRCH: ready, or ended */
     bool keeper_live = kl_fiber_state(w->keeper) >= 0;
     w->shutdown_rc = kl_reactor_shutdown(grace_ns);
     if (keeper_live && grace_ns == 0 && w->shutdown_rc > 0)

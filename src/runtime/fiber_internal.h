@@ -15,6 +15,9 @@
 #include "keel/fiber.h"
 #include "keel/list.h"
 
+/* Internal to libkeel: never exported from libkeel.so, whatever the name. */
+#pragma GCC visibility push(hidden)
+
 struct kl_sched;
 struct kl_fiber;
 
@@ -146,5 +149,7 @@ static inline const char *kl_fiber__state_name(enum kl_fiber_state state)
     };
     return (unsigned)state < sizeof names / sizeof names[0] ? names[state] : "?";
 }
+
+#pragma GCC visibility pop
 
 #endif /* KEEL_RUNTIME_FIBER_INTERNAL_H */

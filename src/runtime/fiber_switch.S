@@ -9,9 +9,9 @@
  *
  * Why `pop; jmp *` and not `ret`: a `ret` is predicted by the return stack
  * buffer, which holds the return address of *this* context's call, so a
- * switch's `ret` is mispredicted every time (measured here: 11.4 ns per raw
- * switch with `ret`, 2.3-4 ns with the jump, whose target the indirect
- * predictor learns). The return stack is then one entry deeper than the
+ * switch's `ret` is mispredicted every time, while the jump's target is
+ * learnt by the indirect predictor (the measured difference is in
+ * docs/BENCHMARKS.md, "Fibers"). The return stack is then one entry deeper than the
  * calls; it was going to be wrong for the other context's returns anyway.
  *
  * MXCSR and the x87 control word are NOT saved. The ABI lists their control

@@ -233,6 +233,10 @@ static intptr_t file_syscall(void *arg)
     const struct kl_io_req *q = arg;
     ssize_t n;
     switch (q->kind) {
+    case KL_IO_READ: n = read(q->fd, q->buf, q->len); break;
+    case KL_IO_WRITE: n = write(q->fd, q->buf, q->len); break;
+    case KL_IO_READV: n = readv(q->fd, q->iov, q->iovcnt); break;
+    case KL_IO_WRITEV: n = writev(q->fd, q->iov, q->iovcnt); break;
     case KL_IO_PREAD: n = pread(q->fd, q->buf, q->len, q->offset); break;
     case KL_IO_PWRITE: n = pwrite(q->fd, q->buf, q->len, q->offset); break;
     case KL_IO_FSYNC: n = fsync(q->fd); break;

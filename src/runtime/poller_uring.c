@@ -11,7 +11,14 @@
  * A request whose fiber times out or is cancelled is cancelled in the kernel
  * with IORING_OP_ASYNC_CANCEL (user_data 0: its CQE is only counted), and the
  * fiber waits for the request's own CQE before returning, so the kernel never
- * touches the buffer after the call. A socket marked O_NONBLOCK makes the
+ * touches the buffer after the call. When not even a flush frees an SQE for
+ * the cancel, the fiber tries again every millisecond: its wait never rests
+ * on a cancel that was not queued. kl_close() of an fd that requests are on
+ * (a count per fd) cancels them all (IORING_ASYNC_CANCEL_FD) and submits
+ * that before the fd is closed, so no request keeps the file open and each
+ * waiter gets -EBADF; closing an idle fd costs no system call. Lengths are
+ * capped at the kernel's own limit for one transfer (a short count), as an
+ * SQE holds 32 bits. A socket marked O_NONBLOCK makes the
  * kernel answer -EAGAIN instead of waiting; the fiber then waits for
  * readiness with IORING_OP_POLL_ADD and tries again.
  *
@@ -19,14 +26,17 @@
  * user_data WAKE_UDATA (never a fiber id: incarnations start at 1). It is not
  * counted in flight, so it neither keeps the loop alive nor blocks destroy;
  * its CQE runs the posted messages and the pool's finished jobs, and it is
- * re-armed at once (the SQE rides with the next submission). Destroy cancels
- * it and waits for its CQE, since the kernel writes into our buffer.
+ * re-armed at once (the SQE rides with the next submission), or at the next
+ * loop iteration when no SQE is free. Destroy cancels it and waits for its
+ * CQE, since the kernel writes into our buffer. Unexpected kernel results
+ * are reported (KL_WARN), never asserted.
  */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "keel/assert.h"
 #include "keel/log.h"
@@ -38,9 +48,19 @@
 /* A watch's poll: fd + WATCH_UDATA_MIN, high half zero (watch.c). */
 #define WATCH_UDATA_MIN 2u
 
+/* The most one read or write transfers (Linux's MAX_RW_COUNT with 4 KiB pages). */
+#define MAX_RW 0x7ffff000u
+
+/* How often a fiber retries queueing the cancel of its request. */
+#define CANCEL_RETRY_NS 1000000u
+
 struct uring_state {
     struct io_uring ring;
+    uint32_t *fd_busy; /* per fd: requests of run_one in the kernel, for kl_close */
+    size_t nfds;
+    bool busy_lost; /* the table could not grow: kl_close always cancels */
     bool wake_armed;
+    bool wake_broken;    /* its read failed unexpectedly: not armed again */
     uint64_t wake_count; /* the wake-up read's buffer */
 };
 
@@ -50,7 +70,7 @@ static struct io_uring_sqe *get_sqe(struct kl_reactor *r, struct uring_state *u)
     if (sqe == NULL) { /* the queue is full: hand it to the kernel now */
         r->stats.syscalls++;
         int rc = io_uring_submit(&u->ring);
-        if (rc < 0)
+        if (rc < 0 && rc != -EBUSY && rc != -EAGAIN && rc != -EINTR) /* not transient */
             KL_WARN("reactor: io_uring_submit: %d", rc);
         sqe = io_uring_get_sqe(&u->ring);
     }
@@ -59,29 +79,70 @@ static struct io_uring_sqe *get_sqe(struct kl_reactor *r, struct uring_state *u)
 
 static void prep(struct io_uring_sqe *sqe, const struct kl_io_req *q)
 {
+    unsigned len = q->len > MAX_RW ? MAX_RW : (unsigned)q->len;
     switch (q->kind) {
     case KL_IO_ACCEPT: io_uring_prep_accept(sqe, q->fd, q->addr, q->addrlen, q->flags); break;
     case KL_IO_CONNECT: io_uring_prep_connect(sqe, q->fd, q->addr, q->addrlen_in); break;
-    case KL_IO_READ: io_uring_prep_read(sqe, q->fd, q->buf, (unsigned)q->len, (uint64_t)-1); break;
-    case KL_IO_WRITE:
-        io_uring_prep_write(sqe, q->fd, q->buf, (unsigned)q->len, (uint64_t)-1);
-        break;
+    case KL_IO_READ: io_uring_prep_read(sqe, q->fd, q->buf, len, (uint64_t)-1); break;
+    case KL_IO_WRITE: io_uring_prep_write(sqe, q->fd, q->buf, len, (uint64_t)-1); break;
     case KL_IO_READV:
         io_uring_prep_readv(sqe, q->fd, q->iov, (unsigned)q->iovcnt, (uint64_t)-1);
         break;
     case KL_IO_WRITEV:
         io_uring_prep_writev(sqe, q->fd, q->iov, (unsigned)q->iovcnt, (uint64_t)-1);
         break;
-    case KL_IO_RECV: io_uring_prep_recv(sqe, q->fd, q->buf, q->len, q->flags); break;
-    case KL_IO_SEND: io_uring_prep_send(sqe, q->fd, q->buf, q->len, q->flags); break;
-    case KL_IO_PREAD:
-        io_uring_prep_read(sqe, q->fd, q->buf, (unsigned)q->len, (uint64_t)q->offset);
-        break;
-    case KL_IO_PWRITE:
-        io_uring_prep_write(sqe, q->fd, q->buf, (unsigned)q->len, (uint64_t)q->offset);
-        break;
+    case KL_IO_RECV: io_uring_prep_recv(sqe, q->fd, q->buf, len, q->flags); break;
+    case KL_IO_SEND: io_uring_prep_send(sqe, q->fd, q->buf, len, q->flags); break;
+    case KL_IO_PREAD: io_uring_prep_read(sqe, q->fd, q->buf, len, (uint64_t)q->offset); break;
+    case KL_IO_PWRITE: io_uring_prep_write(sqe, q->fd, q->buf, len, (uint64_t)q->offset); break;
     case KL_IO_FSYNC: io_uring_prep_fsync(sqe, q->fd, 0); break;
     }
+}
+
+/* Count a request on `fd` in (+1) or out (-1) of the kernel. The table
+ * grows (rarely, by doubling) to the largest fd seen. */
+static void fd_busy_add(struct uring_state *u, int fd, int d)
+{
+    if (fd < 0)
+        return;
+    if ((size_t)fd >= u->nfds) {
+        size_t n = u->nfds ? u->nfds : 1024;
+        while (n <= (size_t)fd)
+            n *= 2;
+        uint32_t *t = d > 0 ? realloc(u->fd_busy, n * sizeof *t) : NULL;
+        if (t == NULL) {
+            u->busy_lost = d > 0;
+            return;
+        }
+        memset(t + u->nfds, 0, (n - u->nfds) * sizeof *t);
+        u->fd_busy = t;
+        u->nfds = n;
+    }
+    u->fd_busy[fd] += (uint32_t)d;
+}
+
+/* Queue the cancel of request `id`, whose fiber no longer waits for it;
+ * without a free SQE, try again each CANCEL_RETRY_NS until one is free or the
+ * request is over. The fiber's cancelled flag is kept. */
+static void cancel_request(struct kl_reactor *r, struct uring_state *u, uint64_t id,
+                           const struct kl_io_wait *w)
+{
+    struct kl_fiber *cur = r->sched->current;
+    bool cancelled = cur->cancelled;
+    while (!w->done) {
+        struct io_uring_sqe *c = get_sqe(r, u);
+        if (c != NULL) {
+            io_uring_prep_cancel64(c, id, 0);
+            io_uring_sqe_set_data64(c, 0);
+            r->inflight++;
+            r->stats.submissions++;
+            break;
+        }
+        cur->cancelled = false; /* the sticky flag would refuse to park */
+        kl_fiber__suspend(r->sched, "io_uring-cancel", NULL, CANCEL_RETRY_NS);
+        cancelled |= cur->cancelled;
+    }
+    cur->cancelled = cancelled;
 }
 
 /* Queue one SQE (the request, or a readiness poll when poll_mask is set) and
@@ -103,6 +164,7 @@ static int64_t run_one(struct kl_reactor *r, struct uring_state *u, const struct
     io_uring_sqe_set_data64(sqe, id);
     KL_ASSERT(r->waits[slot] == NULL, "fiber slot %u has two requests in flight", slot);
     r->waits[slot] = &w;
+    fd_busy_add(u, q->fd, 1);
     r->inflight++;
     r->stats.submissions++;
 
@@ -115,39 +177,46 @@ static int64_t run_one(struct kl_reactor *r, struct uring_state *u, const struct
         }
     }
     if (!w.done) {
-        struct io_uring_sqe *c = get_sqe(r, u);
-        if (c != NULL) {
-            io_uring_prep_cancel64(c, id, 0);
-            io_uring_sqe_set_data64(c, 0);
-            r->inflight++;
-            r->stats.submissions++;
-        }
+        cancel_request(r, u, id, &w);
         kl_reactor__wait_done(r, &w);
     }
     r->waits[slot] = NULL;
+    fd_busy_add(u, q->fd, -1);
     if (reason != 0 && (w.res == -ECANCELED || w.res == -EINTR))
         return reason;
+    if (reason == 0 && w.res == -ECANCELED)
+        return -EBADF; /* cancelled by kl_close() of its fd (uring_forget) */
     return w.res;
 }
 
-static void arm_wake(struct kl_reactor *r, struct uring_state *u)
+/* Queue the wake-up read; false when no SQE is free (the next loop
+ * iteration tries again). */
+static bool arm_wake(struct kl_reactor *r, struct uring_state *u)
 {
     KL_ASSERT(!u->wake_armed, "wake-up read armed twice");
+    if (u->wake_broken)
+        return false;
     struct io_uring_sqe *sqe = get_sqe(r, u);
-    KL_ASSERT(sqe != NULL, "no SQE for the wake-up read");
+    if (sqe == NULL)
+        return false;
     io_uring_prep_read(sqe, r->wake_fd, &u->wake_count, sizeof u->wake_count, 0);
     io_uring_sqe_set_data64(sqe, WAKE_UDATA);
     u->wake_armed = true;
+    return true;
 }
 
-/* The wake-up read's CQE has come: it is no longer armed. */
+/* The wake-up read's CQE has come: it is no longer armed. A result other
+ * than a count or an interruption is the kernel's to report, not ours to
+ * assert: it is logged and the read is not armed again (rather than spin
+ * on an error); the loop still drains posts on its other turns. */
 static void wake_completed(struct uring_state *u, int res)
 {
     KL_ASSERT(u->wake_armed, "a wake-up CQE with no read armed");
     u->wake_armed = false;
-    KL_ASSERT(res == (int)sizeof u->wake_count || res == -EINTR || res == -ECANCELED ||
-                  res == -EAGAIN,
-              "read of the reactor's eventfd: %d", res);
+    if (res != (int)sizeof u->wake_count && res != -EINTR && res != -ECANCELED && res != -EAGAIN) {
+        KL_WARN("reactor: read of the wake-up eventfd: %d; cross-thread wake-ups are off", res);
+        u->wake_broken = true;
+    }
 }
 
 static bool waits_for_readiness(enum kl_io_kind kind)
@@ -184,6 +253,8 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
 {
     struct uring_state *u = r->backend_state;
     int rc = 0;
+    if (KL_UNLIKELY(!u->wake_armed))
+        arm_wake(r, u); /* no SQE was free when it completed last */
     if (timeout_ns == 0) {
         if (io_uring_sq_ready(&u->ring) > 0) {
             r->stats.syscalls++;
@@ -236,19 +307,30 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
     return 0;
 }
 
-/* A watch (watch.c): one multishot poll with user_data fd + 2, or its removal. */
-static int uring_watch(struct kl_reactor *r, int fd, bool on)
+/* A watch (watch.c): arm one one-shot poll (or, for an accept watch, one
+ * multishot accept) with user_data fd + 2; stop: remove (cancel) it if
+ * armed, else there is nothing to wait for. */
+static int uring_watch(struct kl_reactor *r, struct kl_watch *w, bool on)
 {
     struct uring_state *u = r->backend_state;
+    int fd = w->fd;
+    if (!on && !w->armed)
+        return 1;
     struct io_uring_sqe *sqe = get_sqe(r, u);
     if (sqe == NULL)
         return -EBUSY;
     uint64_t data = (uint64_t)fd + WATCH_UDATA_MIN;
-    if (on) {
-        io_uring_prep_poll_multishot(sqe, fd, POLLIN | POLLRDHUP);
+    if (on && w->accept) {
+        io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+        io_uring_sqe_set_data64(sqe, data);
+    } else if (on) {
+        io_uring_prep_poll_add(sqe, fd, POLLIN | POLLRDHUP);
         io_uring_sqe_set_data64(sqe, data);
     } else {
-        io_uring_prep_poll_remove(sqe, data);
+        if (w->accept)
+            io_uring_prep_cancel64(sqe, data, 0);
+        else
+            io_uring_prep_poll_remove(sqe, data);
         io_uring_sqe_set_data64(sqe, 0);
     }
     r->inflight++;
@@ -256,18 +338,35 @@ static int uring_watch(struct kl_reactor *r, int fd, bool on)
     return 0;
 }
 
+/* Cancel every request on `fd` before it is closed: an in-flight request
+ * holds the file, so the descriptor would stay open (the peer would never
+ * see EOF) and its fiber would wait on. The cancel must reach the kernel
+ * while the fd still names the file, hence the submission here. */
 static void uring_forget(struct kl_reactor *r, int fd)
 {
-    (void)r;
-    (void)fd;
+    struct uring_state *u = r->backend_state;
+    if (!u->busy_lost && ((size_t)fd >= u->nfds || u->fd_busy[fd] == 0))
+        return; /* no request of ours holds it */
+    struct io_uring_sqe *sqe = get_sqe(r, u);
+    if (sqe == NULL) {
+        KL_WARN("reactor: no SQE to cancel the requests on fd %d before its close", fd);
+        return;
+    }
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, 0);
+    r->inflight++;
+    r->stats.submissions++;
+    r->stats.syscalls++;
+    int rc = io_uring_submit(&u->ring);
+    if (rc < 0)
+        KL_WARN("reactor: io_uring_submit: %d", rc);
 }
 
 static void uring_destroy(struct kl_reactor *r)
 {
     struct uring_state *u = r->backend_state;
-    if (u->wake_armed) { /* cancel the wake-up read and wait for its CQE */
-        struct io_uring_sqe *sqe = get_sqe(r, u);
-        KL_ASSERT(sqe != NULL, "no SQE to cancel the wake-up read");
+    struct io_uring_sqe *sqe = u->wake_armed ? get_sqe(r, u) : NULL;
+    if (sqe != NULL) { /* cancel the wake-up read and wait for its CQE */
         io_uring_prep_cancel64(sqe, WAKE_UDATA, 0);
         io_uring_sqe_set_data64(sqe, 0);
         io_uring_submit(&u->ring);
@@ -276,13 +375,19 @@ static void uring_destroy(struct kl_reactor *r)
             int rc = io_uring_wait_cqe(&u->ring, &cqe);
             if (rc == -EINTR)
                 continue;
-            KL_ASSERT(rc == 0, "waiting for the wake-up read's cancel: %d", rc);
+            if (rc != 0) { /* the ring's exit below still stops the read */
+                KL_WARN("reactor: waiting for the wake-up read's cancel: %d", rc);
+                break;
+            }
             if (io_uring_cqe_get_data64(cqe) == WAKE_UDATA)
                 wake_completed(u, cqe->res);
             io_uring_cqe_seen(&u->ring, cqe);
         }
+    } else if (u->wake_armed) {
+        KL_WARN("reactor: no SQE to cancel the wake-up read; the ring's exit stops it");
     }
     io_uring_queue_exit(&u->ring);
+    free(u->fd_busy);
     free(u);
     r->backend_state = NULL;
 }

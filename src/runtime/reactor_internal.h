@@ -22,9 +22,13 @@
 #include "keel/fiber.h"
 #include "keel/reactor.h"
 #include "keel/timer_wheel.h"
+#include "keel/watch.h"
 #include "keel/xthread.h"
 
 #include "fiber_internal.h"
+
+/* Internal to libkeel: never exported from libkeel.so, whatever the name. */
+#pragma GCC visibility push(hidden)
 
 enum kl_io_kind {
     KL_IO_ACCEPT,
@@ -73,11 +77,12 @@ struct kl_poller_ops {
     int (*poll)(struct kl_reactor *r, uint64_t timeout_ns);
     /* Run `req` for the calling fiber; the result or -errno. */
     int64_t (*io)(struct kl_reactor *r, struct kl_io_req *req, uint64_t deadline_ns);
-    /* Start (on) or stop watching socket `fd` for readiness (watch.c); 0 or
-     * -errno. A watch counts in r->inflight. A stop returns 1 when it is
-     * over at once (epoll); io_uring's only asks (0): the poll's last CQE
-     * reaches kl_watch__event() with `final` set. */
-    int (*watch)(struct kl_reactor *r, int fd, bool on);
+    /* Arm (on) or stop watch `w` for readiness of its fd (watch.c); 0 or
+     * -errno. epoll: registered (and counted in r->inflight) from the first
+     * arm to the stop. io_uring: one poll per arm, counted while armed; a
+     * stop returns 1 when nothing is armed, else asks for the poll's removal
+     * (0) and its CQE reaches kl_watch__event() with `final` set. */
+    int (*watch)(struct kl_reactor *r, struct kl_watch *w, bool on);
     /* Forget per-fd state before `fd` is closed. */
     void (*forget)(struct kl_reactor *r, int fd);
     void (*destroy)(struct kl_reactor *r);
@@ -165,5 +170,7 @@ void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, bool final);
 /* Backend constructors: fill r->backend_state and r->ops; 0 or -errno. */
 int kl_poller_uring_init(struct kl_reactor *r);
 int kl_poller_epoll_init(struct kl_reactor *r);
+
+#pragma GCC visibility pop
 
 #endif /* KEEL_RUNTIME_REACTOR_INTERNAL_H */

@@ -6,7 +6,8 @@
  * signal stays pending in the kernel until a signalfd reads it. The fd is
  * opened blocking; each backend reads it without blocking the thread (io_uring
  * arms a poll and retries in this thread's context, so the read sees this
- * thread's signals; epoll switches it to O_NONBLOCK and waits for the edge).
+ * thread's signals; epoll reads it with RWF_NOWAIT, or under O_NONBLOCK where
+ * the kernel cannot, and waits for the edge).
  */
 #define _GNU_SOURCE
 #include "keel/sigwait.h"

@@ -18,6 +18,9 @@
 #include "keel/fiber.h"
 #include "keel/list.h"
 
+/* Internal to libkeel: never exported from libkeel.so, whatever the name. */
+#pragma GCC visibility push(hidden)
+
 struct kl_sync_waiter {
     struct kl_list_node node; /* in the object's queue while waiting */
     kl_fiber_id fiber;
@@ -48,5 +51,7 @@ void kl_sync__grant(struct kl_sync_waiter *w, int result);
 
 /* Grant every live waiter of `q` in FIFO order; returns how many. */
 size_t kl_sync__grant_all(struct kl_list *q, int result);
+
+#pragma GCC visibility pop
 
 #endif /* KEEL_RUNTIME_SYNC_INTERNAL_H */

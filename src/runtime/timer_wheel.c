@@ -114,7 +114,7 @@ static inline void link_due(struct kl_timer_wheel *w, struct kl_timer *t)
 /* Take an armed timer out of its list. Only stores reach the neighbours: a
  * cancelled timer's neighbours are often cold, and a store miss waits in the
  * store buffer while a load miss (say, asserting *t->pprev == t) stalls the
- * core (measured: reschedule of a random timer among 1M, 63 -> 74 ns). */
+ * core (see docs/BENCHMARKS.md, "Timer wheel", for what that costs). */
 static inline void unlink_timer(struct kl_timer_wheel *w, struct kl_timer *t)
 {
     *t->pprev = t->next;

@@ -2,26 +2,39 @@
  *
  * The thread's watches sit in a table indexed by fd, so both backends find
  * the watch of an event without a pointer in the kernel: epoll looks the fd
- * up for each event, io_uring's multishot poll carries fd + 2 as user_data
- * (high half zero: never a fiber id, and clear of the wake-up read's 1 and
- * the counted-only 0). The table grows by doubling when a larger fd comes
+ * up for each event, io_uring's poll carries fd + 2 as user_data (high half
+ * zero: never a fiber id, and clear of the wake-up read's 1 and the
+ * counted-only 0). The table grows by doubling when a larger fd comes
  * (rare: it starts at RLIMIT_NOFILE) and is freed when the last watch goes.
  *
- * Stopping on io_uring is asynchronous in the kernel: kl_watch_stop() asks
- * for the poll's removal and parks, through the reactor's per-slot wait
- * table, until the poll's last CQE (no IORING_CQE_F_MORE) arrives. A poll
- * that ends on its own (an error, a full completion queue) is re-armed.
+ * io_uring: one-shot polls, re-armed by the owner (kl_watch_arm) when it
+ * wants the next event. Multishot polls were tried first: when many sockets
+ * become readable at once the completion queue fills, the kernel ends every
+ * multishot poll that cannot post, and re-arming a poll on a socket that
+ * stays readable ends it again at once: a storm of re-arms. A one-shot
+ * poll's completion always gets through (it overflows into the kernel's
+ * list), and costs one SQE per idle period, which rides with the loop's
+ * submission. Stopping is asynchronous in the kernel: kl_watch_stop() asks
+ * for the armed poll's removal and parks, through the reactor's per-slot
+ * wait table, until the poll's completion arrives.
+ *
+ * An accept watch (io_uring only) is one multishot IORING_OP_ACCEPT: every
+ * CQE with IORING_CQE_F_MORE carries a new socket; the last one (an error,
+ * or the kernel ending it) disarms the watch, and the owner re-arms when it
+ * wants more (after a back-off on EMFILE, say). Its stop is an async cancel.
  */
 #define _GNU_SOURCE /* MSG_DONTWAIT is POSIX; POLLRDHUP is not */
 #include "keel/watch.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
 #include "keel/assert.h"
+#include "keel/clock.h"
 
 #include "reactor_internal.h"
 
@@ -72,16 +85,18 @@ static void table_remove(struct kl_watch *w)
     }
 }
 
-int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn)
+static int start(struct kl_watch *w, int fd, kl_watch_fn fn, bool accept)
 {
     struct kl_reactor *r = kl_reactor__get();
     if (fd < 0 || fd >= (1 << 30))
         return -EBADF;
-    *w = (struct kl_watch){.fn = fn, .fd = fd};
+    if (accept && r->backend != KL_REACTOR_URING)
+        return -EOPNOTSUPP;
+    *w = (struct kl_watch){.fn = fn, .fd = fd, .accept = accept};
     int rc = table_add(w, fd);
     if (rc < 0)
         return rc;
-    rc = r->ops->watch(r, fd, true);
+    rc = r->ops->watch(r, w, true);
     if (rc < 0) {
         table_remove(w);
         return rc;
@@ -90,14 +105,33 @@ int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn)
     return 0;
 }
 
+int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn) { return start(w, fd, fn, false); }
+
+int kl_watch_accept_start(struct kl_watch *w, int fd, kl_watch_fn fn)
+{
+    return start(w, fd, fn, true);
+}
+
+/* Let the loop run for a millisecond, whatever cancels arrive (kept). */
+static void pause_1ms(struct kl_reactor *r)
+{
+    struct kl_fiber *cur = r->sched->current;
+    KL_ASSERT(cur != &r->sched->main, "kl_watch_stop() must wait outside a fiber");
+    bool cancelled = cur->cancelled;
+    cur->cancelled = false;
+    kl_reactor__park(r, "watch-stop-retry", kl_now() + 1000000u);
+    cur->cancelled |= cancelled;
+}
+
 int kl_watch_stop(struct kl_watch *w)
 {
     struct kl_reactor *r = kl_reactor__get();
-    if (!w->armed || w->stopping || lookup(w->fd) != w)
+    if (w->stopping || lookup(w->fd) != w)
         return -EINVAL;
     w->stopping = true;
-    int rc = r->ops->watch(r, w->fd, false);
-    KL_ASSERT(rc >= 0, "stopping the watch of fd %d: %d", w->fd, rc);
+    int rc;
+    while ((rc = r->ops->watch(r, w, false)) < 0) /* no SQE for the removal */
+        pause_1ms(r);
     if (rc == 1)
         w->armed = false;
     if (w->armed) { /* io_uring: wait for the poll's last completion */
@@ -118,6 +152,17 @@ int kl_watch_stop(struct kl_watch *w)
     return 0;
 }
 
+int kl_watch_arm(struct kl_watch *w)
+{
+    struct kl_reactor *r = kl_reactor__get();
+    if (w->armed || w->stopping || lookup(w->fd) != w)
+        return 0;
+    int rc = r->ops->watch(r, w, true);
+    if (rc == 0)
+        w->armed = true;
+    return rc;
+}
+
 bool kl_watch_active(int fd) { return lookup(fd) != NULL; }
 
 void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, bool final)
@@ -127,17 +172,15 @@ void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, bool final)
         return;
     if (final) {
         w->armed = false;
-        if (w->stopping) {
-            if (kl_fiber_id_raw(w->stopper) != 0)
-                kl_reactor__complete(r, kl_fiber_id_raw(w->stopper), 0);
-            return;
-        }
-        if (r->ops->watch(r, fd, true) == 0) /* ended on its own: watch on */
-            w->armed = true;
+        if (w->stopping && kl_fiber_id_raw(w->stopper) != 0)
+            kl_reactor__complete(r, kl_fiber_id_raw(w->stopper), 0);
     }
-    if (w->stopping)
+    if (w->stopping) {
+        if (w->accept && !final && res >= 0)
+            close(res); /* accepted in the race with the stop: nobody takes it */
         return;
-    w->fn(w, res > 0 ? (uint32_t)res : (uint32_t)POLLERR);
+    }
+    w->fn(w, res);
 }
 
 ssize_t kl_recv_ready(int fd, void *buf, size_t len)

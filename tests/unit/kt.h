@@ -35,6 +35,11 @@ void kt_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * file, not a pipe, so a large output cannot block the writer). */
 void kt_capture_stderr(void (*fn)(void), char *out, size_t cap);
 
+/* From now on, in this process and its children, system call `nr` fails
+ * with `err` (a seccomp filter), as on a kernel or file system without it;
+ * 0, or -errno when seccomp is unavailable. */
+int kt_refuse_syscall(long nr, int err);
+
 /* A fresh temporary directory for the current case (removed at exit). */
 const char *kt_tmpdir(void);
 

@@ -102,6 +102,8 @@ void mc_describe(enum kl_mc_status st, const struct kl_mc_cmd *cmd, char *out, s
         sb_view(&s, "value", cmd->value);
     if (cmd->arg.len)
         sb_view(&s, "arg", cmd->arg);
+    if (cmd->type < KL_MC_MG)
+        return; /* meta is set for the meta commands only */
     const struct kl_mc_meta *m = &cmd->meta;
     if (m->has) {
         sb_printf(&s, " has=");
@@ -128,7 +130,8 @@ static bool views_inside(const struct kl_mc_cmd *cmd, const char *buf, size_t le
 {
     const struct kl_mc_str *v[] = {&cmd->key, &cmd->keys,       &cmd->value,
                                    &cmd->arg, &cmd->meta.flags, &cmd->meta.opaque};
-    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+    size_t n = cmd->type >= KL_MC_MG ? 6 : 4; /* meta is set for the meta commands only */
+    for (size_t i = 0; i < n; i++) {
         if (!v[i]->p)
             continue;
         if (v[i]->p < buf || v[i]->p + v[i]->len > buf + len)

@@ -3,7 +3,7 @@
  * Each case brings up its own scheduler and reactor once per backend
  * (rk_each_backend), so every behaviour is checked on io_uring and on epoll;
  * a backend this machine cannot create (io_uring in some containers) is
- * reported and skipped, not failed.
+ * reported, and the case counts as skipped, neither failed nor passed.
  */
 #ifndef KEEL_TEST_REACTOR_KIT_H
 #define KEEL_TEST_REACTOR_KIT_H
@@ -23,7 +23,8 @@ bool rk_up(enum kl_reactor_backend b);
 /* Shut the scheduler down and destroy the reactor, failing the case on an error. */
 void rk_down(void);
 
-/* Run `fn` once per backend that can be brought up here, between rk_up and rk_down. */
+/* Run `fn` once per backend that can be brought up here, between rk_up and
+ * rk_down; the case counts as skipped when a backend could not be. */
 void rk_each_backend(void (*fn)(enum kl_reactor_backend));
 
 /* Spawn a normal-priority fiber, failing the case if that fails. */

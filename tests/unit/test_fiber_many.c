@@ -164,13 +164,11 @@ KT_DEATH_TEST(overflow_among_100k_is_named, "stack overflow in fiber deep-diver 
     overflow_among(MANY, KL_STACK_GUARD_REGION);
 }
 
-/* The crash report lists 256 fibers and counts the rest: the 100,000
- * parked and the diver, 100,001 in all. */
-KT_DEATH_TEST(crash_dump_of_100k_is_capped, "(99745 more fibers not listed)")
+/* The crash report lists 256 fibers and counts the rest: 1000 parked and
+ * the diver, 1001 in all. */
+KT_DEATH_TEST(crash_dump_is_capped, "(745 more fibers not listed)")
 {
-    if (no_guard_regions())
-        KT_SKIP("kernel lacks MADV_GUARD_INSTALL (Linux 6.13+)");
-    overflow_among(MANY, KL_STACK_GUARD_REGION);
+    overflow_among(1000, KL_STACK_GUARD_AUTO);
 }
 
 KT_DEATH_TEST(overflow_with_mprotect_guards_is_named,
@@ -194,32 +192,35 @@ KT_TEST(mprotect_guards_cost_two_mappings_per_stack)
     KT_EQ_I(kl_sched_init(&cfg), -EINVAL);
 }
 
-#define BURST 20000
+/* Under ASan a burst costs ~10x (shadow for every touched byte, on a loaded
+ * 2-core machine 20 s): what trimming does does not depend on the count. */
+#define BURST (UNDER_ASAN ? 5000u : 20000u)
 #define TOUCH (16 * 1024)
 
 /* Touches TOUCH bytes of its stack, then parks. */
 static intptr_t touch_and_park(void *arg)
 {
-    volatile char buf[TOUCH];
-    memset((char *)buf, 1, sizeof buf);
+    char buf[TOUCH];
+    memset(buf, 1, sizeof buf);
+    __asm__ volatile("" : : "r"(buf) : "memory"); /* the buffer escapes: clang keeps it whole */
     return park(arg) + buf[TOUCH / 2];
 }
 
 /* BURST fibers touch their stacks, park, are resumed and joined; false
- * (the failure recorded) if any step fails. */
+ * (a failure recorded) if any step failed. */
 static bool burst(void)
 {
     int bad = 0;
     for (unsigned i = 0; i < BURST; i++)
         bad += kl_fiber_spawn(&ids[i], "burst", touch_and_park, NULL, KL_FIBER_PRIO_NORMAL) != 0;
-    KT_EQ_I(kl_sched_run(), BURST);
+    bad += kl_sched_run() != BURST;
     for (unsigned i = 0; i < BURST; i++)
         bad += kl_fiber_resume(ids[i], 0) != 0;
-    KT_EQ_I(kl_sched_run(), 0);
+    bad += kl_sched_run() != 0;
     for (unsigned i = 0; i < BURST; i++)
         bad += kl_fiber_join(ids[i], NULL) != 0;
     KT_EQ_I(bad, 0);
-    return !kt_failed();
+    return bad == 0;
 }
 
 KT_TEST(trim_gives_free_stacks_back)

@@ -47,7 +47,9 @@ KT_TEST(compose_meta_replies_as_memcached)
     meta_is("ma n D2 MD v c t k O7\r\n", "VA", &ma, 1, "VA 1 c41 t-1 kn O7\r\n");
     meta_is("md zz k\r\n", "NF", NULL, 0, "NF kzz\r\n");
     struct kl_mc_item_info stale = {.stale = true, .win = true};
-    meta_is("mg k\r\n", "HD", &stale, 0, "HD W X\r\n");
+    meta_is("mg k\r\n", "HD", &stale, 0, "HD X W\r\n"); /* memcached 1.6.18's bytes */
+    struct kl_mc_item_info stale_won = {.stale = true, .already_won = true};
+    meta_is("mg k\r\n", "HD", &stale_won, 0, "HD Z X\r\n");
 }
 
 KT_TEST(compose_value_iov_borrows_the_value)
@@ -111,4 +113,17 @@ KT_TEST(compose_never_writes_past_the_buffer)
         for (size_t i = cap; i < sizeof(buf); i++)
             KT_REQUIRE(buf[i] == '#');
     }
+}
+
+KT_TEST(compose_commands_without_keys_or_flags)
+{
+    /* next_key on a command without keys, meta_header on mn: nothing, no fault */
+    struct kl_mc_cmd cmd = parse_one("version\r\n");
+    size_t pos = 0;
+    struct kl_mc_str k;
+    KT_EQ_I(kl_mc_next_key(&cmd, &pos, &k), 0);
+    cmd = parse_one("mn\r\n");
+    char buf[16];
+    KT_EQ_I(kl_mc_meta_header(buf, sizeof(buf), "MN", &cmd, NULL, 0), 4);
+    KT_CHECK(memcmp(buf, "MN\r\n", 4) == 0);
 }

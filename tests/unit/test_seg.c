@@ -343,6 +343,47 @@ KT_TEST(seg_meta_invalidate_fetched_and_win)
     kl_engine_close(e);
 }
 
+/* memcached's meta semantics that keeld's differential test caught: the
+ * recache token, once sent, shows as Z to every later reader (not only to
+ * those asking R); a vivified item is won by its creator (KL_LOOKUP_WIN);
+ * touch and incr keep an item's fetched and token state, as memcached's
+ * in-place updates do; incr on a non-number says so even with a wrong CAS. */
+KT_TEST(seg_meta_token_and_state_survive_updates)
+{
+    struct kl_engine *e = eng();
+    KT_REQUIRE(e);
+    struct kl_item it;
+    uint64_t cas, value;
+    KT_EQ_I(sk_store(e, KL_ADD, "v", "", 0, SK_T0 + 30, 0, NULL), KL_E_STORED);
+    struct kl_lookup_opts win = {.flags = KL_LOOKUP_WIN};
+    KT_EQ_I(kl_engine_lookup(e, "v", 1, &win, &it), KL_E_OK);
+    KT_CHECK(it.meta & KL_META_WIN);
+    kl_engine_release(e, &it);
+    KT_EQ_I(kl_engine_lookup(e, "v", 1, NULL, &it), KL_E_OK);
+    KT_CHECK(it.meta & KL_META_WON); /* a plain get sees the token went out */
+    KT_CHECK(!(it.meta & KL_META_WIN));
+    kl_engine_release(e, &it);
+    KT_EQ_I(kl_engine_touch(e, "v", 1, SK_T0 + 3600), KL_E_OK);
+    KT_EQ_I(kl_engine_lookup(e, "v", 1, NULL, &it), KL_E_OK);
+    KT_CHECK(it.meta & KL_META_WON); /* still, after a touch */
+    KT_CHECK(it.meta & KL_META_FETCHED);
+    kl_engine_release(e, &it);
+
+    KT_EQ_I(sk_store(e, KL_SET, "n", "41", 0, 0, 0, &cas), KL_E_STORED);
+    KT_EQ_I(kl_engine_lookup(e, "n", 1, NULL, &it), KL_E_OK); /* fetched from now on */
+    kl_engine_release(e, &it);
+    KT_EQ_I(kl_engine_arith(e, "n", 1, true, 1, 0, &value, &cas), KL_E_OK);
+    KT_EQ_U(value, 42);
+    struct kl_lookup_opts nobump = {.flags = KL_LOOKUP_NOBUMP};
+    KT_EQ_I(kl_engine_lookup(e, "n", 1, &nobump, &it), KL_E_OK);
+    KT_CHECK(it.meta & KL_META_FETCHED); /* incr kept it */
+    kl_engine_release(e, &it);
+
+    KT_EQ_I(sk_store(e, KL_SET, "w", "word", 0, 0, 0, &cas), KL_E_STORED);
+    KT_EQ_I(kl_engine_arith(e, "w", 1, true, 1, cas + 1, &value, NULL), KL_E_NON_NUMERIC);
+    kl_engine_close(e);
+}
+
 KT_TEST(seg_limits_and_reservations)
 {
     struct kl_engine *e = eng();

@@ -19,7 +19,8 @@
 #define NKEYS 3000u
 
 struct shared {
-    struct kl_engine *e;
+    struct kl_engine *e;  /* random values */
+    struct kl_engine *ce; /* counters (their own engine: e's tiny table may drop entries) */
     int nthreads;
     int ops;
     bool evicting;
@@ -49,7 +50,11 @@ static void check_value(struct shared *sh, uint32_t k, const struct kl_item *it,
     unsigned rk, rv;
     char key[16];
     snprintf(key, sizeof key, "key%u", k);
-    if (it->vlen < 6 || sscanf(it->value, "k%u v%u ", &rk, &rv) != 2 || rk != k) {
+    char head[32]; /* values are not NUL-terminated: scan a copy */
+    size_t hn = it->vlen < sizeof head - 1 ? it->vlen : sizeof head - 1;
+    memcpy(head, it->value, hn);
+    head[hn] = 0;
+    if (it->vlen < 6 || sscanf(head, "k%u v%u ", &rk, &rv) != 2 || rk != k) {
         fail(sh, "value of another key or torn header", key);
         return;
     }
@@ -64,7 +69,7 @@ static void check_value(struct shared *sh, uint32_t k, const struct kl_item *it,
 
 static void counters(struct worker *w, uint64_t *rng)
 {
-    struct kl_engine *e = w->sh->e;
+    struct kl_engine *e = w->sh->ce;
     uint32_t c = (uint32_t)(sk_rand(rng) % NCTR);
     char key[16];
     size_t klen;
@@ -154,7 +159,17 @@ static void run_threads(int nthreads, bool evicting, enum kl_evict_policy p)
 {
     struct shared *sh = calloc(1, sizeof *sh);
     KT_REQUIRE(sh);
-    sh->e = evicting ? sk_open(p, 1u << 20, 16u << 10) : sk_open(p, 16u << 20, 64u << 10);
+    if (evicting) {
+        sh->e = sk_open(p, 1u << 20, 16u << 10);
+    } else {
+        /* 256 buckets (1792 first slots) for 3000 keys: first buckets are
+         * full, so inserts move entries and chain overflow under readers */
+        struct kl_engine_opts o = {
+            .mem_bytes = 16u << 20, .seg_size = 64u << 10, .hash_power = 8, .now = SK_T0};
+        KT_REQUIRE(kl_engine_open(&o, &sh->e) == 0);
+    }
+    sh->ce = sk_open(p, 4u << 20, 64u << 10);
+    KT_REQUIRE(sh->ce);
     KT_REQUIRE(sh->e);
     sh->nthreads = nthreads;
 #ifdef KEEL_TSAN
@@ -167,10 +182,28 @@ static void run_threads(int nthreads, bool evicting, enum kl_evict_policy p)
     for (int c = 0; c < NCTR; c++) {
         char key[16];
         snprintf(key, sizeof key, "ctr%d", c);
-        KT_EQ_I(sk_store(sh->e, KL_SET, key, "0", 0, 0, 0, NULL), KL_E_STORED);
+        KT_EQ_I(sk_store(sh->ce, KL_SET, key, "0", 0, 0, 0, NULL), KL_E_STORED);
         snprintf(key, sizeof key, "cas%d", c);
-        KT_EQ_I(sk_store(sh->e, KL_SET, key, "0", 0, 0, 0, NULL), KL_E_STORED);
+        KT_EQ_I(sk_store(sh->ce, KL_SET, key, "0", 0, 0, 0, NULL), KL_E_STORED);
     }
+    if (!evicting) {
+        /* half the keys first: as the threads store the rest, inserts move
+         * entries between buckets while others read */
+        char *val = malloc(256);
+        KT_REQUIRE(val);
+        for (uint32_t k = 0; k < NKEYS; k += 2) {
+            char key[16];
+            uint32_t ver = atomic_fetch_add(&sh->issued[k], 1) + 1;
+            sk_fill(val, 100, k, ver);
+            size_t klen = (size_t)snprintf(key, sizeof key, "key%u", k);
+            KT_EQ_I(kl_engine_store(sh->e, KL_SET, key, klen, val, 100, 0, 0, 0, NULL),
+                    KL_E_STORED);
+        }
+        free(val);
+    }
+    struct kl_engine_stats s;
+    kl_engine_stats(sh->e, &s);
+    uint64_t moves_before = s.hash_moves;
     struct worker w[8];
     for (int i = 0; i < nthreads; i++) {
         w[i] = (struct worker){.sh = sh, .id = i};
@@ -188,20 +221,22 @@ static void run_threads(int nthreads, bool evicting, enum kl_evict_policy p)
             }
             char key[16], buf[32];
             snprintf(key, sizeof key, "ctr%d", c);
-            KT_REQUIRE(sk_get(sh->e, key, buf, sizeof buf, NULL));
+            KT_REQUIRE(sk_get(sh->ce, key, buf, sizeof buf, NULL));
             KT_EQ_U(strtoull(buf, NULL, 10), incrs);
             snprintf(key, sizeof key, "cas%d", c);
-            KT_REQUIRE(sk_get(sh->e, key, buf, sizeof buf, NULL));
+            KT_REQUIRE(sk_get(sh->ce, key, buf, sizeof buf, NULL));
             KT_EQ_U(strtoull(buf, NULL, 10), cases);
             KT_CHECK(incrs > 0 && cases > 0);
         }
     }
-    struct kl_engine_stats s;
     kl_engine_stats(sh->e, &s);
     if (evicting)
         KT_CHECK(s.evictions > 0);
+    else
+        KT_CHECK(s.hash_moves > moves_before); /* moves ran beside the readers */
     KT_CHECK(s.seg_used_bytes <= s.limit_bytes);
     kl_engine_close(sh->e);
+    kl_engine_close(sh->ce);
     free(sh);
 }
 

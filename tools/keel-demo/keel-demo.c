@@ -267,6 +267,7 @@ static int parse_backend(const char *s, enum kl_reactor_backend *b)
 
 int main(int argc, char **argv)
 {
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit is an error (-EFBIG), not death */
     int port = 11211;
     bool check = true;
     struct kl_reactor_options ro = {0};

@@ -178,7 +178,7 @@ int kl_mc_meta_header(char *buf, size_t cap, const char *code, const struct kl_m
         put_u64(&w, value_len);
     }
     uint64_t want = info ? returned_flags(cmd->type) : (F('k') | F('O'));
-    const char *p = cmd->meta.flags.p, *end = p + cmd->meta.flags.len;
+    const char *p = cmd->meta.flags.p, *end = p ? p + cmd->meta.flags.len : p;
     while (p < end) {
         while (p < end && *p == ' ')
             p++;
@@ -208,13 +208,13 @@ int kl_mc_meta_header(char *buf, size_t cap, const char *code, const struct kl_m
         default: break;
         }
     }
-    if (info) {
-        if (info->win)
-            put(&w, " W", 2);
-        if (info->stale)
-            put(&w, " X", 2);
+    if (info) { /* in 1.6.18's order: a stale item that wins is "X W", one won is "Z X" */
         if (info->already_won)
             put(&w, " Z", 2);
+        if (info->stale)
+            put(&w, " X", 2);
+        if (info->win)
+            put(&w, " W", 2);
     }
 #undef F
     put(&w, "\r\n", 2);

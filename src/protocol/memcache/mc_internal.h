@@ -21,11 +21,12 @@
 #define MC_NO_NEWLINE_MAX  2048
 
 struct mc_line {
-    const char *p; /* start of the line */
-    size_t len;    /* without \n and a \r before it */
-    size_t next;   /* offset of the byte after \n */
-    int ntok;      /* words stored in tok[] */
-    int nt;        /* memcached's ntokens: ntok + 1 */
+    const char *p;     /* start of the line */
+    const char *limit; /* end of the buffer: bytes before it may be read */
+    size_t len;        /* without \n and a \r before it */
+    size_t next;       /* offset of the byte after \n */
+    int ntok;          /* words stored in tok[] */
+    int nt;            /* memcached's ntokens: ntok + 1 */
     struct kl_mc_str tok[MC_MAX_TOKENS];
 };
 
@@ -50,9 +51,93 @@ static inline bool mc_eq(struct kl_mc_str t, const char *s, uint32_t n)
     return t.len == n && __builtin_memcmp(t.p, s, n) == 0;
 }
 
-bool mc_strtoull(struct kl_mc_str t, uint64_t *out);
-bool mc_strtoul32(struct kl_mc_str t, uint32_t *out);
-bool mc_strtol32(struct kl_mc_str t, int32_t *out);
+/* ---- numbers, as memcached's safe_strto* read them ---- */
+
+static inline bool mc_isspace(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* strtoull over a token: leading white space, a sign, digits; the token may
+ * go on after the number only with white space. *neg tells a '-' was seen. */
+static inline bool scan_u64(struct kl_mc_str t, uint64_t *out, bool *neg)
+{
+    /* the usual token: up to 19 digits, which cannot overflow */
+    if (t.len - 1u < 19u) {
+        uint64_t v = 0;
+        uint32_t i = 0;
+        for (; i < t.len; i++) {
+            unsigned d = (unsigned)(unsigned char)t.p[i] - '0';
+            if (d > 9)
+                break;
+            v = v * 10 + d;
+        }
+        if (i == t.len) {
+            *neg = false;
+            *out = v;
+            return true;
+        }
+    }
+    const char *p = t.p, *end = t.p + t.len;
+    while (p < end && mc_isspace(*p))
+        p++;
+    *neg = false;
+    if (p < end && (*p == '+' || *p == '-')) {
+        *neg = *p == '-';
+        p++;
+    }
+    const char *digits = p;
+    uint64_t v = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false; /* ERANGE */
+        v = v * 10 + d;
+        p++;
+    }
+    if (p == digits)
+        return false;
+    if (p < end && !mc_isspace(*p))
+        return false;
+    *out = v; /* the magnitude */
+    return true;
+}
+
+static inline bool mc_strtoull(struct kl_mc_str t, uint64_t *out)
+{
+    bool neg;
+    uint64_t v;
+    if (!scan_u64(t, &v, &neg))
+        return false;
+    if (neg)
+        v = (uint64_t)0 - v;
+    if ((int64_t)v < 0 && __builtin_memchr(t.p, '-', t.len))
+        return false;
+    *out = v;
+    return true;
+}
+
+static inline bool mc_strtoul32(struct kl_mc_str t, uint32_t *out)
+{
+    uint64_t v;
+    if (!mc_strtoull(t, &v))
+        return false;
+    *out = (uint32_t)v; /* memcached stores an unsigned long into 32 bits */
+    return true;
+}
+
+static inline bool mc_strtol32(struct kl_mc_str t, int32_t *out)
+{
+    bool neg;
+    uint64_t v;
+    if (!scan_u64(t, &v, &neg))
+        return false;
+    /* strtol's range: [-2^63, 2^63 - 1] */
+    if (v > (uint64_t)INT64_MAX + (neg ? 1 : 0))
+        return false;
+    if (neg)
+        v = (uint64_t)0 - v;
+    *out = (int32_t)(uint32_t)v; /* then stored into 32 bits */
+    return true;
+}
+
 int64_t mc_deadline(const struct kl_mc_config *cfg, int32_t exptime);
 bool mc_base64_valid(const char *p, size_t len);
 

@@ -13,6 +13,7 @@
 #include "mc_internal.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 
 void kl_mc_config_init(struct kl_mc_config *cfg)
@@ -59,77 +60,6 @@ const char *kl_mc_type_name(enum kl_mc_type type)
     return (unsigned)type < KL_MC_TYPE_COUNT ? type_names[type] : "?";
 }
 
-/* ---- numbers, as memcached's safe_strto* read them ---- */
-
-static bool mc_isspace(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
-
-/* strtoull over a token: leading white space, a sign, digits; the token may
- * go on after the number only with white space. *neg tells a '-' was seen. */
-static bool scan_u64(struct kl_mc_str t, uint64_t *out, bool *neg)
-{
-    const char *p = t.p, *end = t.p + t.len;
-    while (p < end && mc_isspace(*p))
-        p++;
-    *neg = false;
-    if (p < end && (*p == '+' || *p == '-')) {
-        *neg = *p == '-';
-        p++;
-    }
-    const char *digits = p;
-    uint64_t v = 0;
-    while (p < end && *p >= '0' && *p <= '9') {
-        uint64_t d = (uint64_t)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return false; /* ERANGE */
-        v = v * 10 + d;
-        p++;
-    }
-    if (p == digits)
-        return false;
-    if (p < end && !mc_isspace(*p))
-        return false;
-    *out = v; /* the magnitude */
-    return true;
-}
-
-bool mc_strtoull(struct kl_mc_str t, uint64_t *out)
-{
-    bool neg;
-    uint64_t v;
-    if (!scan_u64(t, &v, &neg))
-        return false;
-    if (neg)
-        v = (uint64_t)0 - v;
-    if ((int64_t)v < 0 && memchr(t.p, '-', t.len))
-        return false;
-    *out = v;
-    return true;
-}
-
-bool mc_strtoul32(struct kl_mc_str t, uint32_t *out)
-{
-    uint64_t v;
-    if (!mc_strtoull(t, &v))
-        return false;
-    *out = (uint32_t)v; /* memcached stores an unsigned long into 32 bits */
-    return true;
-}
-
-bool mc_strtol32(struct kl_mc_str t, int32_t *out)
-{
-    bool neg;
-    uint64_t v;
-    if (!scan_u64(t, &v, &neg))
-        return false;
-    /* strtol's range: [-2^63, 2^63 - 1] */
-    if (v > (uint64_t)INT64_MAX + (neg ? 1 : 0))
-        return false;
-    if (neg)
-        v = (uint64_t)0 - v;
-    *out = (int32_t)(uint32_t)v; /* then stored into 32 bits */
-    return true;
-}
-
 int64_t mc_deadline(const struct kl_mc_config *cfg, int32_t exptime)
 {
     if (exptime == 0)
@@ -142,6 +72,30 @@ int64_t mc_deadline(const struct kl_mc_config *cfg, int32_t exptime)
 }
 
 /* ---- lines and words ---- */
+
+/* The first space of [p, end), or end, eight bytes at a time: bytes up to
+ * `limit` (the buffer's end, past the line's) may be read, and a space found
+ * beyond `end` counts as end. The lowest byte the zero-byte test flags is
+ * exact (little-endian). */
+static inline const char *find_space(const char *p, const char *end, const char *limit)
+{
+    while (limit - p >= 8) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        x ^= 0x2020202020202020ull;
+        uint64_t t = (x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull;
+        if (t) {
+            p += __builtin_ctzll(t) >> 3;
+            return p < end ? p : end;
+        }
+        p += 8;
+        if (p >= end)
+            return end;
+    }
+    while (p < end && *p != ' ')
+        p++;
+    return p;
+}
 
 /* Split ln->p[0, ln->len) into words (at most MC_MAX_TOKENS - 1). */
 static void tokenize(struct mc_line *ln)
@@ -159,8 +113,7 @@ static void tokenize(struct mc_line *ln)
             return;
         }
         const char *s = p;
-        while (p < end && *p != ' ')
-            p++;
+        p = find_space(p, end, ln->limit);
         ln->tok[n].p = s;
         ln->tok[n].len = (uint32_t)(p - s);
         n++;
@@ -183,6 +136,8 @@ static bool long_line_ok(const char *buf, size_t len)
 
 int kl_mc_next_key(const struct kl_mc_cmd *cmd, size_t *pos, struct kl_mc_str *key)
 {
+    if (!cmd->keys.p)
+        return 0;
     const char *p = cmd->keys.p, *end = cmd->keys.p + cmd->keys.len;
     size_t i = *pos;
     while (p + i < end && p[i] == ' ')
@@ -200,26 +155,22 @@ int kl_mc_next_key(const struct kl_mc_cmd *cmd, size_t *pos, struct kl_mc_str *k
 
 /* ---- commands ---- */
 
-/* Keys from word `first` to the end of the line (not only the stored words). */
-static enum kl_mc_status parse_keys(const struct kl_mc_config *cfg, const struct mc_line *ln,
-                                    int first, struct kl_mc_cmd *cmd)
+/* The keys of a get family command: [p, end), p at a key or a space. */
+static enum kl_mc_status parse_keys(const struct kl_mc_config *cfg, const char *p, const char *end,
+                                    const char *limit, size_t next, struct kl_mc_cmd *cmd)
 {
-    cmd->consumed = ln->next;
-    if (first >= ln->ntok) {
-        cmd->keys = (struct kl_mc_str){ln->p + ln->len, 0};
-        return KL_MC_CMD;
-    }
-    const char *p = ln->tok[first].p, *end = ln->p + ln->len;
-    cmd->key = ln->tok[first];
+    cmd->consumed = next;
+    while (p < end && *p == ' ')
+        p++;
     cmd->keys = (struct kl_mc_str){p, (uint32_t)(end - p)};
     uint32_t n = 0;
     while (p < end) {
         const char *s = p;
-        while (p < end && *p != ' ')
-            p++;
+        p = find_space(p, end, limit);
         if ((size_t)(p - s) > cfg->key_max)
-            return mc_error(cmd, MC_S(MC_E_FORMAT), ln->next, false);
-        n++;
+            return mc_error(cmd, MC_S(MC_E_FORMAT), next, false);
+        if (n++ == 0)
+            cmd->key = (struct kl_mc_str){s, (uint32_t)(p - s)};
         while (p < end && *p == ' ')
             p++;
     }
@@ -334,7 +285,9 @@ static enum kl_mc_status parse_gat(const struct kl_mc_config *cfg, const struct 
     if (!mc_strtol32(ln->tok[1], &exptime))
         return mc_error(cmd, MC_S(MC_E_EXPTIME), ln->next, false);
     cmd->exptime = mc_deadline(cfg, exptime);
-    return parse_keys(cfg, ln, 2, cmd);
+    if (ln->ntok < 3)
+        return parse_keys(cfg, ln->p + ln->len, ln->p + ln->len, ln->limit, ln->next, cmd);
+    return parse_keys(cfg, ln->tok[2].p, ln->p + ln->len, ln->limit, ln->next, cmd);
 }
 
 static enum kl_mc_status parse_flush(const struct kl_mc_config *cfg, const struct mc_line *ln,
@@ -370,7 +323,7 @@ static enum kl_mc_status parse_other(const struct mc_line *ln, struct kl_mc_cmd 
     switch (cmd->type) {
     case KL_MC_VERBOSITY: {
         uint32_t level;
-        if (ln->nt < 3)
+        if (ln->nt != 3 && ln->nt != 4)
             return mc_error(cmd, MC_S(MC_E_ERROR), ln->next, false);
         cmd->noreply = last_is_noreply(ln);
         if (!mc_strtoul32(ln->tok[1], &level))
@@ -473,7 +426,13 @@ static enum kl_mc_type lookup(struct kl_mc_str t)
 enum kl_mc_status kl_mc_parse(const struct kl_mc_config *cfg, const char *buf, size_t len,
                               struct kl_mc_cmd *cmd)
 {
-    memset(cmd, 0, sizeof(*cmd));
+    /* meta is cleared by the meta commands' parser, which alone fills it;
+     * the rest in pieces that compilers write with plain stores (one memset
+     * of it becomes "rep stos", slow to start) */
+    enum { HEAD = offsetof(struct kl_mc_cmd, meta), PART = HEAD / 3 };
+    memset((char *)cmd, 0, PART);
+    memset((char *)cmd + PART, 0, PART);
+    memset((char *)cmd + 2 * PART, 0, HEAD - 2 * PART);
     if (len == 0)
         return KL_MC_NEED_MORE;
     if ((unsigned char)buf[0] == 0x80) {
@@ -490,10 +449,21 @@ enum kl_mc_status kl_mc_parse(const struct kl_mc_config *cfg, const char *buf, s
     }
     struct mc_line ln;
     ln.p = buf;
+    ln.limit = buf + len;
     ln.len = (size_t)(nl - buf);
     ln.next = ln.len + 1;
     if (ln.len > 1 && nl[-1] == '\r')
         ln.len--;
+    /* get and gets read their keys straight from the line */
+    if (ln.len >= 4 && buf[0] == 'g' && buf[1] == 'e' && buf[2] == 't') {
+        if (buf[3] == ' ' || (buf[3] == 's' && (ln.len == 4 || buf[4] == ' '))) {
+            cmd->type = buf[3] == ' ' ? KL_MC_GET : KL_MC_GETS;
+            enum kl_mc_status st = parse_keys(cfg, buf + 4, buf + ln.len, buf + len, ln.next, cmd);
+            if (st == KL_MC_CMD && cmd->nkeys == 0)
+                return mc_error(cmd, MC_S(MC_E_ERROR), ln.next, false);
+            return st;
+        }
+    }
     tokenize(&ln);
     if (ln.ntok == 0)
         return mc_error(cmd, MC_S(MC_E_ERROR), ln.next, false);
@@ -504,7 +474,7 @@ enum kl_mc_status kl_mc_parse(const struct kl_mc_config *cfg, const char *buf, s
     case KL_MC_GETS:
         if (ln.nt < 3)
             return mc_error(cmd, MC_S(MC_E_ERROR), ln.next, false);
-        return parse_keys(cfg, &ln, 1, cmd);
+        return parse_keys(cfg, ln.tok[1].p, buf + ln.len, buf + len, ln.next, cmd);
     case KL_MC_GAT:
     case KL_MC_GATS: return parse_gat(cfg, &ln, cmd);
     case KL_MC_SET:

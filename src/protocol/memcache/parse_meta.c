@@ -147,6 +147,7 @@ enum kl_mc_status mc_parse_meta(const struct kl_mc_config *cfg, const char *buf,
                                 const struct mc_line *ln, struct kl_mc_cmd *cmd)
 {
     struct kl_mc_str err;
+    memset(&cmd->meta, 0, sizeof(cmd->meta));
     cmd->consumed = ln->next;
     if (cmd->type == KL_MC_MN)
         return KL_MC_CMD;

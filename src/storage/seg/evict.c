@@ -333,9 +333,21 @@ static int evict_merge(struct seg_engine *se)
         t->max_exp = 0;
     else if (t->max_exp == 0)
         t->max_exp = create_at;
-    /* the target takes the first source's place in its chain */
     struct chain *ch = &se->chains[c];
     struct seg *f = &se->segs[first];
+    if (t->wpos == 0) {
+        /* nothing worth keeping: the target goes back too */
+        int32_t after = f->next;
+        chain_remove(se, first);
+        ch->cursor = after;
+        ch->cursor_seq = after != NIL ? se->segs[after].seq : 0;
+        pthread_spin_unlock(&se->seglock);
+        seg_retire(se, first);
+        seg_retire(se, (uint32_t)target);
+        atomic_fetch_add_explicit(&se->st_seg_merges, 1, memory_order_relaxed);
+        return 0;
+    }
+    /* the target takes the first source's place in its chain */
     t->prev = f->prev;
     t->next = f->next;
     if (f->prev != NIL)
@@ -347,12 +359,13 @@ static int evict_merge(struct seg_engine *se)
     else
         ch->tail = target;
     f->prev = f->next = NIL;
-    if (ch->cursor == (int32_t)first)
-        ch->cursor = NIL;
     atomic_store(&t->state, SEG_ACTIVE);
     seg_seal_locked(se, (uint32_t)target);
-    ch->cursor = t->next;
-    ch->cursor_seq = t->next != NIL ? se->segs[t->next].seq : 0;
+    /* a target under 3/4 full is the first source of the next merge here,
+     * so that merged segments fill up instead of staying part empty */
+    int32_t next = t->wpos < se->seg_size / 4 * 3 ? target : t->next;
+    ch->cursor = next;
+    ch->cursor_seq = next != NIL ? se->segs[next].seq : 0;
     pthread_spin_unlock(&se->seglock);
     seg_retire(se, first);
     se->reloc_noexp = false;

@@ -150,10 +150,11 @@ static void seg_stats(struct kl_engine *e, struct kl_engine_stats *s)
     s->seg_evictions = atomic_load(&se->st_seg_evictions);
     s->seg_expirations = atomic_load(&se->st_seg_expirations);
     s->seg_merges = atomic_load(&se->st_seg_merges);
-    s->hash_bytes = se->hash_bytes;
-    s->hash_buckets = (uint64_t)se->hmask + 1;
+    s->hash_bytes = ((uint64_t)se->nbuckets + ht_overflow_used(se)) * 64;
+    s->hash_buckets = se->nbuckets;
     s->hash_overflow_used = ht_overflow_used(se);
     s->hash_overflow_total = se->novf;
+    s->hash_moves = atomic_load(&se->st_hash_moves);
 }
 
 static void seg_close(struct kl_engine *e)
@@ -192,7 +193,7 @@ int kl_seg_open(const struct kl_engine_opts *opts, struct kl_engine **out)
         return -EINVAL;
     if ((unsigned)opts->evict > KL_EVICT_S3FIFO)
         return -EINVAL;
-    if (opts->hash_power && (opts->hash_power < 4 || opts->hash_power > 32))
+    if (opts->hash_power && (opts->hash_power < 4 || opts->hash_power > 30))
         return -EINVAL;
     struct seg_engine *se = calloc(1, sizeof *se);
     if (se == NULL)
@@ -208,12 +209,9 @@ int kl_seg_open(const struct kl_engine_opts *opts, struct kl_engine **out)
     se->rng = 0x9e3779b97f4a7c15ull;
     atomic_init(&se->now, opts->now);
     pthread_mutex_init(&se->evict_lock, NULL);
-    unsigned hp = opts->hash_power;
-    if (hp == 0) {
-        uint64_t buckets = mem / 128 / 7; /* items of ~128 bytes, 7 a bucket */
-        hp = log2_floor(buckets);
-        hp = hp < 4 ? 4 : hp;
-    }
+    /* buckets: 2^hash_power, or room for -m of items of 128 bytes, 7 a bucket */
+    uint64_t nb = opts->hash_power ? (uint64_t)1 << opts->hash_power : mem / 128 / 7;
+    nb = nb < 16 ? 16 : nb > (1u << 30) ? (1u << 30) : nb;
     se->scan_cap = se->seg_size / 8;
     se->scan = calloc(se->scan_cap, sizeof *se->scan);
     uint32_t gp = log2_floor(mem / 512);
@@ -221,7 +219,7 @@ int kl_seg_open(const struct kl_engine_opts *opts, struct kl_engine **out)
     se->ghost_mask = (1u << gp) - 1;
     se->ghost = calloc((size_t)se->ghost_mask + 1, sizeof *se->ghost);
     int r = -ENOMEM;
-    if (se->scan == NULL || se->ghost == NULL || (r = ht_init(se, hp)) != 0 ||
+    if (se->scan == NULL || se->ghost == NULL || (r = ht_init(se, (uint32_t)nb)) != 0 ||
         (r = segs_init(se, mem, opts->now)) != 0) {
         free(se->scan);
         free((void *)se->ghost);

@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 #define TTL_BUCKETS 1024
 #define CHAIN_NOEXP TTL_BUCKETS /* chain of items without expiry */
@@ -48,13 +49,59 @@ struct item_view {
     uint64_t cas; /* explicit CAS (IT_HAS_CAS) or 0 */
 };
 
+/* Bytes of the optional fields an item's flag bits ask for. */
+static inline uint32_t item_opt_len(uint32_t bits)
+{
+    return ((bits & IT_HAS_EXP) ? 4 : 0) + ((bits & IT_HAS_CFLAGS) ? 4 : 0) +
+           ((bits & IT_HAS_CAS) ? 8 : 0);
+}
+
 /* Bytes of an item with these parts, 8-byte aligned. */
-uint32_t item_size(uint32_t klen, uint32_t vlen, uint32_t bits);
+static inline uint32_t item_size(uint32_t klen, uint32_t vlen, uint32_t bits)
+{
+    return (4 + item_opt_len(bits) + klen + vlen + 7) & ~7u;
+}
+
 /* Write an item's header, optional fields and key at p; returns the value pointer. */
 char *item_write(char *p, const char *key, uint32_t klen, uint32_t vlen, uint32_t bits,
                  uint32_t exptime, uint32_t cflags, uint64_t cas);
+
 /* Decode the item at p. */
-void item_read(const char *p, struct item_view *v);
+static inline void item_read(const char *p, struct item_view *v)
+{
+    uint32_t hdr;
+    memcpy(&hdr, p, 4);
+    v->vlen = hdr & IT_VLEN_MAX;
+    v->klen = (hdr >> 20) & 0xff;
+    v->bits = hdr >> 28;
+    v->size = item_size(v->klen, v->vlen, v->bits);
+    p += 4;
+    v->exptime = 0;
+    v->cflags = 0;
+    v->cas = 0;
+    if (v->bits & IT_HAS_EXP) {
+        memcpy(&v->exptime, p, 4);
+        p += 4;
+    }
+    if (v->bits & IT_HAS_CFLAGS) {
+        memcpy(&v->cflags, p, 4);
+        p += 4;
+    }
+    if (v->bits & IT_HAS_CAS) {
+        memcpy(&v->cas, p, 8);
+        p += 8;
+    }
+    v->key = p;
+    v->value = p + v->klen;
+}
+
+/* Is the item at p's key this one? (the fast check of lookups) */
+static inline bool item_key_is(const char *p, const char *key, uint32_t klen)
+{
+    uint32_t hdr;
+    memcpy(&hdr, p, 4);
+    return ((hdr >> 20) & 0xff) == klen && memcmp(p + 4 + item_opt_len(hdr >> 28), key, klen) == 0;
+}
 
 /* ---- segments ---- */
 
@@ -107,7 +154,7 @@ struct seg_engine {
 
     /* hash table (hashtable.c) */
     _Atomic uint64_t *table;
-    uint32_t hmask;
+    uint32_t nbuckets;
     _Atomic uint64_t *ovf;
     uint32_t novf;
     _Atomic uint32_t ovf_used;
@@ -138,7 +185,7 @@ struct seg_engine {
 
     /* statistics (off the hot path) */
     _Atomic uint64_t st_evictions, st_expirations, st_expired_unfetched, st_evicted_unfetched;
-    _Atomic uint64_t st_seg_evictions, st_seg_expirations, st_seg_merges;
+    _Atomic uint64_t st_seg_evictions, st_seg_expirations, st_seg_merges, st_hash_moves;
 };
 
 static inline struct seg_engine *seg_of(struct kl_engine *e) { return (struct seg_engine *)e; }
@@ -184,7 +231,7 @@ static inline uint64_t slot_make(uint64_t h, uint64_t loc, uint32_t freq, uint64
     return ((uint64_t)hash_tag(h) << 52) | bits | ((uint64_t)freq << 44) | loc;
 }
 
-int ht_init(struct seg_engine *se, unsigned hash_power);
+int ht_init(struct seg_engine *se, uint32_t nbuckets);
 void ht_free(struct seg_engine *se);
 /* Lock and unlock the chain of hash h. */
 void ht_lock(struct seg_engine *se, uint64_t h);
@@ -208,6 +255,8 @@ uint32_t ht_overflow_used(struct seg_engine *se);
 
 /* ---- segments (segment.c) ---- */
 
+/* An anonymous mapping of len bytes, 2 MiB aligned, with huge pages asked for. */
+void *seg_map(size_t len);
 int segs_init(struct seg_engine *se, size_t mem, uint32_t now);
 void segs_free(struct seg_engine *se);
 void seg_pin(struct seg_engine *se, uint32_t id);

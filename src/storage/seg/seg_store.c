@@ -48,9 +48,11 @@ static int reserve_item(struct seg_engine *se, const char *key, uint32_t klen, u
     return 0;
 }
 
-/* Make the written item at (id, off) the key's value if mode allows. */
+/* Make the written item at (id, off) the key's value if mode allows; the
+ * old slot's `keep` bits (SLOT_FETCHED, SLOT_WIN) carry over to the new one. */
 static int publish(struct seg_engine *se, uint64_t h, uint32_t id, uint32_t off,
-                   enum kl_store_mode mode, uint64_t cas_in, uint64_t *cas_out, uint32_t now)
+                   enum kl_store_mode mode, uint64_t cas_in, uint64_t *cas_out, uint32_t now,
+                   uint64_t keep)
 {
     struct item_view nv, ov;
     item_read(seg_data(se, id) + off, &nv);
@@ -97,7 +99,7 @@ static int publish(struct seg_engine *se, uint64_t h, uint32_t id, uint32_t off,
                 atomic_fetch_add_explicit(&se->st_evictions, 1, memory_order_relaxed);
             }
             seg_live_add(se, id, nv.size);
-            atomic_store_explicit(slot, slot_make(h, slot_loc(id, off), 0, 0),
+            atomic_store_explicit(slot, slot_make(h, slot_loc(id, off), 0, old & keep),
                                   memory_order_release);
         }
         if (old)
@@ -222,12 +224,17 @@ static int rmw(struct seg_engine *se, const char *key, uint32_t klen, struct rmw
             return KL_E_NOT_FOUND;
         }
         uint64_t ocas = cas_of(se, id, off, &ov);
+        uint64_t num = 0;
+        if (m->op == RMW_ARITH && !parse_u64(ov.value, ov.vlen, &num)) {
+            seg_unpin(se, id); /* as memcached: before the CAS is compared */
+            return KL_E_NON_NUMERIC;
+        }
         if (cas_in && ocas != cas_in) {
             seg_unpin(se, id);
             return KL_E_EXISTS;
         }
         uint32_t bits = ov.bits & IT_STALE, exptime = ov.exptime, vlen = ov.vlen;
-        uint64_t ncas = 0, num = 0;
+        uint64_t ncas = 0;
         char digits[20];
         switch (m->op) {
         case RMW_APPEND:
@@ -249,10 +256,6 @@ static int rmw(struct seg_engine *se, const char *key, uint32_t klen, struct rmw
             break;
         case RMW_INVALIDATE: bits |= IT_STALE; break;
         case RMW_ARITH:
-            if (!parse_u64(ov.value, ov.vlen, &num)) {
-                seg_unpin(se, id);
-                return KL_E_NON_NUMERIC;
-            }
             if (m->incr)
                 num += m->delta;
             else
@@ -281,7 +284,10 @@ static int rmw(struct seg_engine *se, const char *key, uint32_t klen, struct rmw
         default: memcpy(val, ov.value, vlen); break;
         }
         seg_unpin(se, id);
-        r = publish(se, h, nid, noff, KL_CAS, ocas, cas_out, now);
+        /* touch and incr/decr change an item in place as far as memcached's
+         * clients can tell: its fetched and recache-token state stay */
+        uint64_t keep = m->op == RMW_TOUCH || m->op == RMW_ARITH ? SLOT_FETCHED | SLOT_WIN : 0;
+        r = publish(se, h, nid, noff, KL_CAS, ocas, cas_out, now, keep);
         seg_writer_done(se, nid);
         if (r == KL_E_STORED) {
             m->result = num;
@@ -305,7 +311,8 @@ int seg_commit_op(struct kl_engine *e, struct kl_store *st, enum kl_store_mode m
         r = rmw(se, iv.key, iv.klen, &m, 0, cas_out);
         r = r == KL_E_OK ? KL_E_STORED : r == KL_E_NOT_FOUND ? KL_E_NOT_STORED : r;
     } else {
-        r = publish(se, (uint64_t)st->priv[P_HASH], id, off, mode, cas_in, cas_out, seg_clock(se));
+        r = publish(se, (uint64_t)st->priv[P_HASH], id, off, mode, cas_in, cas_out, seg_clock(se),
+                    0);
     }
     seg_writer_done(se, id);
     return r;

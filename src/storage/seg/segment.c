@@ -32,16 +32,34 @@ static void free_push(struct seg_engine *se, uint32_t id)
     se->nfree++;
 }
 
+void *seg_map(size_t len)
+{
+    const size_t huge = (size_t)2 << 20;
+    size_t span = len + huge;
+    char *p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    /* align to 2 MiB and ask for huge pages: one TLB entry per 2 MiB of
+     * randomly read items and buckets */
+    char *a = (char *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (a > p)
+        munmap(p, (size_t)(a - p));
+    size_t tail = (size_t)(p + span - (a + len));
+    if (tail)
+        munmap(a + len, tail);
+    madvise(a, len, MADV_HUGEPAGE);
+    return a;
+}
+
 int segs_init(struct seg_engine *se, size_t mem, uint32_t now)
 {
     se->nseg = (uint32_t)(mem / se->seg_size);
     if (se->nseg < 4 || se->nseg > (1u << 24))
         return -EINVAL;
     se->data_len = (size_t)se->nseg * se->seg_size;
-    void *p = mmap(NULL, se->data_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    se->data = seg_map(se->data_len);
+    if (se->data == NULL)
         return -ENOMEM;
-    se->data = p;
     se->segs = aligned_alloc(64, sizeof(struct seg) * se->nseg);
     if (se->segs == NULL)
         return -ENOMEM;

@@ -1,0 +1,240 @@
+/* bench/conn: keel's connections (keel-demo) against a hand-written epoll
+ * server and against memcached.
+ *
+ * Throughput. A pipelined line echo: 32 connections, each sending 16 lines
+ * at once and waiting for their 16 echoes (then 1 line at a time), from one
+ * client thread (load.c). Servers, each in its own process: keel-demo on
+ * io_uring, keel-demo on epoll, and the baseline (baseline.c: edge-triggered
+ * epoll, one thread per core). System calls per request come from each
+ * server's own count ("stats": keel's reactor counts every system call its
+ * thread makes for I/O and waiting; the baseline counts its own), over the
+ * lines it echoed. Client and servers share the machine's cores: the rates
+ * are rough on a busy machine; the system call counts are not disturbed.
+ *
+ * Idle memory. 10,000 connections, each opened, sent one request and
+ * answered, then held open; the server's RSS after minus before, divided by
+ * 10,000. keel-demo (both backends) and memcached (`memcached -u root -U 0
+ * -l 127.0.0.1 -p PORT -c 19000`, one "version" request each), each started
+ * for the measurement and stopped by its pid.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench_conn.h"
+
+#define CONNS 32
+#define IDLE  10000
+#define SECS  2.0
+
+extern char **environ;
+
+static long rss_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+    FILE *f = fopen(path, "r");
+    long size = 0, rss = -1;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+            rss = -1;
+        fclose(f);
+    }
+    return rss < 0 ? -1 : rss * sysconf(_SC_PAGESIZE);
+}
+
+static void stop(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 50; i++) {
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return;
+        usleep(100000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* Start keel-demo on `backend`; its pid and port, or -1. */
+static pid_t demo_start(const char *backend, int *port)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&fa, p[0]);
+    char *argv[] = {KEEL_DEMO_PATH, "--port",     "0",   "--backend", (char *)backend,
+                    "--no-check",   "--grace-ms", "100", NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, KEEL_DEMO_PATH, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(p[1]);
+    if (rc != 0) {
+        close(p[0]);
+        return -1;
+    }
+    FILE *out = fdopen(p[0], "r");
+    char line[512];
+    *port = -1;
+    while (fgets(line, sizeof line, out)) {
+        const char *at = strstr(line, "line echo server on 127.0.0.1:");
+        if (at)
+            *port = atoi(at + strlen("line echo server on 127.0.0.1:"));
+        if (strstr(line, "serving"))
+            break;
+    }
+    fclose(out); /* the demo's later lines go to a closed pipe: it ignores SIGPIPE */
+    if (*port <= 0) {
+        stop(pid);
+        return -1;
+    }
+    return pid;
+}
+
+/* A free port on 127.0.0.1 (bound, read, released). */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static pid_t memcached_start(int *port)
+{
+    *port = free_port();
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", *port);
+    char *argv[] = {"memcached", "-u", "root", "-U", "0",     "-l",
+                    "127.0.0.1", "-p", ps,     "-c", "19000", NULL};
+    pid_t pid;
+    if (posix_spawnp(&pid, "memcached", NULL, NULL, argv, environ) != 0)
+        return -1;
+    for (int i = 0; i < 50; i++) { /* until it answers */
+        int fd;
+        if (bc_hold(*port, 1, &fd, "version\r\n") == 1) {
+            close(fd);
+            return pid;
+        }
+        if (fd >= 0)
+            close(fd);
+        usleep(100000);
+    }
+    stop(pid);
+    return -1;
+}
+
+struct tput {
+    double rps[2];     /* 16 deep, 1 deep */
+    double per_req[2]; /* system calls per request */
+};
+
+static int run_tput(pid_t pid, int port, const char *name, struct tput *t)
+{
+    static const int depth[2] = {16, 1};
+    for (int d = 0; d < 2; d++) {
+        uint64_t s0, l0, s1, l1;
+        if (pid <= 0 || bc_stats(port, &s0, &l0) != 0)
+            return -1;
+        t->rps[d] = bc_load(port, CONNS, depth[d], SECS);
+        if (bc_stats(port, &s1, &l1) != 0 || t->rps[d] <= 0)
+            return -1;
+        t->per_req[d] = (double)(s1 - s0) / (double)(l1 - l0);
+        printf("%-22s %5d x %-2d %12.0f %14.4f\n", name, CONNS, depth[d], t->rps[d], t->per_req[d]);
+    }
+    return 0;
+}
+
+static double idle_bytes(pid_t pid, int port, const char *name, const char *request, int *fds)
+{
+    if (pid <= 0)
+        return -1;
+    usleep(200000);
+    long before = rss_of(pid);
+    int held = bc_hold(port, IDLE, fds, request);
+    usleep(500000); /* let the server settle: buffers go back once idle */
+    long after = rss_of(pid);
+    for (int i = 0; i < held; i++)
+        close(fds[i]);
+    if (held != IDLE || before < 0 || after < 0) {
+        printf("%-22s held %d of %d connections: no figure\n", name, held, IDLE);
+        return -1;
+    }
+    double per = (double)(after - before) / IDLE;
+    printf("%-22s %8d %12ld %12ld %10.0f\n", name, IDLE, before, after, per);
+    return per;
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+
+    printf("pipelined line echo, %d connections, %.0f s per run (rough: shared cores)\n", CONNS,
+           SECS);
+    printf("%-22s %10s %12s %14s\n", "server", "conns x depth", "requests/s", "syscalls/req");
+    struct tput ku = {0}, ke = {0}, base = {0};
+    int port;
+    pid_t pid = demo_start("uring", &port);
+    int ok_u = run_tput(pid, port, "keel-demo io_uring", &ku);
+    stop(pid);
+    pid = demo_start("epoll", &port);
+    int ok_e = run_tput(pid, port, "keel-demo epoll", &ke);
+    stop(pid);
+    pid = bc_baseline_start(&port);
+    int ok_b = run_tput(pid, port, "epoll baseline", &base);
+    stop(pid);
+
+    printf("\nmemory per idle connection (%d held, one request each)\n", IDLE);
+    printf("%-22s %8s %12s %12s %10s\n", "server", "conns", "RSS before", "RSS after", "B/conn");
+    static int fds[IDLE];
+    pid = demo_start("uring", &port);
+    double idle_u = idle_bytes(pid, port, "keel-demo io_uring", "idle\n", fds);
+    stop(pid);
+    pid = demo_start("epoll", &port);
+    double idle_e = idle_bytes(pid, port, "keel-demo epoll", "idle\n", fds);
+    stop(pid);
+    pid = memcached_start(&port);
+    double idle_m = idle_bytes(pid, port, "memcached", "version\r\n", fds);
+    stop(pid);
+    (void)idle_e;
+
+    printf("\n");
+    if (ok_u == 0) {
+        printf("result conn_pipelined_rps_uring %.0f req/s\n", ku.rps[0]);
+        printf("result conn_syscalls_per_req_pipelined %.4f syscalls/req\n", ku.per_req[0]);
+    }
+    if (ok_u == 0 && ok_b == 0)
+        printf("result conn_vs_epoll_baseline %.2f x\n", ku.rps[0] / base.rps[0]);
+    if (idle_u > 0)
+        printf("result conn_idle_bytes %.0f B\n", idle_u);
+    if (idle_u > 0 && idle_m > 0)
+        printf("result conn_idle_vs_memcached %.2f x\n", idle_u / idle_m);
+    (void)ok_e;
+    (void)ke;
+    return ok_u == 0 && ok_b == 0 && idle_u > 0 && idle_m > 0 ? 0 : 1;
+}

@@ -1,0 +1,28 @@
+/* bench_conn.h: the parts of bench/conn (see bench_conn.c). */
+#ifndef KEEL_BENCH_CONN_H
+#define KEEL_BENCH_CONN_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The request line every client sends (and every server echoes). */
+#define BC_LINE     "pipelined line echo request...\n"
+#define BC_LINE_LEN (sizeof BC_LINE - 1)
+
+/* Closed-loop pipelined load: `conns` connections to 127.0.0.1:port, each
+ * sending `depth` lines at once and waiting for all their echoes, for
+ * `secs` seconds after a warm-up. Requests completed per second, or -1. */
+double bc_load(int port, int conns, int depth, double secs);
+
+/* Ask the server at port for "stats" and read `syscalls` and `lines`; 0 or -1. */
+int bc_stats(int port, uint64_t *syscalls, uint64_t *lines);
+
+/* The plain edge-triggered epoll server, one thread per core, in a child
+ * process: its pid, and its port in *port; -1 on failure. */
+pid_t bc_baseline_start(int *port);
+
+/* Open `n` connections to port, one request each ("line" and a reply that
+ * ends with "\n"), kept open in fds[]; the count opened. */
+int bc_hold(int port, int n, int *fds, const char *line);
+
+#endif /* KEEL_BENCH_CONN_H */
