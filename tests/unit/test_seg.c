@@ -347,7 +347,7 @@ KT_TEST(seg_meta_invalidate_fetched_and_win)
  * recache token, once sent, shows as Z to every later reader (not only to
  * those asking R); a vivified item is won by its creator (KL_LOOKUP_WIN);
  * touch and incr keep an item's fetched and token state, as memcached's
- * in-place updates do; incr on a non-number says so even with a wrong CAS. */
+ * in-place updates do. */
 KT_TEST(seg_meta_token_and_state_survive_updates)
 {
     struct kl_engine *e = eng();
@@ -380,7 +380,9 @@ KT_TEST(seg_meta_token_and_state_survive_updates)
     kl_engine_release(e, &it);
 
     KT_EQ_I(sk_store(e, KL_SET, "w", "word", 0, 0, 0, &cas), KL_E_STORED);
-    KT_EQ_I(kl_engine_arith(e, "w", 1, true, 1, cas + 1, &value, NULL), KL_E_NON_NUMERIC);
+    /* as memcached's ma: a wrong CAS is EX before the value is read as a number */
+    KT_EQ_I(kl_engine_arith(e, "w", 1, true, 1, cas + 1, &value, NULL), KL_E_EXISTS);
+    KT_EQ_I(kl_engine_arith(e, "w", 1, true, 1, cas, &value, NULL), KL_E_NON_NUMERIC);
     kl_engine_close(e);
 }
 

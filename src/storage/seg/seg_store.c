@@ -224,14 +224,14 @@ static int rmw(struct seg_engine *se, const char *key, uint32_t klen, struct rmw
             return KL_E_NOT_FOUND;
         }
         uint64_t ocas = cas_of(se, id, off, &ov);
-        uint64_t num = 0;
-        if (m->op == RMW_ARITH && !parse_u64(ov.value, ov.vlen, &num)) {
-            seg_unpin(se, id); /* as memcached: before the CAS is compared */
-            return KL_E_NON_NUMERIC;
-        }
         if (cas_in && ocas != cas_in) {
             seg_unpin(se, id);
             return KL_E_EXISTS;
+        }
+        uint64_t num = 0;
+        if (m->op == RMW_ARITH && !parse_u64(ov.value, ov.vlen, &num)) {
+            seg_unpin(se, id);
+            return KL_E_NON_NUMERIC;
         }
         uint32_t bits = ov.bits & IT_STALE, exptime = ov.exptime, vlen = ov.vlen;
         uint64_t ncas = 0;
