@@ -383,6 +383,9 @@ KT_TEST(seg_meta_token_and_state_survive_updates)
     /* as memcached's ma: a wrong CAS is EX before the value is read as a number */
     KT_EQ_I(kl_engine_arith(e, "w", 1, true, 1, cas + 1, &value, NULL), KL_E_EXISTS);
     KT_EQ_I(kl_engine_arith(e, "w", 1, true, 1, cas, &value, NULL), KL_E_NON_NUMERIC);
+    /* but an empty value is not a number before anything else (memcached's do_add_delta) */
+    KT_EQ_I(sk_store(e, KL_SET, "z", "", 0, 0, 0, &cas), KL_E_STORED);
+    KT_EQ_I(kl_engine_arith(e, "z", 1, true, 1, cas + 1, &value, NULL), KL_E_NON_NUMERIC);
     kl_engine_close(e);
 }
 

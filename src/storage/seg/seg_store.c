@@ -224,6 +224,10 @@ static int rmw(struct seg_engine *se, const char *key, uint32_t klen, struct rmw
             return KL_E_NOT_FOUND;
         }
         uint64_t ocas = cas_of(se, id, off, &ov);
+        if (m->op == RMW_ARITH && ov.vlen == 0) {
+            seg_unpin(se, id); /* as memcached: an empty value, before the CAS */
+            return KL_E_NON_NUMERIC;
+        }
         if (cas_in && ocas != cas_in) {
             seg_unpin(se, id);
             return KL_E_EXISTS;
