@@ -98,6 +98,7 @@ enum {
     KL_LOOKUP_NOBUMP = 1 << 0, /* do not count as an access (no LRU/fetched update) */
     KL_LOOKUP_TOUCH = 1 << 1,  /* get-and-touch: set exptime first */
     KL_LOOKUP_WIN = 1 << 2,    /* win the recache token unless it was sent (meta N) */
+    KL_LOOKUP_META = 1 << 3,   /* a meta get: a stale item (or R) hands out the token */
 };
 struct kl_lookup_opts {
     unsigned flags;       /* KL_LOOKUP_* */

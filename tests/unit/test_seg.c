@@ -312,7 +312,7 @@ KT_TEST(seg_meta_invalidate_fetched_and_win)
     KT_EQ_U(it.meta, KL_META_FETCHED);
     kl_engine_release(e, &it);
     /* recache: ttl_left (100) under 200 wins once */
-    struct kl_lookup_opts rc = {.recache_ttl = 200};
+    struct kl_lookup_opts rc = {.flags = KL_LOOKUP_META, .recache_ttl = 200};
     KT_EQ_I(kl_engine_lookup(e, "m", 1, &rc, &it), KL_E_OK);
     KT_CHECK(it.meta & KL_META_WIN);
     kl_engine_release(e, &it);
@@ -324,13 +324,18 @@ KT_TEST(seg_meta_invalidate_fetched_and_win)
     KT_EQ_I(kl_engine_delete(e, "m", 1, c1 + 7, true, &c2), KL_E_EXISTS);
     KT_EQ_I(kl_engine_delete(e, "m", 1, 0, true, &c2), KL_E_OK);
     KT_CHECK(c2 != c1);
-    KT_EQ_I(kl_engine_lookup(e, "m", 1, NULL, &it), KL_E_OK);
+    KT_EQ_I(kl_engine_lookup(e, "m", 1, NULL, &it), KL_E_OK); /* a classic get: no token */
+    KT_CHECK(it.meta & KL_META_STALE);
+    KT_CHECK(!(it.meta & (KL_META_WIN | KL_META_WON)));
+    kl_engine_release(e, &it);
+    struct kl_lookup_opts mg = {.flags = KL_LOOKUP_META};
+    KT_EQ_I(kl_engine_lookup(e, "m", 1, &mg, &it), KL_E_OK);
     KT_EQ_U(it.cas, c2);
     KT_CHECK(it.meta & KL_META_STALE);
     KT_CHECK(it.meta & KL_META_WIN);
     KT_EQ_U(it.exptime, SK_T0 + 100);
     kl_engine_release(e, &it);
-    KT_EQ_I(kl_engine_lookup(e, "m", 1, NULL, &it), KL_E_OK);
+    KT_EQ_I(kl_engine_lookup(e, "m", 1, &mg, &it), KL_E_OK);
     KT_CHECK(it.meta & KL_META_STALE);
     KT_CHECK(it.meta & KL_META_WON);
     kl_engine_release(e, &it);

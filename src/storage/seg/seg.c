@@ -97,8 +97,11 @@ static int seg_lookup(struct kl_engine *e, const char *key, size_t klen,
     it->last_access = now > born ? now - born : 0;
     it->meta =
         ((v & SLOT_FETCHED) ? KL_META_FETCHED : 0) | ((iv.bits & IT_STALE) ? KL_META_STALE : 0);
-    bool recache = (iv.bits & IT_STALE) || (o && (o->flags & KL_LOOKUP_WIN)) ||
-                   (o && o->recache_ttl && iv.exptime && iv.exptime - now < o->recache_ttl);
+    /* only meta gets take the recache token: a classic get of a stale item
+     * must not leave the next mg without its win (memcached) */
+    bool meta = o && (o->flags & (KL_LOOKUP_META | KL_LOOKUP_WIN));
+    bool recache = meta && ((iv.bits & IT_STALE) || (o->flags & KL_LOOKUP_WIN) ||
+                            (o->recache_ttl && iv.exptime && iv.exptime - now < o->recache_ttl));
     if (recache) {
         it->meta |= KL_META_WON;
         for (;;) {
