@@ -333,6 +333,7 @@ KT_TEST(seg_meta_invalidate_fetched_and_win)
     KT_EQ_U(it.cas, c2);
     KT_CHECK(it.meta & KL_META_STALE);
     KT_CHECK(it.meta & KL_META_WIN);
+    KT_CHECK(it.meta & KL_META_FETCHED); /* invalidation keeps "fetched" (memcached) */
     KT_EQ_U(it.exptime, SK_T0 + 100);
     kl_engine_release(e, &it);
     KT_EQ_I(kl_engine_lookup(e, "m", 1, &mg, &it), KL_E_OK);

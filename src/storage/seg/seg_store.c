@@ -290,7 +290,9 @@ static int rmw(struct seg_engine *se, const char *key, uint32_t klen, struct rmw
         seg_unpin(se, id);
         /* touch and incr/decr change an item in place as far as memcached's
          * clients can tell: its fetched and recache-token state stay */
-        uint64_t keep = m->op == RMW_TOUCH || m->op == RMW_ARITH ? SLOT_FETCHED | SLOT_WIN : 0;
+        uint64_t keep = m->op == RMW_TOUCH || m->op == RMW_ARITH ? SLOT_FETCHED | SLOT_WIN
+                        : m->op == RMW_INVALIDATE                ? SLOT_FETCHED /* a new token */
+                                                                 : 0;
         r = publish(se, h, nid, noff, KL_CAS, ocas, cas_out, now, keep);
         seg_writer_done(se, nid);
         if (r == KL_E_STORED) {
