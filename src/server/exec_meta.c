@@ -55,7 +55,7 @@ static int meta_get(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
                     struct kl_mc_str key)
 {
     struct kl_engine *e = w->shared->engine;
-    struct kl_lookup_opts o = {0};
+    struct kl_lookup_opts o = {.flags = KL_LOOKUP_META};
     if (HAS(cmd, 'u'))
         o.flags |= KL_LOOKUP_NOBUMP;
     if (HAS(cmd, 'R') && cmd->meta.recache > 0)
@@ -85,11 +85,8 @@ static int meta_get(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
     keeld_count(w, KEELD_C_get_hits, 1);
     struct kl_mc_item_info info;
     item_info(&it, &info);
-    if (HAS(cmd, 'T')) { /* after the read, as memcached: T-1 returns the value, then expires */
-        uint32_t exp = keeld_exptime(cmd->exptime);
-        kl_engine_touch(e, key.p, key.len, exp);
-        info.ttl = exp == 0 || exp == KL_EXPTIME_EXPIRED ? -1 : (int64_t)exp - w->now;
-    }
+    if (HAS(cmd, 'T')) /* after the read, as memcached: t shows the TTL before T */
+        kl_engine_touch(e, key.p, key.len, keeld_exptime(cmd->exptime));
     if (created) {
         info.win = true;
         info.already_won = false;
@@ -117,8 +114,12 @@ static int meta_set(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
     case 'A': mode = KL_APPEND; break;
     case 'P': mode = KL_PREPEND; break;
     case 'R': mode = KL_REPLACE; break;
-    default: mode = HAS(cmd, 'C') ? KL_CAS : KL_SET; break;
+    default: mode = KL_SET; break;
     }
+    /* with C, a set or replace is a compare-and-swap (missing: NF, changed: EX);
+     * memcached 1.6.18's add stores a missing key whatever C says */
+    if (HAS(cmd, 'C') && (mode == KL_SET || mode == KL_REPLACE))
+        mode = KL_CAS;
     uint64_t cas = 0;
     int r = KL_E_OK;
     if (HAS(cmd, 'C') && (mode == KL_APPEND || mode == KL_PREPEND)) {
@@ -218,7 +219,7 @@ static int meta_arith(struct keeld_worker *w, struct kl_conn *c, const struct kl
                              "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
     default: return REPLY_LITERAL(w, c, "SERVER_ERROR unexpected engine result\r\n");
     }
-    if (!HAS(cmd, 'v') && cmd->noreply && !created) /* memcached shows a vivified HD */
+    if (cmd->noreply && !created) /* q hides HD and VA alike; a vivified item shows */
         return 0;
     struct kl_mc_item_info info = {.cas = cas, .ttl = -1};
     if (HAS(cmd, 't')) {
