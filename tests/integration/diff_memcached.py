@@ -62,11 +62,13 @@ class Side:
         return self.real_to_label[real]
 
     def render(self, parts):
-        """A command's bytes: str pieces as they are, ("cas", label) translated."""
+        """A command's bytes: str pieces as they are, ("cas", label) translated
+        (a label of CAS 0 goes out as an unused number: C0 means "no CAS" to keel)."""
         out = []
         for p in parts:
             if isinstance(p, tuple):
-                out.append(str(self.label_to_real.get(p[1], 987654321987)))
+                real = self.label_to_real.get(p[1], 987654321987)
+                out.append(str(real if real != 0 else 987654321987))
             else:
                 out.append(p)
         return "".join(out).encode()
@@ -183,9 +185,12 @@ class Generator:
             return ("cas", self.r.choice(list(self.cas_of_key.values())))
         return str(self.r.randrange(1, 10**12))
 
+
     def storage(self):
         cmd = self.r.choice(["set", "set", "set", "add", "replace", "append", "prepend", "cas"])
         k = self.key()
+        if k.startswith("n") and cmd in ("append", "prepend"):
+            cmd = "set"  # appended to a decr-padded number, memcached's value diverges
         v = self.value(k)
         head = "%s %s %d %d %d" % (cmd, k, self.flags(), self.exptime(), len(v))
         parts = [head]
