@@ -8,7 +8,8 @@
  * version V). The state travels with the request (kb_req.expect). A
  * well-formed value names its key, run and version in its head and its
  * length and remaining bytes follow from them, so a value from another
- * run (a --load before) is checked too.
+ * run (a --load before) is checked too (all but its length, which that
+ * run's --value-size chose).
  */
 #include <stdarg.h>
 #include <string.h>
@@ -61,9 +62,11 @@ int kb_verify_value(const struct kb_run *run, struct kb_thread *t, uint32_t k, u
         kb_error(t, KB_E_MISMATCH, "key %u holds the value of key %u", k, vk);
         return -1;
     }
-    uint32_t want = kb_value_len(&run->opt, k, tag, ver);
+    /* another run's value may have another length (its --value-size) */
+    uint32_t want = tag == run->run_tag ? kb_value_len(&run->opt, k, tag, ver) : len;
     const char *pat = kb_pattern + kb_pattern_offset(k, tag, ver);
-    if (len != want || memcmp(val + KB_VALUE_HEAD, pat, len - KB_VALUE_HEAD) != 0) {
+    if (len != want || len > KB_VALUE_MAX ||
+        memcmp(val + KB_VALUE_HEAD, pat, len - KB_VALUE_HEAD) != 0) {
         kb_error(t, KB_E_MISMATCH, "key %u version %u: %u bytes, corrupt (expected %u)", k, ver,
                  len, want);
         return -1;
