@@ -68,6 +68,7 @@ struct kb_options {
     bool verify;
     bool json;
     uint64_t seed;
+    enum kl_reactor_backend backend;
 };
 
 /* The run as every worker sees it (written before the workers start). */

@@ -9,7 +9,8 @@
  * (start + phase + i * connections / rate); every due request goes out in
  * the next batch and is timed from when it was due, so a server that stalls
  * shows its stall in the latencies while the schedule keeps its rate (no
- * coordinated omission). The receiver reads replies (kl_recv), parses them
+ * coordinated omission). Closed loop one request at a time, one fiber does
+ * both: send, then receive the reply. The receiver reads replies (kl_recv), parses them
  * with the protocol's kl_mc_parse_reply and matches each to the ring's
  * oldest request: replies on one connection come in request order.
  */
@@ -373,60 +374,69 @@ static void lose_all(struct conn *c, enum kb_err kind, const char *why)
     }
 }
 
+/* Read once and match every complete reply; 0 when receiving is over (the
+ * sender is done and nothing is in flight, or the connection failed). */
+static int receive_once(struct conn *c)
+{
+    const struct kb_run *run = c->run;
+    if (c->dead || (c->sender_done && c->count == 0))
+        return 0;
+    uint64_t timeout = 100 * MS, now = kl_now();
+    if (c->sender_done || now >= run->end_ns) {
+        if (now >= run->drain_ns) {
+            lose_all(c, KB_E_TIMEOUT, "no reply before the drain time ran out");
+            c->dead = true;
+            return 0;
+        }
+        timeout = run->drain_ns - now < timeout ? run->drain_ns - now : timeout;
+    }
+    if (c->rlen == c->rcap) {
+        kl_counter_add(&c->ctr[KB_C_ERRORS], 1);
+        kb_error(c->t, KB_E_PROTOCOL, "a reply larger than %zu bytes", c->rcap);
+        lose_all(c, KB_E_PROTOCOL, "stream lost after a bad reply");
+        c->dead = true;
+        return 0;
+    }
+    ssize_t n = kl_recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0, timeout);
+    if (n == -ETIMEDOUT)
+        return 1;
+    if (n <= 0) {
+        lose_all(c, KB_E_CONNECTION, n == 0 ? "connection closed" : "receive failed");
+        c->dead = true;
+        return 0;
+    }
+    c->rlen += (size_t)n;
+    now = kl_now();
+    size_t off = 0;
+    uint32_t before = c->count;
+    for (;;) {
+        struct kl_mc_reply r;
+        int rc = kl_mc_parse_reply(c->rbuf + off, c->rlen - off, &r);
+        if (rc == -EAGAIN)
+            break;
+        if (rc < 0 || on_reply(c, &r, now) < 0) {
+            if (rc < 0) {
+                kl_counter_add(&c->ctr[KB_C_ERRORS], 1);
+                kb_error(c->t, KB_E_PROTOCOL, "a reply that does not parse");
+            }
+            lose_all(c, KB_E_PROTOCOL, "stream lost after a bad reply");
+            c->dead = true;
+            return 0;
+        }
+        off += r.consumed;
+    }
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+    if (c->count < before)
+        kl_signal_notify_all(&c->room);
+    return 1;
+}
+
 static intptr_t receiver(void *arg)
 {
     struct conn *c = arg;
-    const struct kb_run *run = c->run;
-    while (!c->dead && !(c->sender_done && c->count == 0)) {
-        uint64_t timeout = 100 * MS, now = kl_now();
-        if (c->sender_done) {
-            if (now >= run->drain_ns) {
-                lose_all(c, KB_E_TIMEOUT, "no reply before the drain time ran out");
-                break;
-            }
-            timeout = run->drain_ns - now;
-        }
-        if (c->rlen == c->rcap) {
-            kl_counter_add(&c->ctr[KB_C_ERRORS], 1);
-            kb_error(c->t, KB_E_PROTOCOL, "a reply larger than %zu bytes", c->rcap);
-            c->dead = true;
-            break;
-        }
-        ssize_t n = kl_recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0, timeout);
-        if (n == -ETIMEDOUT)
-            continue;
-        if (n <= 0) {
-            lose_all(c, KB_E_CONNECTION, n == 0 ? "connection closed" : "receive failed");
-            c->dead = true;
-            break;
-        }
-        c->rlen += (size_t)n;
-        now = kl_now();
-        size_t off = 0;
-        uint32_t before = c->count;
-        for (;;) {
-            struct kl_mc_reply r;
-            int rc = kl_mc_parse_reply(c->rbuf + off, c->rlen - off, &r);
-            if (rc == -EAGAIN)
-                break;
-            if (rc < 0 || on_reply(c, &r, now) < 0) {
-                if (rc < 0) {
-                    kl_counter_add(&c->ctr[KB_C_ERRORS], 1);
-                    kb_error(c->t, KB_E_PROTOCOL, "a reply that does not parse");
-                }
-                lose_all(c, KB_E_PROTOCOL, "stream lost after a bad reply");
-                c->dead = true;
-                break;
-            }
-            off += r.consumed;
-        }
-        if (c->dead)
-            break;
-        memmove(c->rbuf, c->rbuf + off, c->rlen - off);
-        c->rlen -= off;
-        if (c->count < before)
-            kl_signal_notify_all(&c->room);
-    }
+    while (receive_once(c))
+        ;
     c->dead = true; /* the sender stops if it still runs */
     kl_signal_notify_all(&c->room);
     return 0;
@@ -459,6 +469,27 @@ static int send_closed(struct conn *c)
         if (flush(c) < 0)
             return -EPIPE;
     }
+}
+
+/* Closed loop, one request at a time: this fiber sends and receives (no
+ * second fiber, no hand-off between them). */
+static int send_serial(struct conn *c)
+{
+    const struct kb_run *run = c->run;
+    while (!c->dead && kl_now() < run->end_ns) {
+        batch_begin(c);
+        compose(c, kb_pick_cmd(&run->opt, &c->rng), -1, 0);
+        c->ring[c->head].t0 = kl_now();
+        if (flush(c) < 0) {
+            lose_all(c, KB_E_CONNECTION, "send failed");
+            c->dead = true;
+            break;
+        }
+        while (c->count > 0 && receive_once(c))
+            ;
+    }
+    c->sender_done = true;
+    return c->dead ? -EPIPE : 0;
 }
 
 static int send_open(struct conn *c)
@@ -546,10 +577,17 @@ static intptr_t conn_main(void *arg)
                  run->opt.server_names[c->index % run->opt.nservers], strerror(-rc));
         return rc;
     }
+    uint64_t now = kl_now();
+    if (!run->opt.load && run->opt.rate == 0 && run->opt.pipeline == 1) {
+        if (run->start_ns > now)
+            kl_sleep(run->start_ns - now);
+        send_serial(c);
+        kl_close(c->fd);
+        return 0;
+    }
     kl_fiber_id rid;
     rc = kl_fiber_spawn(&rid, "kb-recv", receiver, c, KL_FIBER_PRIO_NORMAL);
     KL_ASSERT(rc == 0, "spawn a receiver: %d (fiber slots are sized for it)", rc);
-    uint64_t now = kl_now();
     if (run->start_ns > now)
         kl_sleep(run->start_ns - now);
     if (run->opt.load)

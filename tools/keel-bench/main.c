@@ -65,7 +65,8 @@ int main(int argc, char **argv)
         .sched = {.max_fibers = 2 * per_thread + 16},
         .counters = KB_C_COUNT,
         .name = "keel-bench",
-        .reactor = {.timer_resolution_ns = 20000}, /* open loop: sends within 20 us of due */
+        .reactor = {.backend = opt->backend,
+                    .timer_resolution_ns = 20000}, /* open loop: sends within 20 us of due */
     };
     uint64_t now = kl_now();
     run.start_ns = now + 100 * MS; /* time to connect */

@@ -48,6 +48,8 @@ static void usage(FILE *out)
             "                        (each key is then used by one connection only)\n"
             "  --json                print the final report as JSON\n"
             "  --seed N              random seed (default 1)\n"
+            "  --backend B           I/O backend: auto, uring or epoll (default auto: io_uring\n"
+            "                        where the kernel allows it)\n"
             "  -h, --help            this text\n"
             "\n"
             "Exit status: 0 when every reply was right, 1 on any error, 2 on a bad flag.\n",
@@ -188,6 +190,7 @@ enum {
     O_VERIFY,
     O_JSON,
     O_SEED,
+    O_BACKEND,
 };
 
 int kb_options_parse(struct kb_options *opt, int argc, char **argv)
@@ -210,6 +213,7 @@ int kb_options_parse(struct kb_options *opt, int argc, char **argv)
         {"verify", no_argument, 0, O_VERIFY},
         {"json", no_argument, 0, O_JSON},
         {"seed", required_argument, 0, O_SEED},
+        {"backend", required_argument, 0, O_BACKEND},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -295,6 +299,16 @@ int kb_options_parse(struct kb_options *opt, int argc, char **argv)
         case O_SEED:
             if (parse_u64(a, 0, UINT64_MAX, &opt->seed) < 0)
                 return bad("--seed wants a number, not '%s'", a);
+            break;
+        case O_BACKEND:
+            if (strcmp(a, "auto") == 0)
+                opt->backend = KL_REACTOR_AUTO;
+            else if (strcmp(a, "uring") == 0)
+                opt->backend = KL_REACTOR_URING;
+            else if (strcmp(a, "epoll") == 0)
+                opt->backend = KL_REACTOR_EPOLL;
+            else
+                return bad("--backend wants auto, uring or epoll, not '%s'", a);
             break;
         case ':': return bad("%s needs a value", argv[optind - 1]);
         default: return bad("unknown flag '%s'", argv[optind - 1]);
