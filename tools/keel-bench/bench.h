@@ -78,8 +78,8 @@ struct kb_run {
     uint32_t run_tag;    /* marks the values this run stored */
     uint64_t start_ns;   /* kl_now() when the load starts */
     uint64_t measure_ns; /* end of warm-up: requests meant to be sent later are measured */
-    uint64_t end_ns;     /* no request is sent at or after this */
-    uint64_t drain_ns;   /* replies still missing by then are timeouts */
+    uint64_t end_ns;     /* no request is sent at or after this (kb_end: main may move it) */
+    uint64_t drain_ns;   /* replies still missing by then are timeouts (kb_drain) */
     double zeta_n, zipf_alpha, zipf_eta, zeta2; /* zipf's constants (workload.c) */
     uint64_t zipf_n;                            /* ranks zipf draws from */
     uint32_t *expect; /* --verify: each key's state (KB_EXPECT_*, or a version) */
@@ -88,6 +88,18 @@ struct kb_run {
     _Atomic uint32_t threads_done;
     _Atomic uint32_t load_done; /* --load: keys stored so far, for progress */
 };
+
+/* The end of the run and of its drain, as workers read them: SIGINT moves
+ * them earlier while the workers run. */
+static inline uint64_t kb_end(const struct kb_run *run)
+{
+    return __atomic_load_n(&run->end_ns, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t kb_drain(const struct kb_run *run)
+{
+    return __atomic_load_n(&run->drain_ns, __ATOMIC_RELAXED);
+}
 
 /* One worker's statistics: measured requests only (after warm-up). */
 struct kb_thread {

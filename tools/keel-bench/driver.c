@@ -229,7 +229,7 @@ static void batch_begin(struct conn *c)
 
 static bool measured(const struct kb_run *run, uint64_t t0)
 {
-    return t0 >= run->measure_ns && t0 < run->end_ns;
+    return t0 >= run->measure_ns && t0 < kb_end(run);
 }
 
 static void hit(struct conn *c, const struct kb_req *q, uint32_t i, const struct kl_mc_str *val)
@@ -382,13 +382,13 @@ static int receive_once(struct conn *c)
     if (c->dead || (c->sender_done && c->count == 0))
         return 0;
     uint64_t timeout = 100 * MS, now = kl_now();
-    if (c->sender_done || now >= run->end_ns) {
-        if (now >= run->drain_ns) {
+    if (c->sender_done || now >= kb_end(run)) {
+        if (now >= kb_drain(run)) {
             lose_all(c, KB_E_TIMEOUT, "no reply before the drain time ran out");
             c->dead = true;
             return 0;
         }
-        timeout = run->drain_ns - now < timeout ? run->drain_ns - now : timeout;
+        timeout = kb_drain(run) - now < timeout ? kb_drain(run) - now : timeout;
     }
     if (c->rlen == c->rcap) {
         kl_counter_add(&c->ctr[KB_C_ERRORS], 1);
@@ -458,7 +458,7 @@ static int send_closed(struct conn *c)
         if (wait_room(c, 1) < 0)
             return -EPIPE;
         uint64_t now = kl_now();
-        if (now >= run->end_ns)
+        if (now >= kb_end(run))
             return 0;
         batch_begin(c);
         while (c->count < c->window && !batch_full(c))
@@ -476,7 +476,7 @@ static int send_closed(struct conn *c)
 static int send_serial(struct conn *c)
 {
     const struct kb_run *run = c->run;
-    while (!c->dead && kl_now() < run->end_ns) {
+    while (!c->dead && kl_now() < kb_end(run)) {
         batch_begin(c);
         compose(c, kb_pick_cmd(&run->opt, &c->rng), -1, 0);
         c->ring[c->head].t0 = kl_now();
@@ -503,7 +503,7 @@ static int send_open(struct conn *c)
             return -EPIPE;
         uint64_t due = run->start_ns + (uint64_t)(phase + interval * (double)i);
         uint64_t now = kl_now();
-        if (now >= run->end_ns || due >= run->end_ns)
+        if (now >= kb_end(run) || due >= kb_end(run))
             return 0;
         if (due > now) {
             kl_sleep(due - now);
@@ -514,7 +514,7 @@ static int send_open(struct conn *c)
             continue;
         }
         batch_begin(c);
-        while (due <= now && due < run->end_ns && c->count < c->window && !batch_full(c)) {
+        while (due <= now && due < kb_end(run) && c->count < c->window && !batch_full(c)) {
             compose(c, kb_pick_cmd(&run->opt, &c->rng), -1, due);
             i++;
             due = run->start_ns + (uint64_t)(phase + interval * (double)i);
@@ -531,7 +531,7 @@ static int send_load(struct conn *c)
     const struct kb_run *run = c->run;
     for (int pass = 0; pass < (run->opt.verify ? 2 : 1); pass++) {
         uint64_t k = c->index;
-        while (k < run->opt.keys) {
+        while (k < run->opt.keys && kl_now() < kb_end(run)) {
             if (wait_room(c, 1) < 0)
                 return -EPIPE;
             batch_begin(c);

@@ -4,10 +4,12 @@
  * tag of this run), starts the worker threads (keel/workers.h), each of
  * which drives its share of the connections (driver.c), prints a progress
  * line every second from the workers' live counters, and when the workers
- * are done prints the report. Exit status: 0 when every reply was right,
+ * are done prints the report (also after SIGINT or SIGTERM, which end the
+ * run early). Exit status: 0 when every reply was right,
  * 1 on any error, 2 on a bad flag or a start-up failure.
  */
 #define _GNU_SOURCE
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,10 +22,21 @@
 
 static struct kb_run run;
 
-static void sleep_ns(uint64_t ns)
+/* Wait up to `ns` for SIGINT or SIGTERM (blocked in every thread); true if one came. */
+static bool wait_signal(const sigset_t *set, uint64_t ns)
 {
     struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-    nanosleep(&ts, NULL);
+    return sigtimedwait(set, NULL, &ts) > 0;
+}
+
+/* SIGINT or SIGTERM: stop sending now, report what was measured so far. */
+static void stop_early(void)
+{
+    uint64_t now = kl_now();
+    if (now < run.end_ns) {
+        __atomic_store_n(&run.end_ns, now, __ATOMIC_RELAXED);
+        __atomic_store_n(&run.drain_ns, now + 2000 * MS, __ATOMIC_RELAXED);
+    }
 }
 
 static int setup(void)
@@ -75,6 +88,11 @@ int main(int argc, char **argv)
     run.drain_ns = opt->load ? UINT64_MAX / 4 : run.end_ns + 5000 * MS;
     if (opt->load)
         run.measure_ns = run.start_ns;
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* the workers inherit the mask */
     rc = kl_workers_start(&run.workers, &wo, kb_worker_main, &run);
     if (rc < 0) {
         fprintf(stderr, "keel-bench: cannot start %u worker threads: %s\n", opt->threads,
@@ -84,7 +102,8 @@ int main(int argc, char **argv)
     bool tty = isatty(STDERR_FILENO);
     uint64_t next = run.start_ns + 1000 * MS;
     while (atomic_load(&run.threads_done) < opt->threads) {
-        sleep_ns(5 * MS);
+        if (wait_signal(&sigs, 5 * MS))
+            stop_early();
         now = kl_now();
         if (now >= next) {
             kb_progress(&run, (double)(now - run.start_ns) / 1e9, tty);
@@ -95,7 +114,9 @@ int main(int argc, char **argv)
     if (tty && done >= run.start_ns + 1000 * MS)
         fprintf(stderr, "\n");
     kl_workers_stop(run.workers, 1000 * MS);
-    double measured = opt->load ? (double)(done - run.start_ns) / 1e9 : opt->duration_s;
+    double measured = opt->load                     ? (double)(done - run.start_ns) / 1e9
+                      : run.end_ns > run.measure_ns ? (double)(run.end_ns - run.measure_ns) / 1e9
+                                                    : 0;
     uint64_t errors = kb_report(&run, measured);
     kl_workers_destroy(run.workers);
     for (uint32_t i = 0; i < opt->threads; i++)

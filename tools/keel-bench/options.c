@@ -52,6 +52,7 @@ static void usage(FILE *out)
             "                        where the kernel allows it)\n"
             "  -h, --help            this text\n"
             "\n"
+            "SIGINT (Ctrl-C) or SIGTERM ends the run early; the report covers what ran.\n"
             "Exit status: 0 when every reply was right, 1 on any error, 2 on a bad flag.\n",
             KB_OPEN_WINDOW, KB_MGET_MAX);
 }
