@@ -16,7 +16,7 @@ is printed, then the medians:
 Prints `result loadgen_tput_vs_memcaslap` (keel-bench / memcaslap, target
 >= 1.0) and `result loadgen_cpu_per_req_vs_memcaslap` (keel-bench /
 memcaslap, target <= 0.5). The machine must be quiet for the figures to mean
-anything.
+anything. LOADGEN_BACKEND (auto, uring, epoll) picks keel-bench's I/O backend.
 """
 import json
 import os
@@ -53,7 +53,8 @@ def keel_bench(binary, port, seconds):
                                    "--connections", str(CONNS), "--threads", str(THREADS),
                                    "--pipeline", "1", "--mix", "get=90,set=10", "--keys",
                                    str(KEYS), "--key-size", "16", "--value-size", str(VALUE),
-                                   "--duration", str(seconds)])
+                                   "--duration", str(seconds), "--backend",
+                                   os.environ.get("LOADGEN_BACKEND", "auto")])
     rep = json.loads(out)
     if rc != 0:
         raise RuntimeError("keel-bench failed (%d): %s" % (rc, rep["first_error"] or err))

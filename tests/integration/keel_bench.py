@@ -107,6 +107,25 @@ def mix_verify(binary, port):
         idle = [c for c, v in rep["commands"].items() if v["requests"] == 0]
         check("every command of the mix ran", len(rep["commands"]) == 6 and not idle, rep)
         check("values were verified", rep["verified"] > 100, rep)
+        keys = ["p50", "p90", "p99", "p999", "p9999", "max"]
+        lat = [rep["latency_us"]] + [v["latency_us"] for v in rep["commands"].values()]
+        check("JSON latency_us has p50 p90 p99 p999 p9999 max, overall and per command",
+              all(sorted(l) == sorted(keys) and l["p50"] <= l["p99"] <= l["max"] for l in lat),
+              lat)
+    lines = [l for l in err.splitlines() if "req/s" in l]
+    check("a plain progress line each second when stderr is not a terminal",
+          len(lines) >= 1 and "\r" not in err, err)
+
+
+def text_report(binary, port):
+    argv = [binary, "--server", "127.0.0.1:%d" % port, "--duration", "0.5", "--keys", "1000",
+            "--mix", "get=50,set=30,mg=10,ms=10"]
+    p = subprocess.run(argv, capture_output=True, timeout=60)
+    out = p.stdout.decode()
+    want = ["requests", "hit ratio", "errors", "p99.9", "p99.99", "max", "get", "set", "mg",
+            "ms"]
+    check("the text report: requests, hit ratio, errors, percentiles per command",
+          p.returncode == 0 and all(w in out for w in want), out)
 
 
 def mget_pipeline(binary, port):
@@ -190,6 +209,7 @@ def main():
     with servers.target(spec) as s:
         load_then_verify(binary, s.port)
         mix_verify(binary, s.port)
+        text_report(binary, s.port)
         mget_pipeline(binary, s.port)
         coordinated_omission(binary, s)
         behind_the_back(binary, s.port, "overwrite")
