@@ -118,9 +118,9 @@ struct kb_req {
     uint64_t t0; /* intended (open loop) or actual (closed loop) send time */
     uint8_t cmd;
     uint8_t nkeys;
-    uint8_t done; /* mget: keys answered so far */
-    uint32_t keys[KB_MGET_MAX];
-    uint32_t expect[KB_MGET_MAX]; /* verify: state of each key when sent */
+    uint8_t done;     /* mget: keys answered so far */
+    uint32_t *keys;   /* the slot's own room for its keys (driver.c sizes it by the mix) */
+    uint32_t *expect; /* verify: state of each key when sent */
 };
 
 /* Verify's per-key state (a key is owned by one connection when verifying). */

@@ -48,6 +48,7 @@ struct conn {
     uint32_t next_ver;
     /* requests in flight: ring[(head + i) % cap] for i < count */
     struct kb_req *ring;
+    uint32_t *keys; /* the ring slots' keys and expectations */
     uint32_t cap, head, count, window;
     struct kl_signal room; /* the receiver freed ring slots */
     /* the batch being composed */
@@ -623,12 +624,19 @@ static struct conn *conn_new(struct kb_run *run, struct kb_thread *t, kl_counter
     c->cap = c->window;
     kl_signal_init(&c->room);
     c->ring = calloc(c->cap, sizeof *c->ring);
+    uint32_t per = opt->mix[KB_MGET] ? opt->mget_keys : 1; /* keys per request, at most */
+    c->keys = calloc((size_t)c->cap * per * 2, sizeof *c->keys);
+    for (uint32_t i = 0; c->ring && c->keys && i < c->cap; i++) {
+        c->ring[i].keys = c->keys + (size_t)i * per * 2;
+        c->ring[i].expect = c->ring[i].keys + per;
+    }
     c->hdr = malloc(HDR_CAP);
     c->iov = calloc(IOV_BATCH, sizeof *c->iov);
     c->rcap = 64 * 1024 + 2 * ((size_t)opt->value_max + 512);
     c->rbuf = malloc(c->rcap);
-    if (!c->ring || !c->hdr || !c->iov || !c->rbuf) {
+    if (!c->ring || !c->keys || !c->hdr || !c->iov || !c->rbuf) {
         free(c->ring);
+        free(c->keys);
         free(c->hdr);
         free(c->iov);
         free(c->rbuf);
@@ -641,6 +649,7 @@ static struct conn *conn_new(struct kb_run *run, struct kb_thread *t, kl_counter
 static void conn_free(struct conn *c)
 {
     free(c->ring);
+    free(c->keys);
     free(c->hdr);
     free(c->iov);
     free(c->rbuf);
