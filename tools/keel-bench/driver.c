@@ -402,7 +402,7 @@ static int receive_once(struct conn *c)
     if (n == -ETIMEDOUT)
         return 1;
     if (n <= 0) {
-        lose_all(c, KB_E_CONNECTION, n == 0 ? "connection closed" : "receive failed");
+        lose_all(c, KB_E_CONNECTION, n == 0 ? "connection closed" : strerror((int)-n));
         c->dead = true;
         return 0;
     }
