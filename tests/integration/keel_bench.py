@@ -197,6 +197,8 @@ def rate_accuracy(binary, port):
         tput = rep["throughput"] if rep else None
         check("open loop at %d req/s achieves it within 1%%" % rate,
               rc == 0 and tput is not None and abs(tput - rate) <= 0.01 * rate, (rc, tput, err))
+        check("open loop at %d req/s reports its send lag" % rate,
+              rep is not None and "send_lag_us" in rep and rep["send_lag_us"]["max"] >= 0, rep)
 
 
 def main():

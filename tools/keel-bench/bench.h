@@ -109,6 +109,7 @@ struct kb_thread {
     uint64_t errors[KB_ERR_COUNT]; /* warm-up included: an error is never forgiven */
     uint64_t verified;             /* values checked and found right */
     struct kl_hist *hist[KB_CMD_COUNT];
+    struct kl_hist *lag; /* open loop: how late each batch went out after its first was due */
     kl_counter coarse[KB_COARSE_BUCKETS];
     char first_error[160]; /* the first error's description, for the report */
 } __attribute__((aligned(64)));

@@ -515,11 +515,14 @@ static int send_open(struct conn *c)
             continue;
         }
         batch_begin(c);
+        uint64_t first = due;
         while (due <= now && due < kb_end(run) && c->count < c->window && !batch_full(c)) {
             compose(c, kb_pick_cmd(&run->opt, &c->rng), -1, due);
             i++;
             due = run->start_ns + (uint64_t)(phase + interval * (double)i);
         }
+        if (measured(run, first))
+            kl_hist_record(c->t->lag, kl_now() - first);
         if (flush(c) < 0)
             return -EPIPE;
     }

@@ -52,12 +52,16 @@ static int setup(void)
     if (!run.threads)
         return -1;
     memset(run.threads, 0, sizeof *run.threads * opt->threads);
-    for (uint32_t i = 0; i < opt->threads; i++)
+    for (uint32_t i = 0; i < opt->threads; i++) {
+        if (!(run.threads[i].lag = malloc(sizeof(struct kl_hist))))
+            return -1;
+        kl_hist_init(run.threads[i].lag);
         for (int c = 0; c < KB_CMD_COUNT; c++) {
             if (!(run.threads[i].hist[c] = malloc(sizeof(struct kl_hist))))
                 return -1;
             kl_hist_init(run.threads[i].hist[c]);
         }
+    }
     kb_workload_init(&run);
     return 0;
 }
@@ -119,9 +123,11 @@ int main(int argc, char **argv)
                                                     : 0;
     uint64_t errors = kb_report(&run, measured);
     kl_workers_destroy(run.workers);
-    for (uint32_t i = 0; i < opt->threads; i++)
+    for (uint32_t i = 0; i < opt->threads; i++) {
         for (int c = 0; c < KB_CMD_COUNT; c++)
             free(run.threads[i].hist[c]);
+        free(run.threads[i].lag);
+    }
     free(run.threads);
     free(run.expect);
     return errors ? 1 : 0;

@@ -60,7 +60,10 @@ void kb_progress(struct kb_run *run, double elapsed_s, bool tty)
             break;
         }
     }
-    const char *phase = run->opt.load ? "load" : elapsed_s <= run->opt.warmup_s ? "warmup" : "run";
+    /* the phase most of the last second was in */
+    const char *phase = run->opt.load                         ? "load"
+                        : elapsed_s - 0.5 < run->opt.warmup_s ? "warmup"
+                                                              : "run";
     fprintf(stderr, "%s[%6.1fs %-6s] %10.0f req/s  hit %5.1f%%  p99 <%8.0f us  errors %lu%s",
             tty ? "\r" : "", elapsed_s, phase, dt > 0 ? (double)req / dt : 0,
             hits + misses ? 100.0 * (double)hits / (double)(hits + misses) : 0, p99 / 1000,
@@ -117,8 +120,9 @@ uint64_t kb_report(struct kb_run *run, double measured_s)
     const struct kb_options *opt = &run->opt;
     struct kb_thread sum;
     memset(&sum, 0, sizeof sum);
-    static struct kl_hist all, per[KB_CMD_COUNT];
+    static struct kl_hist all, per[KB_CMD_COUNT], lag;
     kl_hist_init(&all);
+    kl_hist_init(&lag);
     for (int c = 0; c < KB_CMD_COUNT; c++)
         kl_hist_init(&per[c]);
     const char *first = NULL;
@@ -131,6 +135,7 @@ uint64_t kb_report(struct kb_run *run, double measured_s)
             kl_hist_merge(&per[c], t->hist[c]);
             kl_hist_merge(&all, t->hist[c]);
         }
+        kl_hist_merge(&lag, t->lag);
         for (int e = 0; e < KB_ERR_COUNT; e++)
             sum.errors[e] += t->errors[e];
         sum.verified += t->verified;
@@ -172,6 +177,9 @@ uint64_t kb_report(struct kb_run *run, double measured_s)
         json_str(first ? first : "");
         printf(", ");
         json_latency(&all);
+        if (opt->rate > 0)
+            printf(", \"send_lag_us\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}", us(&lag, 50),
+                   us(&lag, 99), us(&lag, 100));
         printf(", \"commands\": {");
         int n = 0;
         for (int c = 0; c < KB_CMD_COUNT; c++) {
@@ -205,6 +213,10 @@ uint64_t kb_report(struct kb_run *run, double measured_s)
         printf("\n");
         if (first)
             printf("first error %s\n", first);
+        if (opt->rate > 0)
+            printf("send lag    p50 %.1f us, p99 %.1f us, max %.1f us (sent after due; counted in "
+                   "the latencies)\n",
+                   us(&lag, 50), us(&lag, 99), us(&lag, 100));
         printf(
             "latency (us)    count       p50       p90       p99     p99.9    p99.99       max\n");
         text_line("all", &all);
