@@ -1,0 +1,118 @@
+#!/usr/bin/python3
+"""loadgen.py: keel-bench beside memcaslap against the same memcached.
+
+    loadgen.py PATH/TO/keel-bench        (make bench-loadgen)
+
+Both generators drive one memcached (started here on a free port of
+127.0.0.1, stopped by its pid) closed loop with the same load: 32
+connections on 2 threads, one request in flight per connection, 90% get /
+10% set, 16-byte keys, 100-byte values. They take turns, LOADGEN_ROUNDS
+rounds each (default 5) of LOADGEN_SECONDS seconds (default 5); every round
+is printed, then the medians:
+- throughput: the requests per second each generator drove;
+- CPU per request: the generator's own user + system time, read from
+  /proc/PID/stat once it has exited but before it is reaped (a zombie keeps
+  its times), divided by the requests it completed.
+Prints `result loadgen_tput_vs_memcaslap` (keel-bench / memcaslap, target
+>= 1.0) and `result loadgen_cpu_per_req_vs_memcaslap` (keel-bench /
+memcaslap, target <= 0.5). The machine must be quiet for the figures to mean
+anything. LOADGEN_BACKEND (auto, uring, epoll) picks keel-bench's I/O backend.
+"""
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "tests", "integration"))
+import servers  # noqa: E402
+
+CONNS, THREADS, KEYS, VALUE = 32, 2, 10000, 100
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def run_timed(argv):
+    """Run argv to its end; (stdout, stderr, CPU seconds it used)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, stdout=out, stderr=err)
+        os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
+        with open("/proc/%d/stat" % p.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+        p.wait()
+        out.seek(0)
+        err.seek(0)
+        return out.read().decode(), err.read().decode(), cpu, p.returncode
+
+
+def keel_bench(binary, port, seconds):
+    out, err, cpu, rc = run_timed([binary, "--server", "127.0.0.1:%d" % port, "--json",
+                                   "--connections", str(CONNS), "--threads", str(THREADS),
+                                   "--pipeline", "1", "--mix", "get=90,set=10", "--keys",
+                                   str(KEYS), "--key-size", "16", "--value-size", str(VALUE),
+                                   "--duration", str(seconds), "--backend",
+                                   os.environ.get("LOADGEN_BACKEND", "auto")])
+    rep = json.loads(out)
+    if rc != 0:
+        raise RuntimeError("keel-bench failed (%d): %s" % (rc, rep["first_error"] or err))
+    return rep["requests"], rep["requests"] / seconds, cpu
+
+
+def memcaslap(port, seconds, cfg):
+    out, err, cpu, rc = run_timed(["memcaslap", "-s", "127.0.0.1:%d" % port, "-T",
+                                   str(THREADS), "-c", str(CONNS), "-t", "%ds" % seconds,
+                                   "-X", str(VALUE), "-F", cfg])
+    m = re.search(r"Run time: ([\d.]+)s Ops: (\d+) TPS: (\d+)", out)
+    if rc != 0 or not m:
+        raise RuntimeError("memcaslap failed (%d): %s" % (rc, (out + err)[-500:]))
+    return int(m.group(2)), float(m.group(2)) / float(m.group(1)), cpu
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 2
+    binary = sys.argv[1]
+    rounds = int(os.environ.get("LOADGEN_ROUNDS", "5"))
+    seconds = int(os.environ.get("LOADGEN_SECONDS", "5"))
+    with tempfile.NamedTemporaryFile("w", suffix=".cfg") as cfg, \
+            servers.memcached(threads=2, memory_mb=256) as srv:
+        # memcaslap's workload: 16-byte keys, 100-byte values, set 10%, get 90%
+        cfg.write("key\n16 16 1\nvalue\n%d %d 1\ncmd\n0 0.1\n1 0.9\n" % (VALUE, VALUE))
+        cfg.flush()
+        subprocess.run([binary, "--server", "127.0.0.1:%d" % srv.port, "--load", "--keys",
+                        str(KEYS), "--value-size", str(VALUE), "--pipeline", "16"],
+                       check=True, capture_output=True)
+        print("loadgen: memcached on 127.0.0.1:%d, %d connections, %d threads, 90/10 get/set, "
+              "%d B values, %d rounds of %d s" % (srv.port, CONNS, THREADS, VALUE, rounds,
+                                                   seconds))
+        print("%-6s %-11s %12s %12s %14s" % ("round", "generator", "requests", "req/s",
+                                             "cpu us/req"))
+        res = {"keel-bench": [], "memcaslap": []}
+        for r in range(rounds):
+            for name in ("keel-bench", "memcaslap"):
+                if name == "keel-bench":
+                    n, tput, cpu = keel_bench(binary, srv.port, seconds)
+                else:
+                    n, tput, cpu = memcaslap(srv.port, seconds, cfg.name)
+                per = cpu / n * 1e6 if n else float("inf")
+                res[name].append((tput, per))
+                print("%-6d %-11s %12d %12.0f %14.3f" % (r + 1, name, n, tput, per))
+                sys.stdout.flush()
+    med = {k: (statistics.median(t for t, _ in v), statistics.median(c for _, c in v))
+           for k, v in res.items()}
+    print("median  keel-bench %.0f req/s, %.3f cpu us/req; memcaslap %.0f req/s, %.3f cpu us/req"
+          % (med["keel-bench"] + med["memcaslap"]))
+    print("result loadgen_keel_bench_tput %.0f req/s" % med["keel-bench"][0])
+    print("result loadgen_memcaslap_tput %.0f req/s" % med["memcaslap"][0])
+    print("result loadgen_tput_vs_memcaslap %.3f x" % (med["keel-bench"][0] / med["memcaslap"][0]))
+    print("result loadgen_cpu_per_req_vs_memcaslap %.3f x"
+          % (med["keel-bench"][1] / med["memcaslap"][1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
