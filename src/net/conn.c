@@ -46,6 +46,7 @@
 #include "keel/conn.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -95,6 +96,9 @@ static void want_runner(struct kl_connset *set)
                 kl_list_len(&set->ready));
 }
 
+/* A connection holds the start of a request (bytes not consumed yet). */
+static bool pending(const struct kl_conn *c) { return c->rend > c->rstart; }
+
 static void make_ready(struct kl_connset *set, struct kl_conn *c)
 {
     c->state = CONN_READY;
@@ -104,8 +108,12 @@ static void make_ready(struct kl_connset *set, struct kl_conn *c)
 
 static void on_edge(struct kl_watch *w, int32_t res)
 {
-    (void)res; /* the receive tells data, end of input and errors apart */
+    /* the receive tells data, end of input and errors apart; but a hang-up
+     * must be remembered: on epoll it comes on the same (only) edge as the
+     * last bytes, and a short read of those would otherwise end the reading */
     struct kl_conn *c = kl_container_of(w, struct kl_conn, watch);
+    if (res > 0 && (res & (POLLRDHUP | POLLHUP | POLLERR)))
+        c->hup = true;
     c->readable = true;
     if (c->state == CONN_IDLE) {
         kl_list_remove(&c->set->idle, &c->node);
@@ -216,7 +224,8 @@ static void serve(struct kl_connset *set, struct kl_conn *c)
         if (c->eof)
             break; /* reason 0: the peer closed */
         if (!c->readable) {
-            reason = set->stopping ? -ESHUTDOWN : kl_watch_arm(&c->watch);
+            /* stopping: a connection is closed once it holds no partial request */
+            reason = set->stopping && !pending(c) ? -ESHUTDOWN : kl_watch_arm(&c->watch);
             if (reason != 0)
                 break;
             go_idle(set, c);
@@ -277,10 +286,18 @@ static intptr_t runner(void *arg)
 
 /* ---- the keeper: idle deadlines and closing ------------------------------------ */
 
-static void close_unserved(struct kl_connset *set)
+/* At a stop: close the idle connections; with `all`, also those holding the
+ * start of a request and those queued for a runner (else they are requests
+ * in flight, served until the grace period ends). */
+static void close_unserved(struct kl_connset *set, bool all)
 {
-    struct kl_list_node *n;
-    while ((n = kl_list_first(&set->idle)) != NULL || (n = kl_list_first(&set->ready)) != NULL)
+    struct kl_list_node *n, *next;
+    for (n = kl_list_first(&set->idle); n != NULL; n = next) {
+        next = kl_list_next(n);
+        if (all || !pending(conn_of(n)))
+            close_conn(set, conn_of(n), -ESHUTDOWN);
+    }
+    while (all && (n = kl_list_first(&set->ready)) != NULL)
         close_conn(set, conn_of(n), -ESHUTDOWN);
     while (set->nparked > 0) /* they find nothing to do and end */
         wake(set->parked[--set->nparked]);
@@ -310,7 +327,7 @@ static intptr_t keeper(void *arg)
             break;
     }
     set->stopping = true;
-    close_unserved(set);
+    close_unserved(set, kl_fiber_cancelled());
     set->keeper = KL_FIBER_ID_NONE;
     wake(set->stopper);
     return 0;
@@ -404,6 +421,7 @@ int kl_connset_stop(struct kl_connset *set, uint64_t grace_ns)
         if (!shut && now >= deadline) {
             kl_list_for_each (it, &set->active)
                 kl_conn_shutdown(conn_of(it));
+            close_unserved(set, true); /* partial requests that did not complete */
             shut = true;
         }
         rc = kl_fiber_suspend("conn-stop", shut ? KL_FIBER_FOREVER : deadline - now);

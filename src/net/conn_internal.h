@@ -30,6 +30,7 @@ struct kl_conn {
     bool readable;       /* an edge came since the last receive began */
     bool fresh;          /* bytes came since the handler last ran */
     bool eof;            /* the peer closed (a receive returned 0) */
+    bool hup;            /* an edge said the peer hung up: read on until the 0 */
     bool waiting;        /* the runner is parked in kl_conn_fill() */
     bool shut;           /* kl_conn_shutdown() was called */
     int werr;            /* a flush failed: later writes fail with it */

@@ -108,8 +108,8 @@ ssize_t conn_read(struct kl_conn *c)
         c->fresh = true;
         c->set->stats.reads++;
         c->set->stats.read_bytes += (uint64_t)n;
-        if ((size_t)n == space)
-            c->readable = true; /* filled: there may be more */
+        if ((size_t)n == space || c->hup)
+            c->readable = true; /* filled, or the peer hung up: there is more (the end) */
     } else if (n == 0) {
         c->eof = true;
     }

@@ -69,6 +69,22 @@ def backends(keeld):
         with servers.keeld(keeld, extra=["--backend", be, "--log", "-"]) as s:
             r = talk(s.port, b"set k 0 0 2\r\nhi\r\nget k\r\n", b"END\r\n")
             check("serves on %s" % be, r == b"STORED\r\nVALUE k 0 2\r\nhi\r\nEND\r\n", r)
+            # a client that sends and then closes its side (nc -N) gets its
+            # replies and then the end of the connection
+            with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+                c.sendall(b"get k\r\n")
+                c.shutdown(socket.SHUT_WR)
+                got, t0 = b"", time.monotonic()
+                try:
+                    while True:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        got += chunk
+                except socket.timeout:
+                    got += b"<no end>"
+            check("half-closed client: replies, then the end (%s)" % be,
+                  got == b"VALUE k 0 2\r\nhi\r\nEND\r\n" and time.monotonic() - t0 < 2, got)
             st = talk(s.port, b"stats settings\r\n", b"END\r\n")
             check("stats settings names the backend (%s)" % be,
                   (b"STAT keel_backend %s\r\n" % be.encode()) in st, st[-300:])
