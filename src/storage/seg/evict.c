@@ -270,9 +270,11 @@ static uint32_t cutoff(struct seg_engine *se, uint32_t src, uint32_t n, uint32_t
         item_read(seg_data(se, src) + se->scan[i].off, &iv);
         w[se->scan[i].freq] += iv.size + 8;
     }
+    /* down to items never read since written (frequency 0): when the budget
+     * holds them too, a merge of mostly dead segments keeps every live item */
     uint64_t sum = 0;
     uint32_t f = FREQ_MAX + 1;
-    while (f > 1 && sum + w[f - 1] <= budget)
+    while (f > 0 && sum + w[f - 1] <= budget)
         sum += w[--f];
     return f;
 }
@@ -322,7 +324,14 @@ static int evict_merge(struct seg_engine *se)
     for (int i = 0; i < k; i++) {
         uint32_t s = (uint32_t)src[i];
         uint32_t n = scan_live(se, s);
-        uint32_t budget = (se->seg_size - t->wpos) / (uint32_t)(k - i);
+        /* the room left, less what the later sources still hold live (at
+         * least an even share): mostly dead sources leave room to keep all */
+        uint64_t later = 0;
+        for (int j = i + 1; j < k; j++)
+            later += atomic_load_explicit(&se->segs[src[j]].live_bytes, memory_order_relaxed);
+        uint32_t room = se->seg_size - t->wpos, share = room / (uint32_t)(k - i);
+        uint32_t budget = later < room ? room - (uint32_t)later : 0;
+        budget = budget > share ? budget : share;
         relocate(se, s, 0, n, cutoff(se, s, n, budget), true, false, &target);
         if (i > 0)
             seg_retire(se, s);
