@@ -140,7 +140,11 @@ def mget_pipeline(binary, port):
     check("every key of every multi-get answered (hits + misses = 16 x requests)",
           m["requests"] > 0 and m["hits"] + m["misses"] == 16 * m["requests"], m)
     check("after --load no key misses", rep["misses"] == 0 and rep["hits"] > 0, rep)
-    check("the values matched their keys", rep["verified"] == rep["hits"], rep)
+    # every measured hit was verified; replies of requests sent before the
+    # measured window or answered after its end are verified but not counted
+    # as hits, so verified may exceed hits (it did under ASan's slower clock)
+    check("the values matched their keys",
+          rep["errors"]["total"] == 0 and rep["verified"] >= rep["hits"] > 0, rep)
 
 
 def coordinated_omission(binary, srv):
