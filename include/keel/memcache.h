@@ -101,6 +101,7 @@ struct kl_mc_cmd {
     bool noreply;           /* "noreply", or meta q (which hides mg EN, ms/md/ma HD only) */
     bool base64;            /* meta b: key is base64 (kl_mc_base64_decode) */
     bool close;             /* KL_MC_ERROR: close the connection after the reply */
+    bool too_large;         /* KL_MC_ERROR: a value over the item limit (type, key set) */
     uint32_t nkeys;         /* get gets gat gats: number of keys */
     struct kl_mc_str key;   /* the key (get family: the first key) */
     struct kl_mc_str keys;  /* get family: every key, space separated; see kl_mc_next_key */

@@ -1,10 +1,10 @@
 /* exec.c: the classic text commands against the engine (see exec.h).
  *
  * Each command is a few engine calls and one reply, with memcached 1.6's
- * answers and counters: errors are sent even with noreply (memcached's
- * out_errstring), a `set` that is too large also removes the key's old
- * value (memcached does, so a stale value cannot outlive a failed update),
- * and every retrieval key counts as one cmd_get.
+ * answers and counters: noreply hides the engine's errors too (memcached's
+ * out_string), a `set` that fails (too large, no memory) also removes the
+ * key's old value (memcached does, so a stale value cannot outlive a failed
+ * update), and every retrieval key counts as one cmd_get.
  */
 #define _GNU_SOURCE
 #include "exec.h"
@@ -205,9 +205,23 @@ static int store(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_c
         return engine_error(w, c, cmd, r);
     case KL_E_NO_MEMORY:
         keeld_count(w, KEELD_C_store_no_memory, 1);
+        if (mode == KL_SET) /* likewise */
+            kl_engine_delete(e, cmd->key.p, cmd->key.len, 0, false, NULL);
         return engine_error(w, c, cmd, r);
     default: return engine_error(w, c, cmd, r);
     }
+}
+
+void keeld_too_large(struct keeld_worker *w, const struct kl_mc_cmd *cmd)
+{
+    keeld_count(w, KEELD_C_cmd_set, 1);
+    keeld_count(w, KEELD_C_store_too_large, 1);
+    if (cmd->type != KL_MC_SET && cmd->type != KL_MC_MS)
+        return;
+    char buf[KL_KEY_MAX];
+    struct kl_mc_str key;
+    if (keeld_key(cmd, buf, &key) == 0)
+        kl_engine_delete(w->shared->engine, key.p, key.len, 0, false, NULL);
 }
 
 /* ---- the rest ---- */

@@ -69,6 +69,11 @@ int keeld_exec(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd
  * input, run each, consume them; `arg` is the struct keeld_worker. */
 int keeld_session(struct kl_conn *c, void *arg);
 
+/* The parser refused a value over -I (cmd->too_large): count it and, as
+ * memcached, unlink the key's old value for a set (and for ms in any mode),
+ * so no stale value outlives a failed update. */
+void keeld_too_large(struct keeld_worker *w, const struct kl_mc_cmd *cmd);
+
 /* The meta commands (mg ms md ma me); called by keeld_exec. */
 int keeld_exec_meta(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd);
 

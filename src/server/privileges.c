@@ -42,10 +42,8 @@ int keeld_become_user(const char *user, char *err, size_t err_len)
 {
     if (user == NULL || user[0] == '\0')
         return 0;
-    if (geteuid() != 0) {
-        snprintf(err, err_len, "-u %s: only root can change user", user);
-        return -1;
-    }
+    if (geteuid() != 0)
+        return 0; /* as memcached: -u matters only to root (unit files pass it anyway) */
     errno = 0;
     struct passwd *pw = getpwnam(user);
     if (pw == NULL) {

@@ -17,8 +17,8 @@
  * with a one-line reason in `err` when the limit cannot be raised enough. */
 int keeld_raise_fd_limit(uint32_t max_conns, uint32_t reserve, char *err, size_t err_len);
 
-/* Become `user` (NULL or "": stay who we are). 0, or -1 with a one-line
- * reason in `err` (no such user, not root, a failed call). */
+/* Become `user` (NULL or "", or not root: stay who we are, as memcached).
+ * 0, or -1 with a one-line reason in `err` (no such user, a failed call). */
 int keeld_become_user(const char *user, char *err, size_t err_len);
 
 #endif

@@ -14,6 +14,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -45,7 +47,8 @@ struct server {
     const struct keeld_options *opts;
     struct keeld_shared shared;
     struct kl_engine *engine;
-    struct kl_workers *workers;
+    struct kl_workers *workers;         /* the main thread's handle */
+    _Atomic(struct kl_workers *) group; /* the same, for reports: set by the workers */
     struct slot *slots;
     struct keeld_admin *admin;
     uint64_t started;
@@ -61,7 +64,7 @@ static struct server srv;
 static void sum_counters(struct server *s, uint64_t out[KEELD_COUNTERS],
                          struct kl_workers_stats *ws)
 {
-    kl_workers_stats(s->workers, ws, out);
+    kl_workers_stats(atomic_load(&s->group), ws, out);
 }
 
 static void engine_figures(struct server *s, struct keeld_engine_figures *f)
@@ -92,12 +95,15 @@ static void general_view(struct server *s, struct keeld_stats_view *v)
     v->pid = getpid();
     v->started_unix = s->started;
     v->now_unix = (uint64_t)time(NULL);
-    sum_counters(s, v->counters, &ws);
-    v->curr_connections =
-        v->counters[KEELD_C_total_connections] - v->counters[KEELD_C_closed_connections];
+    /* summed under the lock that `stats reset` takes, so a baseline is
+     * never newer than the sums it is taken from */
     pthread_mutex_lock(&s->baseline_lock);
+    sum_counters(s, v->counters, &ws);
+    uint64_t opened = v->counters[KEELD_C_total_connections];
+    uint64_t closed = v->counters[KEELD_C_closed_connections];
+    v->curr_connections = opened > closed ? opened - closed : 0; /* read one after the other */
     for (int i = 0; i < KEELD_COUNTERS; i++)
-        v->counters[i] -= s->baseline[i];
+        v->counters[i] = v->counters[i] > s->baseline[i] ? v->counters[i] - s->baseline[i] : 0;
     pthread_mutex_unlock(&s->baseline_lock);
     engine_figures(s, &v->engine);
     v->engine.total_items = v->counters[KEELD_C_total_items];
@@ -127,8 +133,8 @@ static int stats_report(void *arg, const char *which, size_t len, keeld_stat_emi
     if (word_is(which, len, "reset")) {
         uint64_t now[KEELD_COUNTERS];
         struct kl_workers_stats ws;
-        sum_counters(s, now, &ws);
         pthread_mutex_lock(&s->baseline_lock);
+        sum_counters(s, now, &ws);
         for (int i = 0; i < KEELD_COUNTERS; i++)
             if (i != KEELD_C_total_connections && i != KEELD_C_closed_connections)
                 s->baseline[i] = now[i];
@@ -197,6 +203,7 @@ static void worker_main(struct kl_worker *kw, void *arg)
     struct server *s = arg;
     struct slot *slot = &s->slots[kl_worker_index(kw)];
     const struct keeld_options *o = s->opts;
+    atomic_store(&s->group, kl_worker_group(kw)); /* before any client can ask for stats */
     int rc = keeld_worker_init(&slot->w, &s->shared, kl_worker_counters(kw));
     uint32_t n = kl_workers_count(kl_worker_group(kw)); /* s->workers may not be set yet */
     uint32_t rbuf_max = o->max_item_size + 4096 > MB ? o->max_item_size + 4096 : (uint32_t)MB;
@@ -291,6 +298,45 @@ static int open_engine(struct server *s, char *err, size_t err_len)
     return 0;
 }
 
+/* SO_REUSEPORT would let keeld share a port another process listens on
+ * (and take half its connections): a port in use must be an error, as with
+ * memcached, so each fixed port is first bound without it. */
+static int probe_ports(const char *addrs, char *err, size_t err_len)
+{
+    char list[KEELD_MAX_LISTEN * (KEELD_ADDR_BYTES + 8)];
+    snprintf(list, sizeof list, "%s", addrs);
+    char *save = NULL;
+    for (char *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+        char *colon = strrchr(a, ':');
+        if (colon == NULL || strcmp(colon + 1, "0") == 0)
+            continue;
+        *colon = '\0';
+        char *host = a;
+        if (host[0] == '[') {
+            host++;
+            host[strlen(host) - 1] = '\0';
+        }
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV},
+                        *res = NULL;
+        if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+            continue; /* the listener reports the bad address */
+        int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1, rc = -1, e = 0;
+        if (fd >= 0) {
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* TIME_WAIT is fine */
+            rc = bind(fd, res->ai_addr, res->ai_addrlen);
+            e = errno;
+            close(fd);
+        }
+        freeaddrinfo(res);
+        if (rc != 0 && e == EADDRINUSE) {
+            snprintf(err, err_len, "cannot listen on %s:%s: %s", a, colon + 1, strerror(e));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int open_listeners(struct server *s, uint32_t n, char *err, size_t err_len)
 {
     char addrs[KEELD_MAX_LISTEN * (KEELD_ADDR_BYTES + 8)];
@@ -298,6 +344,8 @@ static int open_listeners(struct server *s, uint32_t n, char *err, size_t err_le
         snprintf(err, err_len, "-l: too many addresses");
         return -1;
     }
+    if (probe_ports(addrs, err, err_len) < 0)
+        return -1;
     struct kl_listener_config lc = {
         .addrs = addrs,
         .backlog = (int)s->opts->backlog,
@@ -332,11 +380,6 @@ static int start(struct server *s, char *err, size_t err_len)
         return -1;
     if (keeld_become_user(o->user, err, err_len) < 0)
         return -1;
-    if (o->admin[0]) {
-        s->admin = keeld_admin_start(o->admin, metrics, s, err, err_len);
-        if (s->admin == NULL)
-            return -1;
-    }
     s->shared = (struct keeld_shared){
         .engine = s->engine,
         .opts = o,
@@ -371,6 +414,11 @@ static int start(struct server *s, char *err, size_t err_len)
             snprintf(err, err_len, "worker %u could not start serving: %s", i, strerror(-st));
             return -1;
         }
+    }
+    if (o->admin[0]) { /* once the workers it reports on are up */
+        s->admin = keeld_admin_start(o->admin, metrics, s, err, err_len);
+        if (s->admin == NULL)
+            return -1;
     }
     return 0;
 }
@@ -437,10 +485,13 @@ int keeld_run(const struct keeld_options *opts)
     KL_INFO("keeld %s serving: %u threads, %llu MB", KEELD_VERSION_STRING, opts->threads,
             (unsigned long long)(opts->memory_bytes / MB));
 
+    uint32_t clock = (uint32_t)time(NULL);
     for (;;) {
         struct timespec second = {1, 0};
         int sig = sigtimedwait(&set, NULL, &second);
-        kl_engine_tick(s->engine, (uint32_t)time(NULL));
+        uint32_t now = (uint32_t)time(NULL);
+        clock = now > clock ? now : clock; /* the engine's clock never goes back (NTP steps) */
+        kl_engine_tick(s->engine, clock);
         if (sig == SIGHUP) {
             kl_log_close();
             kl_log_open(opts->log_path[0] ? opts->log_path : NULL);

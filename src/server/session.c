@@ -40,6 +40,8 @@ int keeld_session(struct kl_conn *c, void *arg)
         if (st == KL_MC_NEED_MORE)
             break;
         if (st == KL_MC_ERROR) {
+            if (cmd.too_large)
+                keeld_too_large(w, &cmd);
             if (cmd.reply.len > 0)
                 rc = keeld_reply(w, c, cmd.reply.p, cmd.reply.len);
             if (rc == 0 && cmd.close)

@@ -62,6 +62,15 @@ def command_line(keeld):
                            timeout=10)
         check("a port in use: exit 1 with the reason", p.returncode == 1 and
               b"cannot listen" in p.stderr, p)
+    with socket.socket() as taken:  # a holder that allows sharing: still in use
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = subprocess.run([keeld, "-p", str(port), "--log", "-"], capture_output=True,
+                           timeout=10)
+        check("a port another SO_REUSEPORT server holds: exit 1, not shared",
+              p.returncode == 1 and b"cannot listen" in p.stderr, p)
 
 
 def backends(keeld):

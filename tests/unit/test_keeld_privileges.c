@@ -32,8 +32,8 @@ static int become_nobody(void)
         return 2;
     if (setuid(0) == 0) /* no way back */
         return 3;
-    /* and a second change is refused with a reason */
-    if (keeld_become_user("root", err, sizeof err) == 0 || strstr(err, "only root") == NULL)
+    /* and a second change, no longer root, is ignored: still nobody */
+    if (keeld_become_user("root", err, sizeof err) != 0 || getuid() != pw->pw_uid)
         return 4;
     return 0;
 }

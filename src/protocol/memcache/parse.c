@@ -183,8 +183,11 @@ enum kl_mc_status mc_data_block(const struct kl_mc_config *cfg, const char *buf,
                                 bool quiet_errors)
 {
     size_t total = ln->next + (size_t)vlen + 2;
-    if ((uint64_t)cmd->key.len + (uint64_t)vlen + cfg->item_overhead > cfg->item_size_max)
-        return mc_error(cmd, MC_S(MC_E_TOO_LARGE), total, quiet_errors);
+    if ((uint64_t)cmd->key.len + (uint64_t)vlen + cfg->item_overhead > cfg->item_size_max) {
+        enum kl_mc_status st = mc_error(cmd, MC_S(MC_E_TOO_LARGE), total, quiet_errors);
+        cmd->too_large = true; /* memcached then unlinks the key: the server's to do */
+        return st;
+    }
     if (len < total) {
         cmd->need = total - len;
         return KL_MC_NEED_MORE;
