@@ -239,11 +239,7 @@ static int arith(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_c
     uint64_t value = 0, cas = 0;
     int r = kl_engine_arith(w->shared->engine, cmd->key.p, cmd->key.len, incr, cmd->delta, 0,
                             &value, &cas);
-    if (r == KL_E_OK || r == KL_E_NOT_FOUND)
-        keeld_count(w,
-                    r == KL_E_OK ? (incr ? KEELD_C_incr_hits : KEELD_C_decr_hits)
-                                 : (incr ? KEELD_C_incr_misses : KEELD_C_decr_misses),
-                    1);
+    keeld_count_arith(w, incr, r);
     switch (r) {
     case KL_E_OK: {
         if (cmd->noreply)

@@ -85,6 +85,15 @@ static inline void keeld_count(struct keeld_worker *w, enum keeld_counter which,
     kl_counter_add(&w->counters[which], n);
 }
 
+/* Count an incr/decr (classic or meta) by its engine result. */
+static inline void keeld_count_arith(struct keeld_worker *w, bool incr, int r)
+{
+    if (r == KL_E_OK)
+        keeld_count(w, incr ? KEELD_C_incr_hits : KEELD_C_decr_hits, 1);
+    else if (r == KL_E_NOT_FOUND)
+        keeld_count(w, incr ? KEELD_C_incr_misses : KEELD_C_decr_misses, 1);
+}
+
 /* Queue a static or composed line. */
 int keeld_reply(struct keeld_worker *w, struct kl_conn *c, const char *p, size_t len);
 

@@ -205,11 +205,7 @@ static int meta_arith(struct keeld_worker *w, struct kl_conn *c, const struct kl
     }
     if (r == KL_E_OK && HAS(cmd, 'T'))
         kl_engine_touch(e, key.p, key.len, keeld_exptime(cmd->exptime));
-    if (r == KL_E_OK || r == KL_E_NOT_FOUND)
-        keeld_count(w,
-                    r == KL_E_OK ? (incr ? KEELD_C_incr_hits : KEELD_C_decr_hits)
-                                 : (incr ? KEELD_C_incr_misses : KEELD_C_decr_misses),
-                    1);
+    keeld_count_arith(w, incr, r);
     switch (r) {
     case KL_E_OK: break;
     case KL_E_NOT_FOUND: return status(w, c, cmd, "NF");

@@ -31,13 +31,7 @@ import time
 
 import servers
 
-results = []
-
-
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print("%s %s%s" % ("PASS" if cond else "FAIL", name, "" if cond else "  " + str(detail)))
-    sys.stdout.flush()
+from servers import check, results  # noqa: E402  (the shared tally)
 
 
 def bench(binary, port, *args, timeout=60):
@@ -221,9 +215,7 @@ def main():
         behind_the_back(binary, s.port, "overwrite")
         behind_the_back(binary, s.port, "delete")
         rate_accuracy(binary, s.port)
-    failed = results.count(False)
-    print("%d passed, %d failed" % (len(results) - failed, failed))
-    return 1 if failed else 0
+    return servers.summary()
 
 
 if __name__ == "__main__":

@@ -23,13 +23,7 @@ import urllib.request
 
 import servers
 
-results = []
-
-
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print("%s %s%s" % ("PASS" if cond else "FAIL", name, "" if cond else "  " + str(detail)))
-    sys.stdout.flush()
+from servers import check, results  # noqa: E402  (the shared tally)
 
 
 def talk(port, data, until=b"\r\n"):
@@ -160,9 +154,7 @@ def main():
     backends(keeld)
     admin_and_signals(keeld)
     shutdown_command(keeld)
-    failed = results.count(False)
-    print("%d passed, %d failed" % (len(results) - failed, failed))
-    return 1 if failed else 0
+    return servers.summary()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pymemcache.exceptions import MemcacheClientError, MemcacheIllegalInputError
 
 import servers
 
-results = []
+from servers import check, results  # noqa: E402  (the shared tally)
 
 
 class FlagsSerde:
@@ -32,10 +32,6 @@ class FlagsSerde:
     def deserialize(self, key, value, flags):
         return value, flags
 
-
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print("%s %s%s" % ("PASS" if cond else "FAIL", name, "" if cond else "  " + str(detail)))
 
 
 def raw_exchange(port, request):
@@ -162,9 +158,7 @@ def main():
         pymemcache_suite(s.port)
         libmemcached_suite(s.port)
         check("server still running", s.proc.poll() is None)
-    failed = results.count(False)
-    print("%d passed, %d failed" % (len(results) - failed, failed))
-    return 1 if failed else 0
+    return servers.summary()
 
 
 if __name__ == "__main__":

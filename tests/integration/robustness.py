@@ -33,7 +33,7 @@ MEMORY_MB = 64
 # thread stacks, code. memcached measured about 75 MB here on this test.
 RSS_BOUND_MB = MEMORY_MB + 64
 
-results = []
+from servers import check, results  # noqa: E402  (the shared tally)
 
 
 # Under a sanitizer RSS measures the sanitizer's shadow and quarantine, not
@@ -47,11 +47,6 @@ def check_rss(name, rss_mb):
         return
     check(name, rss_mb < RSS_BOUND_MB, "RSS %d MB" % rss_mb)
 
-
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print("%s %s%s" % ("PASS" if cond else "FAIL", name, "" if cond else "  " + str(detail)))
-    sys.stdout.flush()
 
 
 def recv_until(s, end, limit=1 << 24):
@@ -226,9 +221,7 @@ def main():
             check_rss("after %s: RSS %d MB" % (case.__name__, rss), rss)
         check("the polite client was served throughout (%d rounds, worst %.0f ms)" %
               (canary.rounds, canary.worst * 1000), canary.finish(), canary.errors[:3])
-    failed = results.count(False)
-    print("%d passed, %d failed" % (len(results) - failed, failed))
-    return 1 if failed else 0
+    return servers.summary()
 
 
 if __name__ == "__main__":

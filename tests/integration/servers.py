@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -107,3 +108,22 @@ def target(spec, **kw):
     if spec == "memcached":
         return memcached(**kw)
     return keeld(spec, **kw)
+
+
+# ---- the tests' tally: one PASS/FAIL line per check, "N passed, N failed" last
+
+results = []
+
+
+def check(name, cond, detail=""):
+    """Record one check and print its line (with the detail when it failed)."""
+    results.append(bool(cond))
+    print("%s %s%s" % ("PASS" if cond else "FAIL", name, "" if cond else "  " + str(detail)))
+    sys.stdout.flush()
+
+
+def summary():
+    """Print the closing line; the exit status: 0 when every check held."""
+    failed = results.count(False)
+    print("%d passed, %d failed" % (len(results) - failed, failed))
+    return 1 if failed else 0

@@ -19,12 +19,7 @@ from pymemcache.client.base import Client
 
 import servers
 
-results = []
-
-
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print("%s %s%s" % ("PASS" if cond else "FAIL", name, "" if cond else "  " + str(detail)))
+from servers import check, results  # noqa: E402  (the shared tally)
 
 
 def items(port):
@@ -89,9 +84,7 @@ def main():
         for p in (conf.name, conf.name + ".log"):
             if os.path.exists(p):
                 os.unlink(p)
-    failed = results.count(False)
-    print("%d passed, %d failed" % (len(results) - failed, failed))
-    return 1 if failed else 0
+    return servers.summary()
 
 
 if __name__ == "__main__":
