@@ -136,7 +136,7 @@ static int parse_u64(struct parse *p, const char *what, const char *s, uint64_t 
 static int parse_u32(struct parse *p, const char *what, const char *s, uint32_t min, uint32_t max,
                      uint32_t *out)
 {
-    uint64_t v;
+    uint64_t v = 0;
     if (parse_u64(p, what, s, min, max, &v) < 0)
         return -1;
     *out = (uint32_t)v;
@@ -356,7 +356,7 @@ static int parse_extended(struct parse *p, const char *arg)
 static int apply(struct parse *p, int c, const char *arg, enum keeld_parse_result *early)
 {
     struct keeld_options *o = p->o;
-    uint64_t v;
+    uint64_t v = 0;
     switch (c) {
     case 'p':
         if (parse_u64(p, "-p", arg, 0, 65535, &v) < 0)
