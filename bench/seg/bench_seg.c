@@ -33,7 +33,7 @@
 #define KLEN   14u
 #define VLEN   100u
 #define NOPS   (4u << 20)
-#define ROUNDS 3
+#define ROUNDS 5
 
 static char (*keys)[16];
 static char value[VLEN];
@@ -193,6 +193,9 @@ static void speed(bool zipf, const char *name)
         s[i] = timed(e, &sets, 1, NOPS / 4) * 1e9 / (NOPS / 4);
         m1[i] = NOPS / timed(e, mix, 1, NOPS);
         m2[i] = 2.0 * NOPS / timed(e, mix, 2, NOPS);
+        printf("  %s round %d: get %.1f ns, set %.1f ns, 1 thread %.2f Mops/s, 2 threads %.2f "
+               "Mops/s\n",
+               name, i + 1, g[i], s[i], m1[i] / 1e6, m2[i] / 1e6);
     }
     double gn = median(g, ROUNDS), sn = median(s, ROUNDS);
     double o1 = median(m1, ROUNDS), o2 = median(m2, ROUNDS);
