@@ -15,6 +15,8 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -187,7 +189,9 @@ static void refuse(int fd, void *arg)
 
 static void on_open(struct kl_conn *c, void *arg)
 {
-    (void)c;
+    /* as memcached: replies leave at once, not held for the client's ACK */
+    int one = 1;
+    setsockopt(kl_conn_fd(c), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     keeld_count(arg, KEELD_C_total_connections, 1);
 }
 
