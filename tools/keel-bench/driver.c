@@ -606,6 +606,16 @@ static intptr_t conn_main(void *arg)
     return 0;
 }
 
+static void conn_free(struct conn *c)
+{
+    free(c->ring);
+    free(c->keys);
+    free(c->hdr);
+    free(c->iov);
+    free(c->rbuf);
+    free(c);
+}
+
 static struct conn *conn_new(struct kb_run *run, struct kb_thread *t, kl_counter *ctr,
                              uint32_t index, uint32_t *expect)
 {
@@ -638,25 +648,10 @@ static struct conn *conn_new(struct kb_run *run, struct kb_thread *t, kl_counter
     c->rcap = 64 * 1024 + 2 * ((size_t)opt->value_max + 512);
     c->rbuf = malloc(c->rcap);
     if (!c->ring || !c->keys || !c->hdr || !c->iov || !c->rbuf) {
-        free(c->ring);
-        free(c->keys);
-        free(c->hdr);
-        free(c->iov);
-        free(c->rbuf);
-        free(c);
+        conn_free(c);
         return NULL;
     }
     return c;
-}
-
-static void conn_free(struct conn *c)
-{
-    free(c->ring);
-    free(c->keys);
-    free(c->hdr);
-    free(c->iov);
-    free(c->rbuf);
-    free(c);
 }
 
 void kb_worker_main(struct kl_worker *w, void *arg)
