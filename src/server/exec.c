@@ -114,8 +114,6 @@ static int ack(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd
     return cmd->noreply ? 0 : keeld_reply_line(w, c, line);
 }
 
-#define REPLY_LITERAL(w, c, s) keeld_reply((w), (c), s, sizeof s - 1)
-
 /* An engine result that is an error; hidden by noreply, as memcached's
  * out_string hides it. */
 static int engine_error(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd,

@@ -97,6 +97,9 @@ static inline void keeld_count_arith(struct keeld_worker *w, bool incr, int r)
 /* Queue a static or composed line. */
 int keeld_reply(struct keeld_worker *w, struct kl_conn *c, const char *p, size_t len);
 
+/* Queue a string literal. */
+#define REPLY_LITERAL(w, c, s) keeld_reply((w), (c), s, sizeof s - 1)
+
 /* Queue a fixed line (STORED, END, ...). */
 int keeld_reply_line(struct keeld_worker *w, struct kl_conn *c, enum kl_mc_line line);
 

@@ -15,9 +15,8 @@
 #include "exec.h"
 #include "keel/assert.h"
 
-#define HAS(cmd, c)            (((cmd)->meta.has & KL_MC_F(c)) != 0)
-#define REPLY_LITERAL(w, c, s) keeld_reply((w), (c), s, sizeof s - 1)
-#define HDR_BYTES              (KL_KEY_MAX * 2 + 256)
+#define HAS(cmd, c) (((cmd)->meta.has & KL_MC_F(c)) != 0)
+#define HDR_BYTES   (KL_KEY_MAX * 2 + 256)
 
 static void item_info(const struct kl_item *it, struct kl_mc_item_info *info)
 {
