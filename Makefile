@@ -9,6 +9,7 @@
 #   make bench      build and run every benchmark; make bench-NAME runs one
 #   make format     format the tree with .clang-format; make format-check checks it
 #   make fuzz       fuzz the memcache parser with libFuzzer for FUZZ_S seconds (default 60)
+#                   or FUZZ_RUNS inputs, whichever comes first (default: no input limit)
 #   make install    cmake --install (PREFIX=/usr/local by default)
 #   make clean      remove every build directory
 
@@ -86,6 +87,7 @@ bench-%: deps
 # memcache parser, starting from the seed corpus; new inputs go to
 # build-fuzz/corpus, a crash to build-fuzz/crash-*.
 FUZZ_S ?= 60
+FUZZ_RUNS ?= -1
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SRC := tests/fuzz/fuzz_memcache.c $(wildcard src/protocol/memcache/*.c)
 $(FUZZ_BUILD)/fuzz_memcache: $(FUZZ_SRC) include/keel/memcache.h
@@ -94,7 +96,7 @@ $(FUZZ_BUILD)/fuzz_memcache: $(FUZZ_SRC) include/keel/memcache.h
 	  -fno-sanitize-recover=undefined -Iinclude $(FUZZ_SRC) -o $@
 
 fuzz: deps $(FUZZ_BUILD)/fuzz_memcache
-	cd $(FUZZ_BUILD) && ./fuzz_memcache -max_total_time=$(FUZZ_S) -print_final_stats=1 \
+	cd $(FUZZ_BUILD) && ./fuzz_memcache -max_total_time=$(FUZZ_S) -runs=$(FUZZ_RUNS) -print_final_stats=1 \
 	  -max_len=6000 -timeout=10 corpus ../tests/fuzz/corpus/memcache
 
 format:
