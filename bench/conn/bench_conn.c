@@ -3,7 +3,9 @@
  *
  * Throughput. A pipelined line echo: 32 connections, each sending 16 lines
  * at once and waiting for their 16 echoes (then 1 line at a time), from one
- * client thread (load.c). Servers, each in its own process: keel-demo on
+ * client thread (load.c), in BENCH_ROUNDS rounds (default 5) with the
+ * servers in a rotating order, every round printed, medians compared.
+ * Servers, each in its own process: keel-demo on
  * io_uring, keel-demo on epoll, and the baseline (baseline.c: edge-triggered
  * epoll, one thread per core). System calls per request come from each
  * server's own count ("stats": keel's reactor counts every system call its
@@ -33,9 +35,10 @@
 
 #include "bench_conn.h"
 
-#define CONNS 32
-#define IDLE  10000
-#define SECS  2.0
+#define CONNS      32
+#define IDLE       10000
+#define SECS       2.0
+#define MAX_ROUNDS 25
 
 extern char **environ;
 
@@ -149,7 +152,7 @@ struct tput {
     double per_req[2]; /* system calls per request */
 };
 
-static int run_tput(pid_t pid, int port, const char *name, struct tput *t)
+static int run_tput(pid_t pid, int port, const char *name, int round, struct tput *t)
 {
     static const int depth[2] = {16, 1};
     for (int d = 0; d < 2; d++) {
@@ -160,9 +163,22 @@ static int run_tput(pid_t pid, int port, const char *name, struct tput *t)
         if (bc_stats(port, &s1, &l1) != 0 || t->rps[d] <= 0)
             return -1;
         t->per_req[d] = (double)(s1 - s0) / (double)(l1 - l0);
-        printf("%-22s %5d x %-2d %12.0f %14.4f\n", name, CONNS, depth[d], t->rps[d], t->per_req[d]);
+        printf("%-5d %-22s %5d x %-2d %12.0f %14.4f\n", round, name, CONNS, depth[d], t->rps[d],
+               t->per_req[d]);
     }
     return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static double idle_bytes(pid_t pid, int port, const char *name, const char *request, int *fds)
@@ -194,25 +210,57 @@ int main(void)
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
 
-    printf("pipelined line echo, %d connections, %.0f s per run (rough: shared cores)\n", CONNS,
-           SECS);
-    printf("%-22s %10s %12s %14s\n", "server", "conns x depth", "requests/s", "syscalls/req");
-    struct tput ku = {0}, ke = {0}, base = {0};
-    int port;
-    pid_t pid = demo_start("uring", &port);
-    int ok_u = run_tput(pid, port, "keel-demo io_uring", &ku);
-    stop(pid);
-    pid = demo_start("epoll", &port);
-    int ok_e = run_tput(pid, port, "keel-demo epoll", &ke);
-    stop(pid);
-    pid = bc_baseline_start(&port);
-    int ok_b = run_tput(pid, port, "epoll baseline", &base);
-    stop(pid);
+    const char *env = getenv("BENCH_ROUNDS");
+    int rounds = env ? atoi(env) : 5;
+    if (rounds < 1 || rounds > MAX_ROUNDS)
+        rounds = 5;
+    printf("pipelined line echo, %d connections, %.0f s per run, %d rounds, the servers in a\n"
+           "rotating order (client and servers share the machine's cores)\n",
+           CONNS, SECS, rounds);
+    printf("%-5s %-22s %10s %12s %14s\n", "round", "server", "conns x depth", "requests/s",
+           "syscalls/req");
+    enum { URING, EPOLL, BASE, NSERVERS };
+    static const char *const names[NSERVERS] = {"keel-demo io_uring", "keel-demo epoll",
+                                                "epoll baseline"};
+    pid_t pids[NSERVERS];
+    int ports[NSERVERS];
+    pids[URING] = demo_start("uring", &ports[URING]);
+    pids[EPOLL] = demo_start("epoll", &ports[EPOLL]);
+    pids[BASE] = bc_baseline_start(&ports[BASE]);
+    static double rps[NSERVERS][2][MAX_ROUNDS], per_req[NSERVERS][2][MAX_ROUNDS];
+    int ok[NSERVERS] = {0, 0, 0};
+    for (int r = 0; r < rounds; r++) {
+        for (int i = 0; i < NSERVERS; i++) {
+            int k = (r + i) % NSERVERS; /* who goes first rotates */
+            struct tput t = {0};
+            if (ok[k] == 0 && run_tput(pids[k], ports[k], names[k], r + 1, &t) != 0)
+                ok[k] = -1;
+            for (int d = 0; d < 2; d++) {
+                rps[k][d][r] = t.rps[d];
+                per_req[k][d][r] = t.per_req[d];
+            }
+        }
+    }
+    for (int i = 0; i < NSERVERS; i++)
+        stop(pids[i]);
+    struct tput med[NSERVERS];
+    printf("\nmedians of %d rounds\n", rounds);
+    for (int k = 0; k < NSERVERS; k++) {
+        for (int d = 0; d < 2 && ok[k] == 0; d++) {
+            med[k].rps[d] = median(rps[k][d], rounds);
+            med[k].per_req[d] = median(per_req[k][d], rounds);
+            printf("      %-22s %5d x %-2d %12.0f %14.4f\n", names[k], CONNS, d ? 1 : 16,
+                   med[k].rps[d], med[k].per_req[d]);
+        }
+    }
+    int ok_u = ok[URING], ok_b = ok[BASE];
+    struct tput ku = med[URING], base = med[BASE];
 
     printf("\nmemory per idle connection (%d held, one request each)\n", IDLE);
     printf("%-22s %8s %12s %12s %10s\n", "server", "conns", "RSS before", "RSS after", "B/conn");
     static int fds[IDLE];
-    pid = demo_start("uring", &port);
+    int port;
+    pid_t pid = demo_start("uring", &port);
     double idle_u = idle_bytes(pid, port, "keel-demo io_uring", "idle\n", fds);
     stop(pid);
     pid = demo_start("epoll", &port);
@@ -234,7 +282,5 @@ int main(void)
         printf("result conn_idle_bytes %.0f B\n", idle_u);
     if (idle_u > 0 && idle_m > 0)
         printf("result conn_idle_vs_memcached %.2f x\n", idle_u / idle_m);
-    (void)ok_e;
-    (void)ke;
     return ok_u == 0 && ok_b == 0 && idle_u > 0 && idle_m > 0 ? 0 : 1;
 }

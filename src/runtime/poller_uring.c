@@ -61,6 +61,7 @@ struct uring_state {
     bool busy_lost; /* the table could not grow: kl_close always cancels */
     bool wake_armed;
     bool wake_broken;    /* its read failed unexpectedly: not armed again */
+    bool deferred;       /* DEFER_TASKRUN: completions wait for our io_uring_enter */
     uint64_t wake_count; /* the wake-up read's buffer */
 };
 
@@ -249,6 +250,12 @@ static int64_t uring_io(struct kl_reactor *r, struct kl_io_req *q, uint64_t dead
     }
 }
 
+/* Whether the kernel holds completion work that only an enter runs. */
+static bool completions_pending(const struct uring_state *u)
+{
+    return (IO_URING_READ_ONCE(*u->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0;
+}
+
 static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
 {
     struct uring_state *u = r->backend_state;
@@ -256,9 +263,9 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
     if (KL_UNLIKELY(!u->wake_armed))
         arm_wake(r, u); /* no SQE was free when it completed last */
     if (timeout_ns == 0) {
-        if (io_uring_sq_ready(&u->ring) > 0) {
+        if (io_uring_sq_ready(&u->ring) > 0 || (u->deferred && completions_pending(u))) {
             r->stats.syscalls++;
-            rc = io_uring_submit(&u->ring);
+            rc = io_uring_submit_and_get_events(&u->ring);
         }
     } else {
         struct __kernel_timespec ts, *tsp = NULL;
@@ -406,7 +413,12 @@ int kl_poller_uring_init(struct kl_reactor *r)
     struct uring_state *u = calloc(1, sizeof *u);
     if (u == NULL)
         return -ENOMEM;
-    int rc = io_uring_queue_init(r->ring_entries, &u->ring, 0);
+    unsigned deferred =
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    int rc = io_uring_queue_init(r->ring_entries, &u->ring, deferred);
+    u->deferred = rc == 0;
+    if (rc == -EINVAL) /* before Linux 6.1 */
+        rc = io_uring_queue_init(r->ring_entries, &u->ring, 0);
     if (rc < 0) {
         free(u);
         return rc;
