@@ -126,6 +126,12 @@ int kl_connset_destroy(struct kl_connset *set);
 /* Copy the counters into *stats. */
 void kl_connset_stats(const struct kl_connset *set, struct kl_connset_stats *stats);
 
+/* Call fn(c, arg) for every open connection of the set: idle ones, then those
+ * waiting for a runner, then those held by one. The set's own thread only;
+ * fn must not park, close or add connections. */
+void kl_connset_foreach(struct kl_connset *set, void (*fn)(struct kl_conn *c, void *arg),
+                        void *arg);
+
 /* ---- one connection (from its handler, in its runner) ----------------------- */
 
 /* The unconsumed input: its length in *len (the pointer is valid until the
@@ -159,6 +165,10 @@ int kl_conn_flush(struct kl_conn *c);
 
 /* Bytes queued and not yet sent. */
 size_t kl_conn_pending(const struct kl_conn *c);
+
+/* kl_reactor_now() when the connection last went idle, or 0 while it has
+ * input to serve or a runner holds it. */
+uint64_t kl_conn_idle_since(const struct kl_conn *c);
 
 /* The connection's socket. */
 int kl_conn_fd(const struct kl_conn *c);

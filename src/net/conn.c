@@ -454,9 +454,22 @@ void kl_connset_stats(const struct kl_connset *set, struct kl_connset_stats *sta
     *stats = set->stats;
 }
 
+void kl_connset_foreach(struct kl_connset *set, void (*fn)(struct kl_conn *c, void *arg), void *arg)
+{
+    struct kl_list *lists[] = {&set->idle, &set->ready, &set->active};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
+        for (struct kl_list_node *n = kl_list_first(lists[i]); n != NULL; n = kl_list_next(n))
+            fn(conn_of(n), arg);
+}
+
 /* ---- one connection ------------------------------------------------------------- */
 
 int kl_conn_fd(const struct kl_conn *c) { return c->watch.fd; }
+
+uint64_t kl_conn_idle_since(const struct kl_conn *c)
+{
+    return c->state == CONN_IDLE ? c->idle_since : 0;
+}
 
 void *kl_conn_user(const struct kl_conn *c) { return c->user; }
 

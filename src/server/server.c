@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "conns.h"
 #include "exec.h"
 #include "keel/listener.h"
 #include "keel/log.h"
@@ -119,6 +120,33 @@ static bool word_is(const char *p, size_t len, const char *w)
     return len == strlen(w) && memcmp(p, w, len) == 0;
 }
 
+struct conn_listing {
+    struct keeld_text *out;
+    uint64_t now;
+};
+
+static void list_conn(struct kl_conn *c, void *arg)
+{
+    struct conn_listing *l = arg;
+    uint64_t since = kl_conn_idle_since(c);
+    uint64_t idle_s = since && l->now > since ? (l->now - since) / 1000000000ull : 0;
+    keeld_conns_connection(l->out, kl_conn_fd(c), since == 0, idle_s);
+}
+
+/* `stats conns` on worker `index`'s thread: its listening sockets, then its
+ * connections. */
+static void list_conns(uint32_t index, struct keeld_text *out, void *arg)
+{
+    struct server *s = arg;
+    struct slot *slot = &s->slots[index];
+    if (atomic_load(&slot->state) != 1)
+        return; /* starting or drained */
+    for (size_t i = 0; i < slot->listener.n; i++)
+        keeld_conns_listening(out, slot->listener.acc[i].fd, (uint64_t)time(NULL) - s->started);
+    struct conn_listing l = {out, kl_reactor_now()};
+    kl_connset_foreach(&slot->conns, list_conn, &l);
+}
+
 static int stats_report(void *arg, const char *which, size_t len, keeld_stat_emit emit, void *sink)
 {
     struct server *s = arg;
@@ -143,9 +171,11 @@ static int stats_report(void *arg, const char *which, size_t len, keeld_stat_emi
         pthread_mutex_unlock(&s->baseline_lock);
         return 0;
     }
+    if (word_is(which, len, "conns"))
+        return keeld_conns_report(atomic_load(&s->group), list_conns, s, emit, sink);
     /* memcached's slab and item reports describe machinery keel does not have */
     if (word_is(which, len, "items") || word_is(which, len, "slabs") ||
-        word_is(which, len, "sizes") || word_is(which, len, "conns"))
+        word_is(which, len, "sizes"))
         return 0;
     return -1;
 }

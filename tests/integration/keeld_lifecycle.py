@@ -6,6 +6,8 @@
 - the command line: -h and -V exit 0, a bad flag is one line on stderr and
   exit status 2, a port in use is a clear start-up error and exit status 1;
 - both I/O backends serve; stats carry memcached's names;
+- `stats conns` lists the listening socket and every connection as memcached
+  does (the same checks pass against memcached);
 - --admin serves /metrics (Prometheus text) and /health;
 - SIGHUP reopens the log and keeps serving;
 - SIGTERM drains: a request in flight is answered, the process exits 0;
@@ -93,6 +95,61 @@ def backends(keeld):
                   (b"STAT keel_backend %s\r\n" % be.encode()) in st, st[-300:])
 
 
+def stats_conns_of(port, idle):
+    """`stats conns` with `idle` clients connected (each sent one command):
+    {fd: {key: value}}, the asker's local address, the idle ones' addresses."""
+    clients = []
+    try:
+        for _ in range(idle):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            c.sendall(b"version\r\n")
+            c.recv(100)
+            clients.append(c)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as asker:
+            asker.sendall(b"stats conns\r\n")
+            buf = b""
+            while not buf.endswith(b"END\r\n"):
+                chunk = asker.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            me = "tcp:127.0.0.1:%d" % asker.getsockname()[1]
+        others = ["tcp:127.0.0.1:%d" % c.getsockname()[1] for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    socks = {}
+    for line in buf.decode().split("\r\n"):
+        if line.startswith("STAT "):
+            name, value = line[5:].split(" ", 1)
+            fd, key = name.split(":", 1)
+            socks.setdefault(fd, {})[key] = value
+    return socks, me, others
+
+
+def stats_conns(keeld):
+    for name, start in (("memcached", lambda: servers.memcached()),
+                        ("keeld", lambda: servers.keeld(keeld, extra=["--log", "-"]))):
+        with start() as s:
+            socks, me, others = stats_conns_of(s.port, 3)
+            here = "tcp:127.0.0.1:%d" % s.port
+            by_addr = {v.get("addr"): v for v in socks.values()}
+            listening = [v for v in socks.values() if v.get("state") == "conn_listening"]
+            check("stats conns lists the listening socket (%s)" % name,
+                  listening and all(v.get("addr") == here and "secs_since_last_cmd" in v
+                                    for v in listening), socks)
+            asker = by_addr.get(me, {})
+            check("stats conns lists the asking connection as parsing (%s)" % name,
+                  asker.get("listen_addr") == here and asker.get("state") == "conn_parse_cmd" and
+                  asker.get("secs_since_last_cmd") == "0", (me, socks))
+            idle = [by_addr.get(a, {}) for a in others]
+            check("stats conns lists every idle connection as reading (%s)" % name,
+                  all(v.get("listen_addr") == here and v.get("state") == "conn_read" and
+                      v.get("secs_since_last_cmd", "").isdigit() for v in idle), (others, socks))
+            check("stats conns lists nothing else (%s)" % name,
+                  len(socks) == len(listening) + 1 + len(others), socks)
+
+
 def admin_and_signals(keeld):
     admin_port = servers.free_port()
     log = tempfile.NamedTemporaryFile(suffix=".log", delete=False).name
@@ -152,6 +209,7 @@ def main():
     keeld = sys.argv[1]
     command_line(keeld)
     backends(keeld)
+    stats_conns(keeld)
     admin_and_signals(keeld)
     shutdown_command(keeld)
     return servers.summary()
