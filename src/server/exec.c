@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "keel/assert.h"
 
@@ -53,9 +54,22 @@ int keeld_reply(struct keeld_worker *w, struct kl_conn *c, const char *p, size_t
     return kl_conn_write(c, p, len);
 }
 
+void keeld_trace(int fd, char dir, const char *p, size_t len)
+{
+    char line[512];
+    size_t n = 0;
+    while (n < len && p[n] != '\r' && p[n] != '\n')
+        n++;
+    int k = snprintf(line, sizeof line, "%c%d %.*s\n", dir, fd, (int)(n < 400 ? n : 400), p);
+    if (k > 0 && write(STDERR_FILENO, line, (size_t)k) < 0)
+        return; /* stderr is gone: tracing is best effort */
+}
+
 int keeld_reply_line(struct keeld_worker *w, struct kl_conn *c, enum kl_mc_line line)
 {
     struct kl_mc_str s = kl_mc_line(line);
+    if (KL_UNLIKELY(keeld_tracing(w)) && line != KL_MC_R_CRLF)
+        keeld_trace(kl_conn_fd(c), '>', s.p, s.len);
     return keeld_reply(w, c, s.p, s.len);
 }
 
@@ -121,16 +135,19 @@ static int engine_error(struct keeld_worker *w, struct kl_conn *c, const struct 
 {
     if (cmd->noreply)
         return 0;
+    const char *line;
     switch (r) {
     case KL_E_NON_NUMERIC:
-        return REPLY_LITERAL(w, c,
-                             "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
-    case KL_E_TOO_LARGE: return REPLY_LITERAL(w, c, "SERVER_ERROR object too large for cache\r\n");
-    case KL_E_NO_MEMORY:
-        return REPLY_LITERAL(w, c, "SERVER_ERROR out of memory storing object\r\n");
-    case KL_E_BAD_KEY: return REPLY_LITERAL(w, c, "CLIENT_ERROR bad command line format\r\n");
-    default: return REPLY_LITERAL(w, c, "SERVER_ERROR unexpected engine result\r\n");
+        line = "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n";
+        break;
+    case KL_E_TOO_LARGE: line = "SERVER_ERROR object too large for cache\r\n"; break;
+    case KL_E_NO_MEMORY: line = "SERVER_ERROR out of memory storing object\r\n"; break;
+    case KL_E_BAD_KEY: line = "CLIENT_ERROR bad command line format\r\n"; break;
+    default: line = "SERVER_ERROR unexpected engine result\r\n"; break;
     }
+    if (KL_UNLIKELY(keeld_tracing(w)))
+        keeld_trace(kl_conn_fd(c), '>', line, strlen(line));
+    return keeld_reply(w, c, line, strlen(line));
 }
 
 /* ---- retrieval ---- */
@@ -151,6 +168,11 @@ static int retrieve(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
         if (kl_engine_lookup(e, key.p, key.len, NULL, &it) != KL_E_OK)
             continue;
         hits++;
+        if (KL_UNLIKELY(keeld_tracing(w))) {
+            char line[KL_KEY_MAX + 16];
+            int ln = snprintf(line, sizeof line, "sending key %.*s", (int)key.len, key.p);
+            keeld_trace(kl_conn_fd(c), '>', line, (size_t)ln);
+        }
         if (touch) /* after the read: as memcached, gat -1 returns the value, then expires it */
             kl_engine_touch(e, key.p, key.len, exptime);
         char hdr[KL_KEY_MAX + 64];
@@ -244,6 +266,8 @@ static int arith(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_c
             return 0;
         char buf[32];
         int n = kl_mc_number(buf, sizeof buf, value);
+        if (KL_UNLIKELY(keeld_tracing(w)))
+            keeld_trace(kl_conn_fd(c), '>', buf, (size_t)n);
         return keeld_reply(w, c, buf, (size_t)n);
     }
     case KL_E_NOT_FOUND: return ack(w, c, cmd, KL_MC_R_NOT_FOUND);

@@ -54,6 +54,18 @@ struct keeld_worker {
     struct kl_pool pins;  /* struct keeld_pin: items lent to the writer */
 };
 
+/* -vv (or the `verbosity` command at 2 or more): commands and replies are
+ * traced on stderr, as memcached -vv traces them. */
+static inline bool keeld_tracing(const struct keeld_worker *w)
+{
+    return atomic_load_explicit(&w->shared->verbosity, memory_order_relaxed) > 1;
+}
+
+/* Trace one line on stderr as memcached -vv does: "<17 get a" for what came
+ * in (dir '<'), ">17 END" for what went out; the line ends at its first
+ * CR or LF. One write(2), so lines of different workers do not mix. */
+void keeld_trace(int fd, char dir, const char *p, size_t len);
+
 /* Set up a worker's part (its pin pool); 0 or -ENOMEM. */
 int keeld_worker_init(struct keeld_worker *w, struct keeld_shared *shared, kl_counter *counters);
 

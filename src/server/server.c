@@ -157,7 +157,7 @@ static int stats_report(void *arg, const char *which, size_t len, keeld_stat_emi
         return 0;
     }
     if (word_is(which, len, "settings")) {
-        keeld_stats_settings(s->opts, emit, sink);
+        keeld_stats_settings(s->opts, atomic_load(&s->shared.verbosity), emit, sink);
         return 0;
     }
     if (word_is(which, len, "reset")) {
@@ -223,13 +223,16 @@ static void on_open(struct kl_conn *c, void *arg)
     int one = 1;
     setsockopt(kl_conn_fd(c), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     keeld_count(arg, KEELD_C_total_connections, 1);
+    if (KL_UNLIKELY(keeld_tracing(arg)))
+        keeld_trace(kl_conn_fd(c), '<', "new client connection", 21);
 }
 
 static void on_close(struct kl_conn *c, int reason, void *arg)
 {
-    (void)c;
     (void)reason;
     keeld_count(arg, KEELD_C_closed_connections, 1);
+    if (KL_UNLIKELY(keeld_tracing(arg)))
+        keeld_trace(kl_conn_fd(c), '<', "connection closed.", 18);
 }
 
 static void worker_main(struct kl_worker *kw, void *arg)
@@ -422,6 +425,7 @@ static int start(struct server *s, char *err, size_t err_len)
         .shutdown = request_shutdown,
         .shutdown_arg = s,
     };
+    atomic_init(&s->shared.verbosity, o->verbose);
     kl_mc_config_init(&s->shared.mc);
     s->shared.mc.item_size_max = o->max_item_size;
     enum kl_reactor_backend be = o->backend == KEELD_BACKEND_URING   ? KL_REACTOR_URING

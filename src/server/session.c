@@ -39,7 +39,11 @@ int keeld_session(struct kl_conn *c, void *arg)
         enum kl_mc_status st = kl_mc_parse(&cfg, buf + off, len - off, &cmd);
         if (st == KL_MC_NEED_MORE)
             break;
+        if (KL_UNLIKELY(keeld_tracing(w)))
+            keeld_trace(kl_conn_fd(c), '<', buf + off, len - off);
         if (st == KL_MC_ERROR) {
+            if (KL_UNLIKELY(keeld_tracing(w)) && cmd.reply.len > 0)
+                keeld_trace(kl_conn_fd(c), '>', cmd.reply.p, cmd.reply.len);
             if (cmd.too_large)
                 keeld_too_large(w, &cmd);
             if (cmd.reply.len > 0)

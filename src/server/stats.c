@@ -86,7 +86,8 @@ void keeld_stats_general(const struct keeld_stats_view *v, keeld_stat_emit emit,
     num(&o, KEELD_STAT_COUNTER, "keel_reactor_submissions", v->reactor_submissions);
 }
 
-void keeld_stats_settings(const struct keeld_options *s, keeld_stat_emit emit, void *sink)
+void keeld_stats_settings(const struct keeld_options *s, unsigned verbosity, keeld_stat_emit emit,
+                          void *sink)
 {
     struct out o = {emit, sink};
     char listen[KEELD_MAX_LISTEN * KEELD_ADDR_BYTES];
@@ -101,7 +102,7 @@ void keeld_stats_settings(const struct keeld_options *s, keeld_stat_emit emit, v
     num(&o, KEELD_STAT_INFO, "tcpport", s->port);
     num(&o, KEELD_STAT_INFO, "udpport", 0);
     text(&o, "inter", listen);
-    num(&o, KEELD_STAT_GAUGE, "verbosity", s->verbose);
+    num(&o, KEELD_STAT_GAUGE, "verbosity", verbosity);
     text(&o, "evictions", "on");
     text(&o, "domain_socket", "NULL");
     text(&o, "shutdown_command", s->allow_shutdown ? "yes" : "no");

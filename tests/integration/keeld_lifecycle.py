@@ -6,6 +6,8 @@
 - the command line: -h and -V exit 0, a bad flag is one line on stderr and
   exit status 2, a port in use is a clear start-up error and exit status 1;
 - both I/O backends serve; stats carry memcached's names;
+- -vv traces commands and replies on stderr as memcached -vv does (the same
+  lines for the same session); `verbosity` changes it and stats settings;
 - `stats conns` lists the listening socket and every connection as memcached
   does (the same checks pass against memcached);
 - --admin serves /metrics (Prometheus text) and /health;
@@ -15,6 +17,7 @@
 Prints "N passed, N failed".
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -150,6 +153,35 @@ def stats_conns(keeld):
                   len(socks) == len(listening) + 1 + len(others), socks)
 
 
+VV_SESSION = (b"set a 0 0 1\r\nx\r\nget a b\r\ndelete zz\r\nbogus\r\nincr a 1\r\n"
+              b"set n 0 0 1\r\n5\r\nincr n 2\r\n")
+
+
+def vv_lines(server, port):
+    """The session's trace lines, fd numbers left out."""
+    talk(port, VV_SESSION + b"mn\r\n", b"MN\r\n")
+    time.sleep(0.3)
+    out = server.output()
+    lines = [re.sub(r"^([<>])\d+ ", r"\1 ", ln) for ln in out.splitlines()
+             if re.match(r"^[<>]\d+ ", ln)]
+    return [ln for ln in lines
+            if "connection" not in ln and "listening" not in ln and ln not in ("< mn", "> MN")]
+
+
+def verbose_trace(keeld):
+    with servers.memcached(extra=["-vv"]) as m:
+        want = vv_lines(m, m.port)
+    with servers.keeld(keeld, extra=["-vv", "--log", "-"]) as k:
+        got = vv_lines(k, k.port)
+        check("-vv traces the session as memcached -vv does", got == want and len(want) > 10,
+              (got, want))
+        r = talk(k.port, b"verbosity 0\r\nstats settings\r\n", b"END\r\n")
+        check("verbosity 0 shows in stats settings", b"STAT verbosity 0\r\n" in r, r)
+        after = vv_lines(k, k.port)
+        check("verbosity 0 stops the trace (the command itself is the last line)",
+              after[:len(got)] == got and after[len(got):] == ["< verbosity 0"], after)
+
+
 def admin_and_signals(keeld):
     admin_port = servers.free_port()
     log = tempfile.NamedTemporaryFile(suffix=".log", delete=False).name
@@ -210,6 +242,7 @@ def main():
     command_line(keeld)
     backends(keeld)
     stats_conns(keeld)
+    verbose_trace(keeld)
     admin_and_signals(keeld)
     shutdown_command(keeld)
     return servers.summary()

@@ -154,10 +154,11 @@ KT_TEST(settings_report)
     snprintf(o.listen[1], sizeof o.listen[1], "::1");
     o.allow_shutdown = true;
     struct collected c = {0};
-    keeld_stats_settings(&o, collect, &c);
+    keeld_stats_settings(&o, 3, collect, &c);
     KT_CHECK(strcmp(value_of(&c, "maxbytes"), "67108864") == 0);
     KT_CHECK(strcmp(value_of(&c, "maxconns"), "1024") == 0);
     KT_CHECK(strcmp(value_of(&c, "tcpport"), "11211") == 0);
+    KT_CHECK(strcmp(value_of(&c, "verbosity"), "3") == 0);
     KT_CHECK(strcmp(value_of(&c, "inter"), "127.0.0.1,::1") == 0);
     KT_CHECK(strcmp(value_of(&c, "item_size_max"), "1048576") == 0);
     KT_CHECK(strcmp(value_of(&c, "shutdown_command"), "yes") == 0);
