@@ -85,12 +85,16 @@ expect_eq "records around the damage survive" "$("$K" cat "$dmg" | wc -l)" 99
 # writers killed with SIGKILL at random moments
 crash=$tmp/crash.log
 gen() { awk -v w="$1" 'BEGIN { for (i = 0; ; i++) printf "w%d %09d\n", w, i }'; }
+# (each writer is killed by its pid: the subshell execs keel-log, so $! is
+# the writer itself, and a writer that has not started yet still dies)
 for round in 1 2 3 4 5; do
+  pids=""
   for w in 1 2 3 4; do
-    ( gen $w | "$K" write "$crash" ) 2>/dev/null &
+    ( exec "$K" write "$crash" ) < <(gen $w) 2>/dev/null &
+    pids="$pids $!"
   done
   sleep "0.$((RANDOM % 3 + 1))"
-  pkill -KILL -f "keel-log write $crash" 2>/dev/null || true
+  kill -KILL $pids 2>/dev/null || true
   wait 2>/dev/null || true
 done
 "$K" recover "$crash" > /dev/null || true
