@@ -156,8 +156,12 @@ enum kb_cmd kb_pick_cmd(const struct kb_options *opt, struct kb_rng *r);
 uint32_t kb_key_format(const struct kb_options *opt, uint32_t k, char *buf);
 /* Key index from key bytes; -1 if they are not one of ours. */
 int64_t kb_key_parse(const struct kb_options *opt, const char *p, uint32_t len);
-/* Length of the value of (key, tag, version). */
-uint32_t kb_value_len(const struct kb_options *opt, uint32_t k, uint32_t tag, uint32_t ver);
+/* SplitMix64's output for state x: the hash behind key and value lengths. */
+uint64_t kb_splitmix64(uint64_t x);
+/* Length of key k's values within [value_min, value_max]: the same for
+ * every version, value_min + splitmix64(2^32 + k) % (value_max - value_min + 1). */
+#define KB_VALUE_LEN_SALT (1ull << 32)
+uint32_t kb_value_len(uint32_t value_min, uint32_t value_max, uint32_t k);
 /* The value's head (its identity, at most KB_VALUE_HEAD bytes) into buf;
  * returns its length; the rest comes from kb_pattern at kb_pattern_offset. */
 #define KB_VALUE_HEAD 28

@@ -113,7 +113,7 @@ static void compose_store(struct conn *c, struct kb_req *q, enum kb_cmd cmd, uin
     uint32_t ver = c->next_ver++;
     if (c->next_ver < 2)
         c->next_ver = 2;
-    uint32_t len = kb_value_len(&run->opt, k, run->run_tag, ver);
+    uint32_t len = kb_value_len(run->opt.value_min, run->opt.value_max, k);
     char *p = c->hdr + c->hdr_len;
     if (cmd == KB_SET) {
         p = put_str(p, "set ", 4);

@@ -63,7 +63,8 @@ int kb_verify_value(const struct kb_run *run, struct kb_thread *t, uint32_t k, u
         return -1;
     }
     /* another run's value may have another length (its --value-size) */
-    uint32_t want = tag == run->run_tag ? kb_value_len(&run->opt, k, tag, ver) : len;
+    uint32_t want =
+        tag == run->run_tag ? kb_value_len(run->opt.value_min, run->opt.value_max, k) : len;
     const char *pat = kb_pattern + kb_pattern_offset(k, tag, ver);
     if (len != want || len > KB_VALUE_MAX ||
         memcmp(val + KB_VALUE_HEAD, pat, len - KB_VALUE_HEAD) != 0) {
