@@ -36,19 +36,9 @@ import threading
 import time
 
 import servers
+from kbkit import bench, key_name, value_len
 
 from servers import check, results  # noqa: E402  (the shared tally)
-
-
-def bench(binary, port, *args, timeout=60):
-    """Run keel-bench with --json; (exit status, report dict or None, stderr)."""
-    argv = [binary, "--server", "127.0.0.1:%d" % port, "--json"] + [str(a) for a in args]
-    p = subprocess.run(argv, capture_output=True, timeout=timeout)
-    try:
-        rep = json.loads(p.stdout.decode())
-    except ValueError:
-        rep = None
-    return p.returncode, rep, p.stderr.decode()
 
 
 def talk(port, data, replies):
@@ -73,7 +63,7 @@ def command_line(binary):
     out = p.stdout.decode()
     flags = ["--server", "--connections", "--threads", "--pipeline", "--rate", "--duration",
              "--warmup", "--keys", "--key-size", "--value-size", "--mix", "--dist", "--load",
-             "--verify", "--json", "--seed"]
+             "--verify", "--state", "--check", "--json", "--seed"]
     missing = [f for f in flags if f not in out]
     check("-h exits 0 and documents every flag", p.returncode == 0 and not missing, missing)
     check("-h gives defaults", out.count("default") >= 10, out)
@@ -203,26 +193,6 @@ def rate_accuracy(binary, port):
               rc == 0 and tput is not None and abs(tput - rate) <= 0.01 * rate, (rc, tput, err))
         check("open loop at %d req/s reports its send lag" % rate,
               rep is not None and "send_lag_us" in rep and rep["send_lag_us"]["max"] >= 0, rep)
-
-
-M64 = (1 << 64) - 1
-
-
-def splitmix64(x):
-    """SplitMix64's first output from state x (keel-bench's key and value sizes)."""
-    z = (x + 0x9E3779B97F4A7C15) & M64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-    return z ^ (z >> 31)
-
-
-def key_name(i, kmin=16, kmax=16):
-    n = kmin + (splitmix64(i) % (kmax - kmin + 1) if kmax > kmin else 0)
-    return b"kb" + str(i).encode().rjust(n - 2, b"0")
-
-
-def value_len(i, vmin, vmax):
-    return vmin + (splitmix64((1 << 32) + i) % (vmax - vmin + 1) if vmax > vmin else 0)
 
 
 def get_values(port, names):

@@ -3,7 +3,8 @@
  *
  * The files split by concern: options.c (flags and -h), workload.c (random
  * numbers, key choice, zipf, the command mix, key and value bytes), verify.c
- * (what a reply must hold), driver.c (one connection: a sender and a
+ * (what a reply must hold), state.c (--state: the acknowledged writes on
+ * disk, and --check against them), driver.c (one connection: a sender and a
  * receiver fiber), report.c (progress lines, the final text and JSON
  * report), main.c (threads, timing, exit status). Nothing here is public
  * library API: none of these names start with kl_.
@@ -36,6 +37,7 @@ enum kb_err {
     KB_E_NOT_STORED, /* a store the server refused */
     KB_E_CONNECTION, /* connect failures, resets, requests lost with a connection */
     KB_E_TIMEOUT,    /* requests still unanswered when the drain time ran out */
+    KB_E_STALE,      /* --check: an older value where a later write was acknowledged */
     KB_ERR_COUNT
 };
 
@@ -66,6 +68,8 @@ struct kb_options {
     double zipf; /* 0: uniform */
     bool load;
     bool verify;
+    const char *state; /* --state FILE: acknowledged writes are appended to it */
+    bool check;        /* --check: read every key and check it against --state */
     bool json;
     uint64_t seed;
     enum kl_reactor_backend backend;
@@ -85,6 +89,7 @@ struct kb_run {
     uint32_t *expect; /* --verify: each key's state (KB_EXPECT_*, or a version) */
     struct kl_workers *workers;
     struct kb_thread *threads; /* one per worker */
+    struct kb_state *state;    /* --state (state.c) */
     _Atomic uint32_t threads_done;
     _Atomic uint32_t load_done; /* --load: keys stored so far, for progress */
 };
@@ -112,6 +117,10 @@ struct kb_thread {
     struct kl_hist *lag; /* open loop: how late each batch went out after its first was due */
     kl_counter coarse[KB_COARSE_BUCKETS];
     char first_error[160]; /* the first error's description, for the report */
+    char *slog;            /* --state: records not yet written */
+    uint32_t slog_len;
+    uint64_t slog_since; /* kl_now() of the oldest record not yet written */
+    uint64_t state_records;
 } __attribute__((aligned(64)));
 
 /* One request in flight on a connection. */
@@ -120,6 +129,7 @@ struct kb_req {
     uint8_t cmd;
     uint8_t nkeys;
     uint8_t done;     /* mget: keys answered so far */
+    uint32_t ver;     /* set, ms, delete: the connection's version of this write */
     uint32_t *keys;   /* the slot's own room for its keys (driver.c sizes it by the mix) */
     uint32_t *expect; /* verify: state of each key when sent */
 };
@@ -177,11 +187,32 @@ int kb_pattern_init(void);
  * when it is wrong, 0 when right. */
 int kb_verify_value(const struct kb_run *run, struct kb_thread *t, uint32_t k, uint32_t expect,
                     const char *val, uint32_t len);
+/* A value's identity (key, run tag, version) from its head; -1 if it has none. */
+int kb_value_identity(const char *val, uint32_t len, uint32_t *k, uint32_t *tag, uint32_t *ver);
+/* Whether the bytes after the head are those of (k, tag, ver). */
+bool kb_value_body_ok(uint32_t k, uint32_t tag, uint32_t ver, const char *val, uint32_t len);
 /* A miss of key k: an error if `expect` says it must exist. */
 int kb_verify_miss(struct kb_thread *t, uint32_t k, uint32_t expect);
 /* Count an error of `kind`, remembering the first description. */
 void kb_error(struct kb_thread *t, enum kb_err kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- state.c ---- */
+
+/* --state: read FILE (all of it with --check), and without --check append
+ * this run's header, durably; 0, or -1 after a message on stderr. */
+int kb_state_open(struct kb_run *run);
+/* An acknowledged store (deleted: delete) of key k, version ver, by thread t. */
+void kb_state_ack(struct kb_run *run, struct kb_thread *t, uint32_t k, uint32_t ver, bool deleted);
+/* Append what thread t holds to the file. */
+void kb_state_flush(struct kb_run *run, struct kb_thread *t);
+/* Flush to the device and close; 0, or -1 after a message (a write failed). */
+int kb_state_close(struct kb_run *run);
+/* --check: key k's value, or its miss, against the acknowledged writes;
+ * -1 (error counted) when wrong. */
+int kb_state_check_value(const struct kb_run *run, struct kb_thread *t, uint32_t k, const char *val,
+                         uint32_t len);
+int kb_state_check_miss(const struct kb_run *run, struct kb_thread *t, uint32_t k);
 
 /* ---- driver.c ---- */
 

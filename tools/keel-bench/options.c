@@ -47,6 +47,14 @@ static void usage(FILE *out)
             "                        read every key back and check it)\n"
             "  --verify              values carry their key and version; check every reply\n"
             "                        (each key is then used by one connection only)\n"
+            "  --state FILE          with --verify: append every acknowledged write (STORED,\n"
+            "                        HD, DELETED, NOT_FOUND) to FILE, kept across runs and\n"
+            "                        flushed to the device on exit (README: state file)\n"
+            "  --check               with --state: read every key the runs in FILE wrote\n"
+            "                        (their --keys and --key-size) once and check it: an\n"
+            "                        acknowledged write or a later one must be there, intact\n"
+            "                        (after a server's crash and restart); errors missing,\n"
+            "                        stale, mismatch\n"
             "  --json                print the final report as JSON\n"
             "  --seed N              random seed (default 1)\n"
             "  --backend B           I/O backend: auto, uring or epoll (default auto: io_uring\n"
@@ -203,6 +211,8 @@ enum {
     O_DIST,
     O_LOAD,
     O_VERIFY,
+    O_STATE,
+    O_CHECK,
     O_JSON,
     O_SEED,
     O_BACKEND,
@@ -226,6 +236,8 @@ int kb_options_parse(struct kb_options *opt, int argc, char **argv)
         {"dist", required_argument, 0, O_DIST},
         {"load", no_argument, 0, O_LOAD},
         {"verify", no_argument, 0, O_VERIFY},
+        {"state", required_argument, 0, O_STATE},
+        {"check", no_argument, 0, O_CHECK},
         {"json", no_argument, 0, O_JSON},
         {"seed", required_argument, 0, O_SEED},
         {"backend", required_argument, 0, O_BACKEND},
@@ -310,6 +322,8 @@ int kb_options_parse(struct kb_options *opt, int argc, char **argv)
             break;
         case O_LOAD: opt->load = true; break;
         case O_VERIFY: opt->verify = true; break;
+        case O_STATE: opt->state = a; break;
+        case O_CHECK: opt->check = true; break;
         case O_JSON: opt->json = true; break;
         case O_SEED:
             if (parse_u64(a, 0, UINT64_MAX, &opt->seed) < 0)
@@ -335,6 +349,17 @@ int kb_options_parse(struct kb_options *opt, int argc, char **argv)
         return -1;
     if (opt->keys > UINT32_MAX - 1)
         return bad("--keys: %s is too many", "that");
+    if (opt->check && !opt->state)
+        return bad("--check needs --state %s", "FILE");
+    if (opt->check && (opt->load || opt->verify))
+        return bad("--check reads and checks alone: %s", "no --load or --verify with it");
+    if (opt->check) { /* reads only */
+        memset(opt->mix, 0, sizeof opt->mix);
+        opt->mix[KB_GET] = opt->mix_total = 1;
+    }
+    if (opt->state && !opt->check && !opt->verify)
+        return bad("--state records writes with --verify only (each key %s)",
+                   "on one connection, so its acknowledgements come in order");
     if (opt->verify && opt->value_min < KB_VALUE_HEAD)
         return bad("--verify needs --value-size of at least %s bytes", "28");
     uint64_t conns = (uint64_t)opt->connections * opt->nservers;
