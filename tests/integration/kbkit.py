@@ -73,9 +73,12 @@ def value(k, tag, ver, length):
 
 
 def state_records(path):
-    """A state file's {key: (kind "S"/"D", tag, version)} of each key's last
-    record, and the run tags in order (a torn last line is left out)."""
-    last, runs = {}, []
+    """What a state file says (a torn last line left out): {key: (kind, tag,
+    version)} of each key's last acknowledged write (kind "S" a store, "D" a
+    delete), the keys that may miss although their last acknowledged write is
+    a store (a delete was sent after it: a "d" record), and the run tags in
+    order."""
+    last, sent_delete, runs = {}, {}, []
     with open(path, "rb") as f:
         lines = f.read().split(b"\n")
     for line in lines[1:-1]:
@@ -83,5 +86,10 @@ def state_records(path):
         if p and p[0] == b"run":
             runs.append(int(p[1], 16))
         elif len(p) == 4:
-            last[int(p[2])] = (p[0].decode(), int(p[1], 16), int(p[3]))
-    return last, runs
+            k, rec = int(p[2]), (runs.index(int(p[1], 16)), int(p[3]))
+            if p[0] == b"d":
+                sent_delete[k] = max(sent_delete.get(k, rec), rec)
+            else:
+                last[k] = (p[0].decode(), int(p[1], 16), int(p[3]), rec)
+    may_miss = {k for k, r in last.items() if r[0] == "S" and sent_delete.get(k, (-1,)) > r[3]}
+    return {k: r[:3] for k, r in last.items()}, may_miss, runs

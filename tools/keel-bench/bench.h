@@ -202,8 +202,9 @@ void kb_error(struct kb_thread *t, enum kb_err kind, const char *fmt, ...)
 /* --state: read FILE (all of it with --check), and without --check append
  * this run's header, durably; 0, or -1 after a message on stderr. */
 int kb_state_open(struct kb_run *run);
-/* An acknowledged store (deleted: delete) of key k, version ver, by thread t. */
-void kb_state_ack(struct kb_run *run, struct kb_thread *t, uint32_t k, uint32_t ver, bool deleted);
+/* A record of thread t: 'S' an acknowledged store, 'D' an acknowledged
+ * delete, 'd' a delete sent, of key k at version ver. */
+void kb_state_record(struct kb_run *run, struct kb_thread *t, char kind, uint32_t k, uint32_t ver);
 /* Append what thread t holds to the file. */
 void kb_state_flush(struct kb_run *run, struct kb_thread *t);
 /* Flush to the device and close; 0, or -1 after a message (a write failed). */

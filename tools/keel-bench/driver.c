@@ -189,6 +189,8 @@ static void compose(struct conn *c, enum kb_cmd cmd, int64_t key, uint64_t t0)
         q->ver = next_version(c);
         if (run->opt.verify)
             c->expect[k] = KB_EXPECT_DELETED;
+        if (run->state) /* a miss is right from now on, if the server dies */
+            kb_state_record(c->run, c->t, 'd', k, q->ver);
         break;
     case KB_SET:
     case KB_MS: compose_store(c, q, cmd, k); return;
@@ -364,7 +366,7 @@ static int on_reply(struct conn *c, const struct kl_mc_reply *r, uint64_t now)
             req_error(c, KB_E_PROTOCOL, q, "unexpected reply");
             return -1;
         } else if (c->run->state) {
-            kb_state_ack(c->run, c->t, q->keys[0], q->ver, false);
+            kb_state_record(c->run, c->t, 'S', q->keys[0], q->ver);
         }
         break;
     }
@@ -377,7 +379,7 @@ static int on_reply(struct conn *c, const struct kl_mc_reply *r, uint64_t now)
             return -1;
         }
         if (c->run->state) /* either way, the key is gone now */
-            kb_state_ack(c->run, c->t, q->keys[0], q->ver, true);
+            kb_state_record(c->run, c->t, 'D', q->keys[0], q->ver);
         break;
     default: KL_ASSERT(false, "command %u in flight", q->cmd);
     }

@@ -7,6 +7,7 @@
  *   run TAG KEYS KEY_MIN KEY_MAX VALUE_MIN VALUE_MAX
  *   S TAG KEY VER                               STORED (set) or HD (ms)
  *   D TAG KEY VER                               DELETED or NOT_FOUND (delete)
+ *   d TAG KEY VER                               a delete sent (before its reply)
  *
  * TAG is the run's tag (8 hex digits, also in each value's head), KEY the
  * key's index, VER the version the connection gave that write (decimal).
@@ -18,14 +19,17 @@
  * ignored. With --verify every key belongs to one connection, so a key's
  * records are in the order the server applied them, and the last one counts.
  *
- * What --check accepts for key k, given its last record (run r, version v):
- * a value of run r at version >= v or of a later run (a write sent after the
- * acknowledged one, whose reply the crash swallowed, may have landed), or,
- * after an acknowledged delete, a miss or such a later value. A miss where a
+ * What --check accepts for key k, given its last acknowledged write (run r,
+ * version v; runs ordered as listed): a value of run r at version >= v or of
+ * a later run (a write sent after the acknowledged one, whose reply the
+ * crash swallowed, may have landed: a value names its write, so stores need
+ * no record of their sending), or, after an acknowledged delete, a miss or
+ * such a later value; a miss also where a delete was sent after the
+ * acknowledged store (the `d` records: a miss names nothing). A miss where a
  * store was acknowledged is "missing", an older value "stale", a value whose
- * bytes or length are not those its head names, or of a run the file does not
- * list, "mismatch". A key with no record may miss or hold any listed run's
- * value.
+ * bytes or length are not those its head names, or of a run the file does
+ * not list, "mismatch". A key with no record may miss or hold any listed
+ * run's value.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -50,12 +54,19 @@ struct tag_index {
     uint32_t tag, run; /* run: index into runs */
 };
 
-/* --check: a key's last record. */
+/* --check: a key's last acknowledged write, and its latest delete sent. */
 struct ack {
     uint32_t run; /* index + 1 into runs; 0: no record */
     uint32_t ver;
     bool deleted;
+    uint32_t del_run, del_ver; /* the latest delete sent (run 0: none) */
 };
+
+/* (run, version) pairs in the order the writes were made. */
+static bool older(uint32_t run_a, uint32_t ver_a, uint32_t run_b, uint32_t ver_b)
+{
+    return run_a < run_b || (run_a == run_b && ver_a < ver_b);
+}
 
 struct kb_state {
     int fd;
@@ -148,15 +159,27 @@ static int parse_line(struct kb_state *s, char *line, uint64_t lineno)
             return fail(s, "out of memory", 0);
         return 0;
     }
-    if ((strcmp(kind, "S") != 0 && strcmp(kind, "D") != 0) ||
+    if (kind[1] != '\0' || !strchr("SDd", kind[0]) ||
         sscanf(line + 1, " %x %llu %llu", &tag, &a, &b) != 3 || a >= s->keys || b > UINT32_MAX)
         goto bad;
     int64_t r = run_of(s, tag);
     if (r < 0)
         goto bad;
     s->records++;
-    if (s->acks)
-        s->acks[a] = (struct ack){(uint32_t)r + 1, (uint32_t)b, kind[0] == 'D'};
+    if (!s->acks)
+        return 0;
+    struct ack *k = &s->acks[a];
+    uint32_t run = (uint32_t)r + 1, ver = (uint32_t)b;
+    if (kind[0] == 'd') { /* sent; its reply (a D) may come after later acks' records */
+        if (older(k->del_run, k->del_ver, run, ver)) {
+            k->del_run = run;
+            k->del_ver = ver;
+        }
+    } else {
+        k->run = run;
+        k->ver = ver;
+        k->deleted = kind[0] == 'D';
+    }
     return 0;
 bad:
     fprintf(stderr, "keel-bench: state file %s line %llu is not a state record: %.60s\n", s->path,
@@ -286,13 +309,13 @@ void kb_state_flush(struct kb_run *run, struct kb_thread *t)
     t->slog_len = 0;
 }
 
-void kb_state_ack(struct kb_run *run, struct kb_thread *t, uint32_t k, uint32_t ver, bool deleted)
+void kb_state_record(struct kb_run *run, struct kb_thread *t, char kind, uint32_t k, uint32_t ver)
 {
     uint64_t now = kl_now();
     if (t->slog_len == 0)
         t->slog_since = now;
-    t->slog_len += (uint32_t)snprintf(t->slog + t->slog_len, SLOG_LINE, "%c %08x %u %u\n",
-                                      deleted ? 'D' : 'S', run->run_tag, k, ver);
+    t->slog_len += (uint32_t)snprintf(t->slog + t->slog_len, SLOG_LINE, "%c %08x %u %u\n", kind,
+                                      run->run_tag, k, ver);
     t->state_records++;
     if (t->slog_len > SLOG_CAP - SLOG_LINE || now - t->slog_since >= SLOG_AGE)
         kb_state_flush(run, t);
@@ -348,7 +371,7 @@ int kb_state_check_value(const struct kb_run *run, struct kb_thread *t, uint32_t
     const struct ack *a = &s->acks[k];
     uint32_t vr = (uint32_t)r + 1;
     if (a->run &&
-        (vr < a->run || (vr == a->run && (ver < a->ver || (a->deleted && ver == a->ver))))) {
+        (older(vr, ver, a->run, a->ver) || (a->deleted && vr == a->run && ver == a->ver))) {
         kb_error(t, KB_E_STALE,
                  "key %u: run %08x version %u, older than the acknowledged %s of "
                  "run %08x version %u",
@@ -363,7 +386,7 @@ int kb_state_check_miss(const struct kb_run *run, struct kb_thread *t, uint32_t 
 {
     const struct kb_state *s = run->state;
     const struct ack *a = &s->acks[k];
-    if (a->run && !a->deleted) {
+    if (a->run && !a->deleted && older(a->del_run, a->del_ver, a->run, a->ver)) {
         kb_error(t, KB_E_MISSING, "key %u: a miss, but run %08x version %u was acknowledged", k,
                  s->runs[a->run - 1].tag, a->ver);
         return -1;
