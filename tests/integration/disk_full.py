@@ -26,7 +26,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,19 +61,6 @@ def file_limit(size):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit: EFBIG, not death
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
     return limit
-
-
-def talk(port, data, end=b"\r\n"):
-    """Send data; the reply, read until it ends with `end`."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        buf = b""
-        while not buf.endswith(end):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        return buf
 
 
 def check_state(a, port, state, what):
@@ -141,14 +127,14 @@ def fill(a, srv, state, size, limit):
     check("the reads after the full disk: every stored value back, intact",
           rep["verified"] == stored, (rep["verified"], stored))
     check("keeld still runs", srv.proc.poll() is None, diskkit.tail(srv))
-    reply = talk(srv.port, b"set kbfull 0 0 %d\r\n%s\r\n" % (VALUE, b"x" * VALUE))
+    reply = servers.talk(srv.port, b"set kbfull 0 0 %d\r\n%s\r\n" % (VALUE, b"x" * VALUE))
     check("a store on the full disk: SERVER_ERROR out of space",
           reply == b"SERVER_ERROR out of space\r\n", reply)
     k = min(last)
-    reply = talk(srv.port, b"get " + kbkit.key_name(k) + b"\r\n", b"END\r\n")
+    reply = servers.talk(srv.port, b"get " + kbkit.key_name(k) + b"\r\n", b"END\r\n")
     check("a get on the full disk is served", reply.startswith(b"VALUE ") and
           reply.endswith(b"END\r\n") and len(reply) > VALUE, reply[:80])
-    st = talk(srv.port, b"stats\r\n", b"END\r\n")
+    st = servers.talk(srv.port, b"stats\r\n", b"END\r\n")
     check("stats on the full disk", st.startswith(b"STAT ") and st.endswith(b"END\r\n"), st[:80])
     check_state(a, srv.port, state, "on the full disk")
     rc = srv.stop(signal.SIGTERM, seconds=60)

@@ -23,7 +23,6 @@ stopped by its pid. Cases:
 Prints "N passed, N failed".
 """
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,15 +43,11 @@ def key(k):
 
 
 def store(port, k, data):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (key(k), len(data), data))
-        return s.recv(100)
+    return servers.talk(port, b"set %s 0 0 %d\r\n%s\r\n" % (key(k), len(data), data))
 
 
 def delete(port, k):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"delete %s\r\n" % key(k))
-        return s.recv(100)
+    return servers.talk(port, b"delete %s\r\n" % key(k))
 
 
 def bench(kb, port, *args):
