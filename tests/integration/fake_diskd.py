@@ -3,6 +3,7 @@
 
     fake_diskd.py -l 127.0.0.1 -p PORT --engine disk --data-dir DIR
                   [--sync always|batch|none] [--lossy] [other keeld flags, ignored]
+    fake_diskd.py [mkdata] --dir DIR --keys N --min-size A --max-size B
 
 A small persistent memcached-protocol server (get, set, ms, mg, delete,
 stats, version): every write is appended to DIR/log as a framed record
@@ -13,8 +14,9 @@ answered `SERVER_ERROR out of space`; reads go on. `--lossy` is the broken
 server the crash test must catch: it acknowledges writes it keeps in its own
 memory and writes them out only every 2 s, so a SIGKILL loses acknowledged
 writes. disk_crash.py and disk_full.py run against it in the
-disk_tests_selftest ctest; they run against keeld itself once keeld has the
-disk engine.
+disk_*_fake ctests; they run against keeld itself once keeld has the disk
+engine. `mkdata` writes a data set as keel-mkdata does (keel-bench's keys,
+each of its per-key size), so bench/disk_vs_fio.py can be tried with it.
 """
 import errno
 import os
@@ -33,7 +35,7 @@ class Store:
         os.makedirs(data_dir, exist_ok=True)
         self.path = os.path.join(data_dir, "log")
         self.sync, self.lossy = sync, lossy
-        self.items, self.lock, self.pending = {}, threading.Lock(), []
+        self.items, self.lock, self.pending, self.gets = {}, threading.Lock(), [], 0
         self.replay()
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         if lossy:
@@ -110,6 +112,7 @@ def one(buf, store):
         err = store.write(b"S", p[1], buf[used:used + n])
         return err or (b"STORED\r\n" if p[0] == b"set" else b"HD\r\n"), used + n + 2
     if p[0] == b"get":
+        store.gets += len(p) - 1
         out = []
         for k in p[1:]:
             v = store.items.get(k)
@@ -124,7 +127,8 @@ def one(buf, store):
         err = store.write(b"D", p[1]) if there else None
         return err or (b"DELETED\r\n" if there else b"NOT_FOUND\r\n"), used
     if p[0] == b"stats":
-        return b"STAT curr_items %d\r\nEND\r\n" % len(store.items), used
+        return b"STAT cmd_get %d\r\nSTAT curr_items %d\r\nEND\r\n" % (
+            store.gets, len(store.items)), used
     if p[0] == b"version":
         return b"VERSION fake_diskd\r\n", used
     return b"ERROR\r\n", used
@@ -153,7 +157,26 @@ def serve(conn, store):
         conn.close()
 
 
+def mkdata(argv):
+    """keel-mkdata's stand-in: --dir --keys --min-size --max-size."""
+    o = dict(zip(argv[::2], argv[1::2]))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import kbkit
+    keys, lo, hi = int(o["--keys"]), int(o["--min-size"]), int(o["--max-size"])
+    os.makedirs(o["--dir"], exist_ok=True)
+    with open(os.path.join(o["--dir"], "log"), "wb") as f:
+        for k in range(keys):
+            key, n = kbkit.key_name(k), kbkit.value_len(k, lo, hi)
+            f.write(HDR.pack(b"S", len(key), n) + key + kbkit.value(k, 1, 2, n))
+    print("fake mkdata: %d keys" % keys)
+    return 0
+
+
 def main():
+    if sys.argv[1:2] == ["mkdata"]:
+        return mkdata(sys.argv[2:])
+    if "--dir" in sys.argv and "--data-dir" not in sys.argv:  # called as keel-mkdata
+        return mkdata(sys.argv[1:])
     argv, opts, i = sys.argv[1:], {"sync": "always"}, 0
     if "-h" in argv:
         print("fake_diskd: --engine disk --data-dir DIR --sync always|batch|none --lossy")
