@@ -18,6 +18,8 @@ packages=(
   python3 valgrind
   # real peers of the server's tests and benchmarks, and the README's examples
   memcached netcat-openbsd curl libmemcached-tools python3-pymemcache nutcracker linux-perf
+  # the device baseline of bench/disk-vs-fio.sh
+  fio
 )
 
 missing=()

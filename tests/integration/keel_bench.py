@@ -18,7 +18,13 @@ port of 127.0.0.1 and stopped by its pid. Cases:
 - a verify failure is caught: a second client overwrites (or deletes) keys
   behind keel-bench's back: mismatches (missing values) are reported and the
   exit status is 1;
-- rate accuracy: open-loop runs at several rates achieve within 1%.
+- rate accuracy: open-loop runs at several rates achieve within 1%;
+- key names and value sizes are the documented ones (-h, README): "kb" and
+  the index zero-padded, value length splitmix64(2^32 + i) within the range,
+  the same for every write (an overwrite keeps each key's size);
+- protostore's read workload: --mix get=100 --pipeline K keeps exactly K
+  requests in flight per connection, never more (a server in this test
+  counts them).
 Prints "N passed, N failed".
 """
 import json
@@ -30,19 +36,9 @@ import threading
 import time
 
 import servers
+from kbkit import bench, key_name, value_len
 
 from servers import check, results  # noqa: E402  (the shared tally)
-
-
-def bench(binary, port, *args, timeout=60):
-    """Run keel-bench with --json; (exit status, report dict or None, stderr)."""
-    argv = [binary, "--server", "127.0.0.1:%d" % port, "--json"] + [str(a) for a in args]
-    p = subprocess.run(argv, capture_output=True, timeout=timeout)
-    try:
-        rep = json.loads(p.stdout.decode())
-    except ValueError:
-        rep = None
-    return p.returncode, rep, p.stderr.decode()
 
 
 def talk(port, data, replies):
@@ -67,7 +63,7 @@ def command_line(binary):
     out = p.stdout.decode()
     flags = ["--server", "--connections", "--threads", "--pipeline", "--rate", "--duration",
              "--warmup", "--keys", "--key-size", "--value-size", "--mix", "--dist", "--load",
-             "--verify", "--json", "--seed"]
+             "--verify", "--state", "--check", "--json", "--seed"]
     missing = [f for f in flags if f not in out]
     check("-h exits 0 and documents every flag", p.returncode == 0 and not missing, missing)
     check("-h gives defaults", out.count("default") >= 10, out)
@@ -199,6 +195,105 @@ def rate_accuracy(binary, port):
               rep is not None and "send_lag_us" in rep and rep["send_lag_us"]["max"] >= 0, rep)
 
 
+def get_values(port, names):
+    """{name: value} for the names a server holds (one pipelined multi-get each)."""
+    out = {}
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        f = s.makefile("rb")
+        for n in names:
+            s.sendall(b"get " + n + b"\r\n")
+            while True:
+                line = f.readline()
+                if line == b"END\r\n" or not line:
+                    break
+                _, key, _, size = line.split()[:4]
+                out[key] = f.read(int(size) + 2)[:-2]
+    return out
+
+
+def names_and_sizes(binary, port):
+    keys, vmin, vmax = 300, 50, 5000
+    rc, rep, err = bench(binary, port, "--load", "--keys", keys, "--value-size",
+                         "%d-%d" % (vmin, vmax), "--key-size", "12-30", "--pipeline", 8)
+    names = [key_name(i, 12, 30) for i in range(keys)]
+    before = get_values(port, names)
+    want = {key_name(i, 12, 30): value_len(i, vmin, vmax) for i in range(keys)}
+    got = {n: len(v) for n, v in before.items()}
+    check("keys are kb + the index zero-padded to splitmix64's length (all %d found)" % keys,
+          rc == 0 and len(before) == keys, (rc, len(before), sorted(before)[:3], err[-200:]))
+    check("key i's value length is value_min + splitmix64(2^32 + i) % span", got == want,
+          [(n, got.get(n), w) for n, w in want.items() if got.get(n) != w][:5])
+    rc, rep, err = bench(binary, port, "--mix", "set=100", "--verify", "--keys", keys,
+                         "--value-size", "%d-%d" % (vmin, vmax), "--key-size", "12-30",
+                         "--duration", "0.5", "--connections", 2, "--pipeline", 4)
+    after = get_values(port, names)
+    changed = [n for n in names if after.get(n) != before.get(n)]
+    same = all(len(after.get(n, b"")) == len(before[n]) for n in names)
+    check("overwrites (--mix set=100) keep every key's size", rc == 0 and same and
+          len(changed) > keys // 2, (rc, len(changed), err[-200:]))
+    check("-h documents the key names and the per-key value size",
+          b"kb00000000000042" in subprocess.run([binary, "-h"], capture_output=True).stdout)
+
+
+class WindowServer:
+    """A server that answers every get with END, but only once no request
+    came for 20 ms: what it counts before answering is what the client had
+    in flight."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.windows = []
+        self.stop = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        c.settimeout(0.02)
+        buf = b""
+        while not self.stop:
+            try:
+                data = c.recv(65536)
+                if not data:
+                    return
+                buf += data
+                continue
+            except socket.timeout:
+                pass
+            except OSError:
+                return
+            n = buf.count(b"\r\n")
+            if n:
+                self.windows.append(n)
+                buf = buf[buf.rindex(b"\r\n") + 2:]
+                try:
+                    c.sendall(b"END\r\n" * n)
+                except OSError:
+                    return
+
+
+def read_window(binary):
+    srv = WindowServer()
+    try:
+        rc, rep, err = bench(binary, srv.port, "--mix", "get=100", "--pipeline", 8,
+                             "--connections", 2, "--duration", 1, "--keys", 1000)
+    finally:
+        srv.stop = True
+    w = srv.windows
+    check("--mix get=100 --pipeline 8: at most 8 requests in flight per connection, and 8 "
+          "reached", w and max(w) == 8 and w.count(8) >= len(w) // 2, w[:40])
+
+
 def main():
     if len(sys.argv) not in (2, 3):
         print(__doc__)
@@ -206,7 +301,9 @@ def main():
     binary = sys.argv[1]
     spec = sys.argv[2] if len(sys.argv) == 3 else "memcached"
     command_line(binary)
+    read_window(binary)
     with servers.target(spec) as s:
+        names_and_sizes(binary, s.port)
         load_then_verify(binary, s.port)
         mix_verify(binary, s.port)
         text_report(binary, s.port)

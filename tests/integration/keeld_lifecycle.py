@@ -28,19 +28,7 @@ import urllib.request
 
 import servers
 
-from servers import check, results  # noqa: E402  (the shared tally)
-
-
-def talk(port, data, until=b"\r\n"):
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(data)
-        buf = b""
-        while not buf.endswith(until):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        return buf
+from servers import check, results, talk  # noqa: E402  (the shared tally)
 
 
 def command_line(keeld):

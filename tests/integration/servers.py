@@ -35,6 +35,20 @@ def wait_port(port, proc, seconds=10.0):
     raise RuntimeError("nothing listens on 127.0.0.1:%d after %.0f s" % (port, seconds))
 
 
+def talk(port, data, until=b"\r\n", seconds=10):
+    """Send data on a new connection to 127.0.0.1:port; the reply, read until
+    it ends with `until` (or the server closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as s:
+        s.sendall(data)
+        buf = b""
+        while not buf.endswith(until):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        return buf
+
+
 class Server:
     """A server process on 127.0.0.1:port; use as a context manager."""
 

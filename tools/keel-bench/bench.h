@@ -3,7 +3,8 @@
  *
  * The files split by concern: options.c (flags and -h), workload.c (random
  * numbers, key choice, zipf, the command mix, key and value bytes), verify.c
- * (what a reply must hold), driver.c (one connection: a sender and a
+ * (what a reply must hold), state.c (--state: the acknowledged writes on
+ * disk, and --check against them), driver.c (one connection: a sender and a
  * receiver fiber), report.c (progress lines, the final text and JSON
  * report), main.c (threads, timing, exit status). Nothing here is public
  * library API: none of these names start with kl_.
@@ -36,6 +37,7 @@ enum kb_err {
     KB_E_NOT_STORED, /* a store the server refused */
     KB_E_CONNECTION, /* connect failures, resets, requests lost with a connection */
     KB_E_TIMEOUT,    /* requests still unanswered when the drain time ran out */
+    KB_E_STALE,      /* --check: an older value where a later write was acknowledged */
     KB_ERR_COUNT
 };
 
@@ -66,6 +68,8 @@ struct kb_options {
     double zipf; /* 0: uniform */
     bool load;
     bool verify;
+    const char *state; /* --state FILE: acknowledged writes are appended to it */
+    bool check;        /* --check: read every key and check it against --state */
     bool json;
     uint64_t seed;
     enum kl_reactor_backend backend;
@@ -85,6 +89,7 @@ struct kb_run {
     uint32_t *expect; /* --verify: each key's state (KB_EXPECT_*, or a version) */
     struct kl_workers *workers;
     struct kb_thread *threads; /* one per worker */
+    struct kb_state *state;    /* --state (state.c) */
     _Atomic uint32_t threads_done;
     _Atomic uint32_t load_done; /* --load: keys stored so far, for progress */
 };
@@ -112,6 +117,10 @@ struct kb_thread {
     struct kl_hist *lag; /* open loop: how late each batch went out after its first was due */
     kl_counter coarse[KB_COARSE_BUCKETS];
     char first_error[160]; /* the first error's description, for the report */
+    char *slog;            /* --state: records not yet written */
+    uint32_t slog_len;
+    uint64_t slog_since; /* kl_now() of the oldest record not yet written */
+    uint64_t state_records;
 } __attribute__((aligned(64)));
 
 /* One request in flight on a connection. */
@@ -120,6 +129,7 @@ struct kb_req {
     uint8_t cmd;
     uint8_t nkeys;
     uint8_t done;     /* mget: keys answered so far */
+    uint32_t ver;     /* set, ms, delete: the connection's version of this write */
     uint32_t *keys;   /* the slot's own room for its keys (driver.c sizes it by the mix) */
     uint32_t *expect; /* verify: state of each key when sent */
 };
@@ -156,8 +166,12 @@ enum kb_cmd kb_pick_cmd(const struct kb_options *opt, struct kb_rng *r);
 uint32_t kb_key_format(const struct kb_options *opt, uint32_t k, char *buf);
 /* Key index from key bytes; -1 if they are not one of ours. */
 int64_t kb_key_parse(const struct kb_options *opt, const char *p, uint32_t len);
-/* Length of the value of (key, tag, version). */
-uint32_t kb_value_len(const struct kb_options *opt, uint32_t k, uint32_t tag, uint32_t ver);
+/* SplitMix64's output for state x: the hash behind key and value lengths. */
+uint64_t kb_splitmix64(uint64_t x);
+/* Length of key k's values within [value_min, value_max]: the same for
+ * every version, value_min + splitmix64(2^32 + k) % (value_max - value_min + 1). */
+#define KB_VALUE_LEN_SALT (1ull << 32)
+uint32_t kb_value_len(uint32_t value_min, uint32_t value_max, uint32_t k);
 /* The value's head (its identity, at most KB_VALUE_HEAD bytes) into buf;
  * returns its length; the rest comes from kb_pattern at kb_pattern_offset. */
 #define KB_VALUE_HEAD 28
@@ -173,11 +187,33 @@ int kb_pattern_init(void);
  * when it is wrong, 0 when right. */
 int kb_verify_value(const struct kb_run *run, struct kb_thread *t, uint32_t k, uint32_t expect,
                     const char *val, uint32_t len);
+/* A value's identity (key, run tag, version) from its head; -1 if it has none. */
+int kb_value_identity(const char *val, uint32_t len, uint32_t *k, uint32_t *tag, uint32_t *ver);
+/* Whether the bytes after the head are those of (k, tag, ver). */
+bool kb_value_body_ok(uint32_t k, uint32_t tag, uint32_t ver, const char *val, uint32_t len);
 /* A miss of key k: an error if `expect` says it must exist. */
 int kb_verify_miss(struct kb_thread *t, uint32_t k, uint32_t expect);
 /* Count an error of `kind`, remembering the first description. */
 void kb_error(struct kb_thread *t, enum kb_err kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- state.c ---- */
+
+/* --state: read FILE (all of it with --check), and without --check append
+ * this run's header, durably; 0, or -1 after a message on stderr. */
+int kb_state_open(struct kb_run *run);
+/* A record of thread t: 'S' an acknowledged store, 'D' an acknowledged
+ * delete, 'd' a delete sent, of key k at version ver. */
+void kb_state_record(struct kb_run *run, struct kb_thread *t, char kind, uint32_t k, uint32_t ver);
+/* Append what thread t holds to the file. */
+void kb_state_flush(struct kb_run *run, struct kb_thread *t);
+/* Flush to the device and close; 0, or -1 after a message (a write failed). */
+int kb_state_close(struct kb_run *run);
+/* --check: key k's value, or its miss, against the acknowledged writes;
+ * -1 (error counted) when wrong. */
+int kb_state_check_value(const struct kb_run *run, struct kb_thread *t, uint32_t k, const char *val,
+                         uint32_t len);
+int kb_state_check_miss(const struct kb_run *run, struct kb_thread *t, uint32_t k);
 
 /* ---- driver.c ---- */
 

@@ -9,7 +9,8 @@
  * (start + phase + i * connections / rate); every due request goes out in
  * the next batch and is timed from when it was due, so a server that stalls
  * shows its stall in the latencies while the schedule keeps its rate (no
- * coordinated omission). Closed loop one request at a time, one fiber does
+ * coordinated omission); a request due before the end is sent even when the
+ * generator itself woke up after it. Closed loop one request at a time, one fiber does
  * both: send, then receive the reply. The receiver reads replies (kl_recv), parses them
  * with the protocol's kl_mc_parse_reply and matches each to the ring's
  * oldest request: replies on one connection come in request order.
@@ -106,14 +107,21 @@ static char *put_key(struct conn *c, char *p, uint32_t k)
     return p + kb_key_format(&c->run->opt, k, p);
 }
 
+/* The connection's next version, for a store or a delete (>= 2, rising). */
+static uint32_t next_version(struct conn *c)
+{
+    uint32_t ver = c->next_ver++;
+    if (c->next_ver < 2)
+        c->next_ver = 2;
+    return ver;
+}
+
 /* Append a store (set or ms) of key k: line, value head, pattern, "\r\n". */
 static void compose_store(struct conn *c, struct kb_req *q, enum kb_cmd cmd, uint32_t k)
 {
     const struct kb_run *run = c->run;
-    uint32_t ver = c->next_ver++;
-    if (c->next_ver < 2)
-        c->next_ver = 2;
-    uint32_t len = kb_value_len(&run->opt, k, run->run_tag, ver);
+    uint32_t ver = q->ver = next_version(c);
+    uint32_t len = kb_value_len(run->opt.value_min, run->opt.value_max, k);
     char *p = c->hdr + c->hdr_len;
     if (cmd == KB_SET) {
         p = put_str(p, "set ", 4);
@@ -179,8 +187,11 @@ static void compose(struct conn *c, enum kb_cmd cmd, int64_t key, uint64_t t0)
         p = put_str(p, "delete ", 7);
         p = put_key(c, p, k);
         p = put_str(p, "\r\n", 2);
+        q->ver = next_version(c);
         if (run->opt.verify)
             c->expect[k] = KB_EXPECT_DELETED;
+        if (run->state) /* a miss is right from now on, if the server dies */
+            kb_state_record(c->run, c->t, 'd', k, q->ver);
         break;
     case KB_SET:
     case KB_MS: compose_store(c, q, cmd, k); return;
@@ -238,8 +249,12 @@ static void hit(struct conn *c, const struct kb_req *q, uint32_t i, const struct
     kl_counter_add(&c->ctr[KB_C_HITS], 1);
     if (measured(c->run, q->t0))
         c->t->hits[q->cmd]++;
-    if (c->run->opt.verify &&
-        kb_verify_value(c->run, c->t, q->keys[i], q->expect[i], val->p, val->len) < 0)
+    int bad = 0;
+    if (c->run->opt.check)
+        bad = kb_state_check_value(c->run, c->t, q->keys[i], val->p, val->len);
+    else if (c->run->opt.verify)
+        bad = kb_verify_value(c->run, c->t, q->keys[i], q->expect[i], val->p, val->len);
+    if (bad < 0)
         kl_counter_add(&c->ctr[KB_C_ERRORS], 1);
 }
 
@@ -248,7 +263,12 @@ static void miss(struct conn *c, const struct kb_req *q, uint32_t i)
     kl_counter_add(&c->ctr[KB_C_MISSES], 1);
     if (measured(c->run, q->t0))
         c->t->misses[q->cmd]++;
-    if (c->run->opt.verify && kb_verify_miss(c->t, q->keys[i], q->expect[i]) < 0)
+    int bad = 0;
+    if (c->run->opt.check)
+        bad = kb_state_check_miss(c->run, c->t, q->keys[i]);
+    else if (c->run->opt.verify)
+        bad = kb_verify_miss(c->t, q->keys[i], q->expect[i]);
+    if (bad < 0)
         kl_counter_add(&c->ctr[KB_C_ERRORS], 1);
 }
 
@@ -346,6 +366,8 @@ static int on_reply(struct conn *c, const struct kl_mc_reply *r, uint64_t now)
         } else if (t != ok) {
             req_error(c, KB_E_PROTOCOL, q, "unexpected reply");
             return -1;
+        } else if (c->run->state) {
+            kb_state_record(c->run, c->t, 'S', q->keys[0], q->ver);
         }
         break;
     }
@@ -357,6 +379,8 @@ static int on_reply(struct conn *c, const struct kl_mc_reply *r, uint64_t now)
             req_error(c, KB_E_PROTOCOL, q, "unexpected reply");
             return -1;
         }
+        if (c->run->state) /* either way, the key is gone now */
+            kb_state_record(c->run, c->t, 'D', q->keys[0], q->ver);
         break;
     default: KL_ASSERT(false, "command %u in flight", q->cmd);
     }
@@ -504,7 +528,7 @@ static int send_open(struct conn *c)
             return -EPIPE;
         uint64_t due = run->start_ns + (uint64_t)(phase + interval * (double)i);
         uint64_t now = kl_now();
-        if (now >= kb_end(run) || due >= kb_end(run))
+        if (due >= kb_end(run)) /* one due before the end goes out, however late */
             return 0;
         if (due > now) {
             kl_sleep(due - now);
@@ -529,11 +553,12 @@ static int send_open(struct conn *c)
 }
 
 /* --load: store each of this connection's keys once; with --verify read
- * each back. */
+ * each back. --check: only read each. */
 static int send_load(struct conn *c)
 {
     const struct kb_run *run = c->run;
-    for (int pass = 0; pass < (run->opt.verify ? 2 : 1); pass++) {
+    int first = run->opt.check ? 1 : 0, last = run->opt.verify || run->opt.check ? 1 : 0;
+    for (int pass = first; pass <= last; pass++) {
         uint64_t k = c->index;
         while (k < run->opt.keys && kl_now() < kb_end(run)) {
             if (wait_room(c, 1) < 0)
@@ -582,7 +607,8 @@ static intptr_t conn_main(void *arg)
         return rc;
     }
     uint64_t now = kl_now();
-    if (!run->opt.load && run->opt.rate == 0 && run->opt.pipeline == 1) {
+    bool sweep = run->opt.load || run->opt.check; /* every key once, in order */
+    if (!sweep && run->opt.rate == 0 && run->opt.pipeline == 1) {
         if (run->start_ns > now)
             kl_sleep(run->start_ns - now);
         send_serial(c);
@@ -594,7 +620,7 @@ static intptr_t conn_main(void *arg)
     KL_ASSERT(rc == 0, "spawn a receiver: %d (fiber slots are sized for it)", rc);
     if (run->start_ns > now)
         kl_sleep(run->start_ns - now);
-    if (run->opt.load)
+    if (sweep)
         send_load(c);
     else if (run->opt.rate > 0)
         send_open(c);
@@ -681,6 +707,7 @@ void kb_worker_main(struct kl_worker *w, void *arg)
         kl_fiber_join(ids[i], NULL);
         conn_free(conns[i]);
     }
+    kb_state_flush(run, t);
     free(conns);
     free(ids);
     atomic_fetch_add(&run->threads_done, 1);

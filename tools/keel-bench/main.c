@@ -6,7 +6,8 @@
  * line every second from the workers' live counters, and when the workers
  * are done prints the report (also after SIGINT or SIGTERM, which end the
  * run early). Exit status: 0 when every reply was right,
- * 1 on any error, 2 on a bad flag or a start-up failure.
+ * 1 on any error, 2 on a bad flag, a start-up failure or a state file that
+ * could not be written.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -46,12 +47,14 @@ static int setup(void)
     run.run_tag = (uint32_t)(kl_clock_gettime_ns() ^ ((uint64_t)getpid() << 20) ^ opt->seed);
     if (kb_pattern_init() < 0)
         return -1;
-    if (opt->verify && !(run.expect = calloc(opt->keys, sizeof *run.expect)))
-        return -1;
     run.threads = aligned_alloc(64, sizeof *run.threads * opt->threads);
     if (!run.threads)
         return -1;
     memset(run.threads, 0, sizeof *run.threads * opt->threads);
+    if (opt->state && kb_state_open(&run) < 0) /* --check takes the key space from it */
+        return -2;
+    if (opt->verify && !(run.expect = calloc(opt->keys, sizeof *run.expect)))
+        return -1;
     for (uint32_t i = 0; i < opt->threads; i++) {
         if (!(run.threads[i].lag = malloc(sizeof(struct kl_hist))))
             return -1;
@@ -72,10 +75,12 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     const struct kb_options *opt = &run.opt;
-    if (setup() < 0) {
-        fprintf(stderr, "keel-bench: out of memory\n");
+    if ((rc = setup()) < 0) {
+        if (rc == -1)
+            fprintf(stderr, "keel-bench: out of memory\n");
         return 2;
     }
+    bool sweep = opt->load || opt->check; /* every key once, then stop */
     uint32_t per_thread = (run.total_conns + opt->threads - 1) / opt->threads;
     struct kl_workers_options wo = {
         .count = opt->threads,
@@ -88,9 +93,9 @@ int main(int argc, char **argv)
     uint64_t now = kl_now();
     run.start_ns = now + 100 * MS; /* time to connect */
     run.measure_ns = run.start_ns + (uint64_t)(opt->warmup_s * 1e9);
-    run.end_ns = opt->load ? UINT64_MAX / 4 : run.measure_ns + (uint64_t)(opt->duration_s * 1e9);
-    run.drain_ns = opt->load ? UINT64_MAX / 4 : run.end_ns + 5000 * MS;
-    if (opt->load)
+    run.end_ns = sweep ? UINT64_MAX / 4 : run.measure_ns + (uint64_t)(opt->duration_s * 1e9);
+    run.drain_ns = sweep ? UINT64_MAX / 4 : run.end_ns + 5000 * MS;
+    if (sweep)
         run.measure_ns = run.start_ns;
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -118,11 +123,12 @@ int main(int argc, char **argv)
     if (tty && done >= run.start_ns + 1000 * MS)
         fprintf(stderr, "\n");
     kl_workers_stop(run.workers, 1000 * MS);
-    double measured = opt->load                     ? (double)(done - run.start_ns) / 1e9
+    double measured = sweep                         ? (double)(done - run.start_ns) / 1e9
                       : run.end_ns > run.measure_ns ? (double)(run.end_ns - run.measure_ns) / 1e9
                                                     : 0;
     uint64_t errors = kb_report(&run, measured);
     kl_workers_destroy(run.workers);
+    int state_rc = kb_state_close(&run); /* records on the device before exiting */
     for (uint32_t i = 0; i < opt->threads; i++) {
         for (int c = 0; c < KB_CMD_COUNT; c++)
             free(run.threads[i].hist[c]);
@@ -130,5 +136,5 @@ int main(int argc, char **argv)
     }
     free(run.threads);
     free(run.expect);
-    return errors ? 1 : 0;
+    return state_rc < 0 ? 2 : errors ? 1 : 0;
 }

@@ -35,7 +35,8 @@ static void usage(FILE *out)
             "  --warmup S            seconds of load that are not measured (default 0)\n"
             "  --keys N              key space: keys 0 .. N-1 (default 100000)\n"
             "  --key-size A[-B]      key length in bytes (default 16; at least 12)\n"
-            "  --value-size A[-B]    value length in bytes (default 100; at most 1048576)\n"
+            "  --value-size A[-B]    value length in bytes, fixed per key (default 100; at\n"
+            "                        most 1048576)\n"
             "  --mix LIST            command weights, e.g. get=90,set=10 (default); commands:\n"
             "                        get, mget (one get of --mget-keys keys), set, delete,\n"
             "                        mg (meta get), ms (meta set)\n"
@@ -46,11 +47,32 @@ static void usage(FILE *out)
             "                        read every key back and check it)\n"
             "  --verify              values carry their key and version; check every reply\n"
             "                        (each key is then used by one connection only)\n"
+            "  --state FILE          with --verify: append every acknowledged write (STORED,\n"
+            "                        HD, DELETED, NOT_FOUND) to FILE, kept across runs and\n"
+            "                        flushed to the device on exit (README: state file)\n"
+            "  --check               with --state: read every key the runs in FILE wrote\n"
+            "                        (their --keys and --key-size) once and check it: an\n"
+            "                        acknowledged write or a later one must be there, intact\n"
+            "                        (after a server's crash and restart); errors missing,\n"
+            "                        stale, mismatch\n"
             "  --json                print the final report as JSON\n"
             "  --seed N              random seed (default 1)\n"
             "  --backend B           I/O backend: auto, uring or epoll (default auto: io_uring\n"
             "                        where the kernel allows it)\n"
             "  -h, --help            this text\n"
+            "\n"
+            "Keys: key i (0 <= i < --keys) is \"kb\" and i in decimal, zero-padded to the\n"
+            "key's length: kb00000000000042 with the default --key-size 16; with A-B, key\n"
+            "i's length is A + splitmix64(i) %% (B - A + 1). Values: key i's length is fixed,\n"
+            "A + splitmix64(2^32 + i) %% (B - A + 1) for --value-size A-B, in every run and\n"
+            "every write, so an overwrite keeps the key's size. splitmix64(x) is SplitMix64's\n"
+            "first output from state x (README: keel-bench).\n"
+            "\n"
+            "protostore's workloads, over keys stored before (--load, or keel-mkdata with the\n"
+            "same --keys and sizes):\n"
+            "  random reads:  --mix get=100 --pipeline K (closed loop: at most K requests in\n"
+            "                 flight per connection, connections x K in all)\n"
+            "  overwrites:    --mix set=100 (each value the size the key had before)\n"
             "\n"
             "SIGINT (Ctrl-C) or SIGTERM ends the run early; the report covers what ran.\n"
             "Exit status: 0 when every reply was right, 1 on any error, 2 on a bad flag.\n",
@@ -189,6 +211,8 @@ enum {
     O_DIST,
     O_LOAD,
     O_VERIFY,
+    O_STATE,
+    O_CHECK,
     O_JSON,
     O_SEED,
     O_BACKEND,
@@ -212,6 +236,8 @@ int kb_options_parse(struct kb_options *opt, int argc, char **argv)
         {"dist", required_argument, 0, O_DIST},
         {"load", no_argument, 0, O_LOAD},
         {"verify", no_argument, 0, O_VERIFY},
+        {"state", required_argument, 0, O_STATE},
+        {"check", no_argument, 0, O_CHECK},
         {"json", no_argument, 0, O_JSON},
         {"seed", required_argument, 0, O_SEED},
         {"backend", required_argument, 0, O_BACKEND},
@@ -296,6 +322,8 @@ int kb_options_parse(struct kb_options *opt, int argc, char **argv)
             break;
         case O_LOAD: opt->load = true; break;
         case O_VERIFY: opt->verify = true; break;
+        case O_STATE: opt->state = a; break;
+        case O_CHECK: opt->check = true; break;
         case O_JSON: opt->json = true; break;
         case O_SEED:
             if (parse_u64(a, 0, UINT64_MAX, &opt->seed) < 0)
@@ -321,6 +349,17 @@ int kb_options_parse(struct kb_options *opt, int argc, char **argv)
         return -1;
     if (opt->keys > UINT32_MAX - 1)
         return bad("--keys: %s is too many", "that");
+    if (opt->check && !opt->state)
+        return bad("--check needs --state %s", "FILE");
+    if (opt->check && (opt->load || opt->verify))
+        return bad("--check reads and checks alone: %s", "no --load or --verify with it");
+    if (opt->check) { /* reads only */
+        memset(opt->mix, 0, sizeof opt->mix);
+        opt->mix[KB_GET] = opt->mix_total = 1;
+    }
+    if (opt->state && !opt->check && !opt->verify)
+        return bad("--state records writes with --verify only (each key %s)",
+                   "on one connection, so its acknowledgements come in order");
     if (opt->verify && opt->value_min < KB_VALUE_HEAD)
         return bad("--verify needs --value-size of at least %s bytes", "28");
     uint64_t conns = (uint64_t)opt->connections * opt->nservers;

@@ -61,7 +61,8 @@ void kb_progress(struct kb_run *run, double elapsed_s, bool tty)
         }
     }
     /* the phase most of the last second was in */
-    const char *phase = run->opt.load                         ? "load"
+    const char *phase = run->opt.check                        ? "check"
+                        : run->opt.load                       ? "load"
                         : elapsed_s - 0.5 < run->opt.warmup_s ? "warmup"
                                                               : "run";
     fprintf(stderr, "%s[%6.1fs %-6s] %10.0f req/s  hit %5.1f%%  p99 <%8.0f us  errors %lu%s",
@@ -139,6 +140,7 @@ uint64_t kb_report(struct kb_run *run, double measured_s)
         for (int e = 0; e < KB_ERR_COUNT; e++)
             sum.errors[e] += t->errors[e];
         sum.verified += t->verified;
+        sum.state_records += t->state_records;
         if (!first && t->first_error[0])
             first = t->first_error;
     }
@@ -162,7 +164,8 @@ uint64_t kb_report(struct kb_run *run, double measured_s)
         printf("], \"connections\": %u, \"threads\": %u, \"pipeline\": %u, ", run->total_conns,
                opt->threads, opt->pipeline);
         printf("\"mode\": \"%s\", \"target_rate\": %.1f, ",
-               opt->load       ? "load"
+               opt->check      ? "check"
+               : opt->load     ? "load"
                : opt->rate > 0 ? "open"
                                : "closed",
                opt->rate);
@@ -173,7 +176,7 @@ uint64_t kb_report(struct kb_run *run, double measured_s)
         printf("\"errors\": {\"total\": %lu", (unsigned long)errors);
         for (int e = 0; e < KB_ERR_COUNT; e++)
             printf(", \"%s\": %lu", kb_err_names[e], (unsigned long)sum.errors[e]);
-        printf("}, \"first_error\": ");
+        printf("}, \"state_records\": %lu, \"first_error\": ", (unsigned long)sum.state_records);
         json_str(first ? first : "");
         printf(", ");
         json_latency(&all);
@@ -195,7 +198,8 @@ uint64_t kb_report(struct kb_run *run, double measured_s)
     } else {
         printf("keel-bench: %u connections to %u server(s), %u thread(s), pipeline %u, %s",
                run->total_conns, opt->nservers, opt->threads, opt->pipeline,
-               opt->load       ? "load"
+               opt->check      ? "check"
+               : opt->load     ? "load"
                : opt->rate > 0 ? "open loop"
                                : "closed loop");
         if (opt->rate > 0)
@@ -204,8 +208,11 @@ uint64_t kb_report(struct kb_run *run, double measured_s)
         printf("requests    %lu in %.3f s: %.1f req/s\n", (unsigned long)req, measured_s, tput);
         printf("hit ratio   %.4f (%lu hits, %lu misses)\n", ratio, (unsigned long)hits,
                (unsigned long)misses);
-        if (opt->verify)
+        if (opt->verify || opt->check)
             printf("verified    %lu values\n", (unsigned long)sum.verified);
+        if (opt->state && !opt->check)
+            printf("state       %lu acknowledged writes appended to %s\n",
+                   (unsigned long)sum.state_records, opt->state);
         printf("errors      %lu", (unsigned long)errors);
         for (int e = 0; e < KB_ERR_COUNT; e++)
             if (sum.errors[e])

@@ -17,7 +17,8 @@
 #include "bench.h"
 
 const char *const kb_err_names[KB_ERR_COUNT] = {
-    "mismatch", "missing", "protocol", "server_error", "not_stored", "connection", "timeout",
+    "mismatch",   "missing",    "protocol", "server_error",
+    "not_stored", "connection", "timeout",  "stale",
 };
 
 void kb_error(struct kb_thread *t, enum kb_err kind, const char *fmt, ...)
@@ -48,12 +49,26 @@ static int hex32(const char *p, uint32_t *out)
     return 0;
 }
 
+int kb_value_identity(const char *val, uint32_t len, uint32_t *k, uint32_t *tag, uint32_t *ver)
+{
+    if (len < KB_VALUE_HEAD || val[0] != '@' || val[9] != '/' || val[18] != '/' || val[27] != '|' ||
+        hex32(val + 1, k) < 0 || hex32(val + 10, tag) < 0 || hex32(val + 19, ver) < 0)
+        return -1;
+    return 0;
+}
+
+bool kb_value_body_ok(uint32_t k, uint32_t tag, uint32_t ver, const char *val, uint32_t len)
+{
+    const char *pat = kb_pattern + kb_pattern_offset(k, tag, ver);
+    return len >= KB_VALUE_HEAD && len <= KB_VALUE_MAX &&
+           memcmp(val + KB_VALUE_HEAD, pat, len - KB_VALUE_HEAD) == 0;
+}
+
 int kb_verify_value(const struct kb_run *run, struct kb_thread *t, uint32_t k, uint32_t expect,
                     const char *val, uint32_t len)
 {
     uint32_t vk, tag, ver;
-    if (len < KB_VALUE_HEAD || val[0] != '@' || val[9] != '/' || val[18] != '/' || val[27] != '|' ||
-        hex32(val + 1, &vk) < 0 || hex32(val + 10, &tag) < 0 || hex32(val + 19, &ver) < 0) {
+    if (kb_value_identity(val, len, &vk, &tag, &ver) < 0) {
         kb_error(t, KB_E_MISMATCH, "key %u: a value that keel-bench did not write (%u bytes)", k,
                  len);
         return -1;
@@ -63,10 +78,9 @@ int kb_verify_value(const struct kb_run *run, struct kb_thread *t, uint32_t k, u
         return -1;
     }
     /* another run's value may have another length (its --value-size) */
-    uint32_t want = tag == run->run_tag ? kb_value_len(&run->opt, k, tag, ver) : len;
-    const char *pat = kb_pattern + kb_pattern_offset(k, tag, ver);
-    if (len != want || len > KB_VALUE_MAX ||
-        memcmp(val + KB_VALUE_HEAD, pat, len - KB_VALUE_HEAD) != 0) {
+    uint32_t want =
+        tag == run->run_tag ? kb_value_len(run->opt.value_min, run->opt.value_max, k) : len;
+    if (len != want || !kb_value_body_ok(k, tag, ver, val, len)) {
         kb_error(t, KB_E_MISMATCH, "key %u version %u: %u bytes, corrupt (expected %u)", k, ver,
                  len, want);
         return -1;

@@ -2,7 +2,12 @@
  *
  * Keys are "kb" and the key's index in decimal, padded with zeros to a
  * length drawn (deterministically, from the index) within --key-size, so a
- * reply's key maps back to its index without a table. Zipf draws ranks with
+ * reply's key maps back to its index without a table. A key's value length
+ * is drawn from its index too, the same for every write of every run: an
+ * overwrite keeps the key's size (protostore's overwrite workload), and a
+ * tool that writes a data set directly (keel-mkdata) can give each key the
+ * size keel-bench will write. Both draws are splitmix64 (below), so the
+ * names and sizes are easy to reproduce elsewhere (README, keel-bench -h). Zipf draws ranks with
  * the YCSB method (Gray et al., "Quickly generating billion-record synthetic
  * databases"): constant time per draw after an O(n) sum at start-up.
  *
@@ -23,6 +28,7 @@ const char *kb_pattern;
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
+/* SplitMix64's step: advances *x by the golden ratio and mixes it. */
 static uint64_t splitmix(uint64_t *x)
 {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
@@ -54,6 +60,8 @@ uint64_t kb_rng_below(struct kb_rng *r, uint64_t n)
 {
     return (uint64_t)(((unsigned __int128)kb_rng_next(r) * n) >> 64);
 }
+
+uint64_t kb_splitmix64(uint64_t x) { return splitmix(&x); }
 
 static double rng_unit(struct kb_rng *r) { return (double)(kb_rng_next(r) >> 11) * 0x1.0p-53; }
 
@@ -123,7 +131,7 @@ uint32_t kb_key_format(const struct kb_options *opt, uint32_t k, char *buf)
 {
     uint32_t len = opt->key_min;
     if (opt->key_max > opt->key_min)
-        len += (uint32_t)(mix3(k, 0x6b6579, 0) % (opt->key_max - opt->key_min + 1));
+        len += (uint32_t)(kb_splitmix64(k) % (opt->key_max - opt->key_min + 1));
     char digits[16];
     int nd = 0;
     do {
@@ -153,12 +161,12 @@ int64_t kb_key_parse(const struct kb_options *opt, const char *p, uint32_t len)
     return v < opt->keys ? (int64_t)v : -1;
 }
 
-uint32_t kb_value_len(const struct kb_options *opt, uint32_t k, uint32_t tag, uint32_t ver)
+uint32_t kb_value_len(uint32_t value_min, uint32_t value_max, uint32_t k)
 {
-    uint32_t span = opt->value_max - opt->value_min + 1;
+    uint32_t span = value_max - value_min + 1;
     if (span == 1)
-        return opt->value_min;
-    return opt->value_min + (uint32_t)(mix3(k, tag, ver) % span);
+        return value_min;
+    return value_min + (uint32_t)(kb_splitmix64(KB_VALUE_LEN_SALT + k) % span);
 }
 
 static char *put_hex(char *p, uint32_t v)
