@@ -177,6 +177,7 @@ def admin_and_signals(keeld):
     with servers.keeld(keeld, extra=["--admin", "127.0.0.1:%d" % admin_port],
                        log_path=log) as s:
         talk(s.port, b"get nothing\r\n", b"END\r\n")
+        servers.wait_port(admin_port, s.proc)  # it starts once the workers serve
         body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
                                       timeout=5).read().decode()
         check("/metrics has counters in Prometheus form",
