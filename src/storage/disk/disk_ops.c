@@ -16,6 +16,7 @@
 #include "disk_internal.h"
 
 #include "keel/assert.h"
+#include "storage/numbers.h"
 
 #include <errno.h>
 
@@ -237,36 +238,6 @@ struct mut {
     uint64_t cas_out, num; /* results */
 };
 
-static bool parse_u64(const char *p, uint32_t n, uint64_t *out)
-{
-    if (n == 0 || n > 20)
-        return false;
-    uint64_t v = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return false;
-        uint64_t d = (uint64_t)(p[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return true;
-}
-
-static uint32_t format_u64(uint64_t v, char *buf)
-{
-    char tmp[20];
-    uint32_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (uint32_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
-}
-
 static uint64_t new_cas(struct disk_engine *de) { return atomic_fetch_add(&de->cas_next, 1); }
 
 /* Decide on the old record (NULL: none live). KL_E_OK with *out the record
@@ -352,11 +323,11 @@ static int decide(struct disk_engine *de, struct mut *m, const char *old, char *
         break;
     case M_ARITH: {
         uint64_t num;
-        if (!parse_u64(val, oh->vlen, &num))
+        if (!engine_parse_u64(val, oh->vlen, &num))
             return KL_E_NON_NUMERIC;
         num = m->incr ? num + m->delta : num < m->delta ? 0 : num - m->delta;
         m->num = num;
-        vlen = format_u64(num, digits);
+        vlen = engine_format_u64(num, digits);
         val = digits;
         cas = m->cas_out = new_cas(de);
         *keep = IX_FETCHED | IX_WIN;
