@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -373,6 +375,50 @@ KT_TEST(large_values_and_too_large)
     KT_EQ_I(kl_engine_reserve(e, "huge", 4, 2u << 20, 0, 0, &st), KL_E_TOO_LARGE);
     KT_EQ_I(kl_engine_reserve(e, "", 0, 1, 0, 0, &st), KL_E_BAD_KEY);
     free(v);
+    kl_engine_close(e);
+    rm_dir();
+}
+
+/* A full device (here: past RLIMIT_FSIZE, EFBIG): stores fail with
+ * KL_E_NO_SPACE, reads go on, and everything stored before is there after a
+ * reopen. */
+KT_TEST(full_disk_refuses_writes_keeps_reads)
+{
+    fresh_dir();
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit old, lim;
+    KT_REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    lim = old;
+    lim.rlim_cur = 1 << 20;
+    KT_REQUIRE(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    struct kl_engine *e = open_disk(KL_SYNC_BATCH, 8 << 20);
+    char k[32], v[1000];
+    memset(v, 'v', sizeof v - 1);
+    v[sizeof v - 1] = 0;
+    int stored = 0, r = KL_E_STORED;
+    for (; stored < 5000; stored++) {
+        snprintf(k, sizeof k, "key:%d", stored);
+        if ((r = put(e, KL_SET, k, v, 0, 0, NULL)) != KL_E_STORED)
+            break;
+    }
+    KT_EQ_I(r, KL_E_NO_SPACE);
+    KT_CHECK(stored > 900 && stored < 1100);
+    KT_EQ_I(put(e, KL_SET, "more", v, 0, 0, NULL), KL_E_NO_SPACE);
+    KT_EQ_STR(get(e, "key:0", NULL), v);
+    struct kl_engine_stats st;
+    kl_engine_stats(e, &st);
+    KT_CHECK(st.disk_no_space >= 2);
+    kl_engine_close(e);
+    KT_REQUIRE(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    e = open_disk(KL_SYNC_BATCH, 8 << 20);
+    int missing = 0;
+    for (int i = 0; i < stored; i++) {
+        snprintf(k, sizeof k, "key:%d", i);
+        missing += strcmp(get(e, k, NULL), v) != 0;
+    }
+    KT_EQ_I(missing, 0);
+    KT_EQ_STR(get(e, "more", NULL), "");
+    KT_EQ_I(put(e, KL_SET, "more", "now", 0, 0, NULL), KL_E_STORED);
     kl_engine_close(e);
     rm_dir();
 }

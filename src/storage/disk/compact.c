@@ -34,9 +34,14 @@ static int relocate(struct disk_engine *de, const char *rec, uint32_t size, uint
     for (;;) {
         pthread_spin_lock(&s->lock);
         slot = ix_slot_of(s, w0);
-        if (slot == UINT32_MAX || (s->e[slot].w1 & IX_PENDING)) {
+        if (slot == UINT32_MAX) {
             pthread_spin_unlock(&s->lock);
-            return 0; /* changed or being changed: not ours to move */
+            return 0; /* changed since: not ours to move */
+        }
+        if (s->e[slot].w1 & IX_PENDING) { /* being deleted: wait for the outcome */
+            pthread_spin_unlock(&s->lock);
+            disk_pause();
+            continue;
         }
         pthread_spin_lock(&de->files.alloc);
         d = files_claim(&de->files, size, &noff, &seq);

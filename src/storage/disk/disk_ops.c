@@ -36,21 +36,31 @@ static void collect(struct disk_engine *de, struct ix_shard *s, uint32_t tag, st
         pthread_spin_lock(&s->lock);
         uint32_t n = ix_find(s, tag, slots, MAXC);
         n = n > MAXC ? MAXC : n;
-        bool pending = false;
+        bool pending = false, stale = false;
+        c->n = 0;
         for (uint32_t i = 0; i < n; i++)
             pending |= (s->e[slots[i]].w1 & IX_PENDING) != 0;
         if (!pending) {
-            c->n = n;
             for (uint32_t i = 0; i < n; i++) {
-                c->e[i] = s->e[slots[i]];
-                c->d[i] = files_pin(&de->files, ix_file(c->e[i]));
-                KL_ASSERT(c->d[i] != NULL, "an indexed record's file %u is open", ix_file(c->e[i]));
+                struct dfile *d = files_pin(&de->files, ix_file(s->e[slots[i]]));
+                if (d == NULL) { /* its file was compacted away (a failed write's revert) */
+                    stale = true;
+                    ix_remove(s, slots[i]);
+                    break;
+                }
+                c->e[c->n] = s->e[slots[i]];
+                c->d[c->n++] = d;
             }
-            pthread_spin_unlock(&s->lock);
-            return;
+            if (!stale) {
+                pthread_spin_unlock(&s->lock);
+                return;
+            }
         }
+        for (uint32_t i = 0; i < c->n; i++)
+            files_unpin(c->d[i]);
         pthread_spin_unlock(&s->lock);
-        disk_pause();
+        if (pending)
+            disk_pause();
     }
 }
 

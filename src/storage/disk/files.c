@@ -229,7 +229,10 @@ int files_room(struct dfiles *f, uint32_t size)
         if ((r = files_add(f, id, true, &d)) != 0)
             goto out;
         uint64_t want = size > f->prealloc ? size : f->prealloc;
-        if ((r = prealloc(f, d, 0, want)) != 0) {
+        r = prealloc(f, d, 0, want);
+        if (r == -ENOSPC || r == -EFBIG || r == -EDQUOT) /* nearly full: just this record */
+            r = prealloc(f, d, 0, want = size);
+        if (r != 0) {
             char path[4200];
             file_path(f, id, path, sizeof path);
             atomic_store(&f->tab[id], NULL);
@@ -255,7 +258,10 @@ int files_room(struct dfiles *f, uint32_t size)
     uint64_t to = room + f->prealloc;
     to = to < end + size ? end + size : to;
     to = to > f->file_bytes ? f->file_bytes : to;
-    if ((r = prealloc(f, a, room, to)) == 0) {
+    r = prealloc(f, a, room, to);
+    if ((r == -ENOSPC || r == -EFBIG || r == -EDQUOT) && to > end + size)
+        r = prealloc(f, a, room, to = end + size); /* nearly full: just this record */
+    if (r == 0) {
         pthread_spin_lock(&f->alloc);
         f->room = to;
         pthread_spin_unlock(&f->alloc);
