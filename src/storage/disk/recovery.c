@@ -219,12 +219,11 @@ out:
     return ok;
 }
 
+/* Sum each file's live bytes (the sweep drops nothing). */
 static bool live_sum(void *arg, struct ix_entry e)
 {
-    struct disk_engine *de = arg;
-    struct dfile *d = atomic_load(&de->files.tab[ix_file(e)]);
-    atomic_fetch_sub(&d->dead, ix_len(e)); /* dead starts at the file's end */
-    atomic_fetch_add(&de->live_bytes, ix_len(e));
+    uint64_t *live = arg;
+    live[ix_file(e)] += ix_len(e);
     return false;
 }
 
@@ -269,7 +268,20 @@ int disk_recover(struct disk_engine *de)
         last = d;
     }
     ix_sweep(&de->ix, drop_tomb, NULL);
-    ix_sweep(&de->ix, live_sum, de);
+    uint64_t *live = calloc(IX_FILES, sizeof *live);
+    if (live == NULL) {
+        r = -ENOMEM;
+        goto out;
+    }
+    ix_sweep(&de->ix, live_sum, live);
+    for (uint32_t i = 1; i < IX_FILES; i++) {
+        struct dfile *d = atomic_load(&f->tab[i]);
+        if (d) {
+            atomic_fetch_sub(&d->dead, live[i]); /* dead started at the file's end */
+            atomic_fetch_add(&de->live_bytes, live[i]);
+        }
+    }
+    free(live);
     f->seq = sc->max_seq + 1;
     atomic_store(&de->cas_next, sc->max_cas + 1);
     if (last) { /* the newest file goes on taking writes */
