@@ -88,6 +88,7 @@ static void engine_figures(struct server *s, struct keeld_engine_figures *f)
         .disk_data_bytes = es.disk_data_bytes,
         .disk_dead_bytes = es.disk_dead_bytes,
         .disk_compactions = es.disk_compactions,
+        .disk_group_syncs = es.disk_group_syncs,
     };
     uint64_t slots = es.hash_buckets * 8;
     while (slots > 1) {
@@ -463,8 +464,15 @@ static void stop(struct server *s)
 static void describe(const struct server *s)
 {
     const struct keeld_options *o = s->opts;
-    fprintf(stderr, "keeld %s: %s engine, %llu MB, %u threads, listening on", KEELD_VERSION_STRING,
-            keeld_engine_name(o->engine), (unsigned long long)(o->memory_bytes / MB), o->threads);
+    static const char *const syncs[] = {"batch", "always", "none"};
+    if (o->engine == KEELD_ENGINE_DISK)
+        fprintf(stderr, "keeld %s: disk engine in %s (sync %s%s), %u threads, listening on",
+                KEELD_VERSION_STRING, o->data_dir, syncs[o->sync], o->direct ? ", direct" : "",
+                o->threads);
+    else
+        fprintf(stderr, "keeld %s: %s engine, %llu MB, %u threads, listening on",
+                KEELD_VERSION_STRING, keeld_engine_name(o->engine),
+                (unsigned long long)(o->memory_bytes / MB), o->threads);
     for (size_t i = 0; i < s->slots[0].listener.n; i++)
         fprintf(stderr, "%s %s port %u", i ? "," : "", o->listen[i < o->listen_count ? i : 0],
                 kl_listener_port(&s->slots[0].listener, i));

@@ -153,6 +153,7 @@ struct kl_engine_stats {
     uint64_t disk_io_errors;   /* failed reads, writes and syncs */
     uint64_t disk_no_space;    /* writes refused for a full device */
     uint64_t disk_compactions; /* data files rewritten */
+    uint64_t disk_group_syncs; /* syncs that --sync always stores waited for (shared) */
 };
 
 struct kl_engine;

@@ -422,3 +422,56 @@ KT_TEST(full_disk_refuses_writes_keeps_reads)
     kl_engine_close(e);
     rm_dir();
 }
+
+KT_TEST(direct_reads_and_more_semantics)
+{
+    fresh_dir();
+    struct kl_engine_opts o = {
+        .engine = "disk", .data_dir = dir, .direct = true, .compact_pct = 100, .now = T0};
+    struct kl_engine *e = NULL;
+    int r = kl_engine_open(&o, &e);
+    if (r == -EINVAL) {
+        rm_dir();
+        KT_SKIP("this file system refuses O_DIRECT");
+    }
+    KT_REQUIRE(r == 0);
+    char big[3000]; /* two of them: the second spans a 4 KiB block boundary */
+    memset(big, 'b', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    KT_EQ_I(put(e, KL_SET, "small", "s", 0, 0, NULL), KL_E_STORED);
+    KT_EQ_I(put(e, KL_SET, "big1", big, 0, 0, NULL), KL_E_STORED);
+    KT_EQ_I(put(e, KL_SET, "big", big, 0, 0, NULL), KL_E_STORED);
+    KT_EQ_STR(get(e, "small", NULL), "s");
+    KT_EQ_STR(get(e, "big1", NULL), big);
+    KT_EQ_STR(get(e, "big", NULL), big);
+    /* incr wraps at 2^64; get-and-touch sets the exptime first */
+    uint64_t v;
+    KT_EQ_I(put(e, KL_SET, "n", "18446744073709551615", 0, 0, NULL), KL_E_STORED);
+    KT_EQ_I(kl_engine_arith(e, "n", 1, true, 2, 0, &v, NULL), KL_E_OK);
+    KT_EQ_U(v, 1);
+    KT_EQ_STR(get(e, "n", NULL), "1");
+    struct kl_lookup_opts to = {.flags = KL_LOOKUP_TOUCH, .exptime = T0 + 5};
+    struct kl_item it;
+    KT_EQ_I(kl_engine_lookup(e, "small", 5, &to, &it), KL_E_OK);
+    KT_EQ_U(it.exptime, T0 + 5);
+    KT_EQ_I(it.ttl_left, 5);
+    kl_engine_release(e, &it);
+    kl_engine_tick(e, T0 + 6);
+    KT_EQ_STR(get(e, "small", NULL), "");
+    uint64_t cas;
+    KT_EQ_I(put(e, KL_SET, "c", "1", T0 + 7, 0, &cas), KL_E_STORED);
+    kl_engine_tick(e, T0 + 8);
+    KT_EQ_I(put(e, KL_CAS, "c", "2", 0, cas, NULL), KL_E_NOT_FOUND); /* expired */
+    KT_EQ_I(kl_engine_touch(e, "c", 1, T0 + 100), KL_E_NOT_FOUND);
+    /* touch to the past deletes */
+    KT_EQ_I(put(e, KL_SET, "t", "1", 0, 0, NULL), KL_E_STORED);
+    KT_EQ_I(kl_engine_touch(e, "t", 1, KL_EXPTIME_EXPIRED), KL_E_OK);
+    KT_EQ_STR(get(e, "t", NULL), "");
+    kl_engine_close(e);
+    e = NULL;
+    KT_REQUIRE(kl_engine_open(&o, &e) == 0);
+    KT_EQ_STR(get(e, "big", NULL), big);
+    KT_EQ_STR(get(e, "t", NULL), "");
+    kl_engine_close(e);
+    rm_dir();
+}

@@ -127,6 +127,7 @@ static void disk_stats(struct kl_engine *e, struct kl_engine_stats *s)
     s->disk_io_errors = atomic_load(&de->st_io_errors);
     s->disk_no_space = atomic_load(&de->st_no_space);
     s->disk_compactions = atomic_load(&de->st_compactions);
+    s->disk_group_syncs = atomic_load(&de->files.group_syncs);
 }
 
 static void *bg_main(void *arg)

@@ -200,6 +200,7 @@ struct dfiles {
     uint64_t sync_started, sync_done;
     bool sync_busy;
     int sync_err;
+    _Atomic uint64_t group_syncs; /* syncs run for --sync always (shared by the waiters) */
 };
 
 /* Open the data directory's files (creating the directory); 0 or -errno. */

@@ -366,6 +366,7 @@ int files_sync_wait(struct dfiles *f)
             f->sync_busy = true;
             uint64_t gen = ++f->sync_started;
             pthread_mutex_unlock(&f->sync_lock);
+            atomic_fetch_add(&f->group_syncs, 1);
             int e = files_sync_now(f);
             pthread_mutex_lock(&f->sync_lock);
             f->sync_busy = false;
