@@ -182,6 +182,9 @@ int disk_compact(struct disk_engine *de, double below)
             atomic_store(&f->tab[i], d);
             continue;
         }
+        /* no entry names the file now; stats and syncs pin files by id
+         * without a shard lock: give such a pin in progress time to count */
+        usleep(10000);
         while (atomic_load(&d->refs) != 0)
             disk_pause();
         char path[4200];
