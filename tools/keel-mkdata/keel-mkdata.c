@@ -10,7 +10,8 @@
  * zeros to --key-size bytes (default 16, keel-bench's default), e.g.
  * kb00000000000042; keys 0 .. N-1. A value's length is drawn uniformly in
  * [--min-size, --max-size] from the key's index and --seed; it starts with
- * "@KEY|" and goes on with bytes of a pattern derived from the seed.
+ * "@KEY|" (as much of it as fits) and goes on with bytes of a pattern
+ * derived from the seed.
  */
 #define _GNU_SOURCE
 #include "storage/engine.h"
