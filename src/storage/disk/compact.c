@@ -160,7 +160,10 @@ int disk_compact(struct disk_engine *de, double below)
             continue;
         bool was_oldest = oldest;
         oldest = false;
-        if (!atomic_load(&d->sealed) || d == f->active)
+        pthread_spin_lock(&f->alloc);
+        bool active = d == f->active;
+        pthread_spin_unlock(&f->alloc);
+        if (!atomic_load(&d->sealed) || active)
             continue;
         uint64_t end = atomic_load(&d->end), dead = atomic_load(&d->dead);
         if (end > 0 && (double)(end - (dead > end ? end : dead)) >= below * (double)end)

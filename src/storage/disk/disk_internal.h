@@ -92,6 +92,8 @@ static inline const char *rec_value(const char *p) { return p + REC_HDR + rec_hd
 struct bufpool {
     pthread_spinlock_t lock[BUF_CLASSES];
     struct kl_pool pool[BUF_CLASSES];
+    _Atomic bool ready[BUF_CLASSES]; /* mapped (on first use) */
+    pthread_mutex_t init_lock;
     uint32_t nclasses;
 };
 
