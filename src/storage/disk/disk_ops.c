@@ -126,8 +126,10 @@ static int resolve(struct disk_engine *de, struct ix_shard *s, struct cand *c, c
                             &f->cls, &f->rec);
         files_unpin(c->d[i]);
         c->d[i] = NULL;
-        if (rc == -ENOMEM)
-            return KL_E_NO_MEMORY;
+        if (rc == -ENOMEM) {
+            r = KL_E_NO_MEMORY; /* every buffer of the class lent out */
+            break;
+        }
         if (rc != 0) {
             atomic_fetch_add(&de->st_io_errors, 1);
             r = KL_E_IO;
