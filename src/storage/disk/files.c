@@ -10,7 +10,10 @@
  *
  * I/O from a fiber goes through the reactor (keel/io.h: one SQE each,
  * batched per loop iteration); anywhere else (start-up, the background
- * thread, tools, tests) it is a plain system call.
+ * thread, tools, tests) it is a plain system call, and so it is when the
+ * reactor cannot take the request (-EBUSY) or the fiber was cancelled: a
+ * record half-written, or a group sync failed for everyone because its
+ * leader's connection closed, would cost more than the wait.
  *
  * Group commit (--sync always): a writer whose record is written asks for a
  * sync that starts after that; if none is running it runs one itself
@@ -43,7 +46,10 @@ static bool in_fiber(void)
 void disk_pause(void)
 {
     if (in_fiber()) {
-        kl_sleep(20000);
+        /* a cancelled fiber (keeld's shutdown) cannot sleep: let the others
+         * run, among them the (also cancelled) writer it waits for */
+        if (kl_sleep(20000) == -ECANCELED)
+            kl_fiber_yield();
     } else {
         struct timespec ts = {0, 20000};
         nanosleep(&ts, NULL);
@@ -54,7 +60,7 @@ static ssize_t do_pread(int fd, void *buf, size_t len, uint64_t off)
 {
     if (in_fiber()) {
         ssize_t n = kl_pread(fd, buf, len, (off_t)off, 0);
-        if (n != -EBUSY && n != -EAGAIN)
+        if (n != -EBUSY && n != -EAGAIN && n != -ECANCELED)
             return n;
     }
     ssize_t n;
@@ -68,7 +74,7 @@ static ssize_t do_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
     if (in_fiber()) {
         ssize_t n = kl_pwrite(fd, buf, len, (off_t)off, 0);
-        if (n != -EBUSY && n != -EAGAIN)
+        if (n != -EBUSY && n != -EAGAIN && n != -ECANCELED)
             return n;
     }
     ssize_t n;
@@ -82,7 +88,7 @@ static int do_sync(int fd)
 {
     if (in_fiber()) {
         int r = kl_fsync(fd, 0);
-        if (r != -EBUSY && r != -EAGAIN)
+        if (r != -EBUSY && r != -EAGAIN && r != -ECANCELED)
             return r;
     }
     return fdatasync(fd) == 0 ? 0 : -errno;
