@@ -3,7 +3,7 @@
 #   make            release build in build/ (build-clang/ when CC=clang)
 #   make test       install missing packages, build, run every test (ctest)
 #   make asan       the same under AddressSanitizer + UBSan, in build-asan/
-#   make tsan       the seg engine's tests under ThreadSanitizer, in build-tsan/
+#   make tsan       the seg and disk engines' tests under ThreadSanitizer, in build-tsan/
 #   make trace      the same with every function traced (KEEL_TRACE=ON), in build-trace/
 #   make run        install missing packages, build, start keeld on 127.0.0.1:11211
 #   make bench      build and run every benchmark; make bench-NAME runs one
@@ -59,9 +59,10 @@ $(TSAN_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(TSAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKEEL_TSAN=ON $(CMAKE_CC)
 
 tsan: deps $(TSAN_BUILD)/CMakeCache.txt
-	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_seg test_seg_threads test_seg_evict
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_seg test_seg_threads test_seg_evict \
+	  test_disk test_disk_threads
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -j $(JOBS) -R '^seg'
+	  ctest --output-on-failure -j $(JOBS) -R '^(seg|disk$$|disk_threads)'
 
 TRACE_BUILD ?= build-trace
 $(TRACE_BUILD)/CMakeCache.txt:

@@ -128,6 +128,15 @@ static int ack(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd
     return cmd->noreply ? 0 : keeld_reply_line(w, c, line);
 }
 
+int keeld_engine_failure(struct keeld_worker *w, struct kl_conn *c, int r)
+{
+    switch (r) {
+    case KL_E_NO_SPACE: return REPLY_LITERAL(w, c, "SERVER_ERROR out of space\r\n");
+    case KL_E_CORRUPT: return REPLY_LITERAL(w, c, "SERVER_ERROR corrupt record\r\n");
+    default: return REPLY_LITERAL(w, c, "SERVER_ERROR I/O error\r\n");
+    }
+}
+
 /* An engine result that is an error; hidden by noreply, as memcached's
  * out_string hides it. */
 static int engine_error(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd,
@@ -143,6 +152,9 @@ static int engine_error(struct keeld_worker *w, struct kl_conn *c, const struct 
     case KL_E_TOO_LARGE: line = "SERVER_ERROR object too large for cache\r\n"; break;
     case KL_E_NO_MEMORY: line = "SERVER_ERROR out of memory storing object\r\n"; break;
     case KL_E_BAD_KEY: line = "CLIENT_ERROR bad command line format\r\n"; break;
+    case KL_E_NO_SPACE:
+    case KL_E_CORRUPT:
+    case KL_E_IO: return keeld_engine_failure(w, c, r);
     default: line = "SERVER_ERROR unexpected engine result\r\n"; break;
     }
     if (KL_UNLIKELY(keeld_tracing(w)))
@@ -161,11 +173,16 @@ static int retrieve(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
     size_t pos = 0;
     struct kl_mc_str key;
     uint64_t hits = 0, n = 0;
-    int rc = 0;
+    int rc = 0, failed = 0;
     while (rc == 0 && kl_mc_next_key(cmd, &pos, &key)) {
         struct kl_item it;
         n++;
-        if (kl_engine_lookup(e, key.p, key.len, NULL, &it) != KL_E_OK)
+        int r = kl_engine_lookup(e, key.p, key.len, NULL, &it);
+        if (r == KL_E_CORRUPT || r == KL_E_IO) { /* never a value: an error ends the reply */
+            failed = r;
+            break;
+        }
+        if (r != KL_E_OK)
             continue;
         hits++;
         if (KL_UNLIKELY(keeld_tracing(w))) {
@@ -189,6 +206,8 @@ static int retrieve(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
         keeld_count(w, KEELD_C_get_hits, hits);
         keeld_count(w, KEELD_C_get_misses, n - hits);
     }
+    if (rc == 0 && failed)
+        return keeld_engine_failure(w, c, failed);
     return rc ? rc : keeld_reply_line(w, c, KL_MC_R_END);
 }
 
@@ -250,6 +269,8 @@ static int remove_key(struct keeld_worker *w, struct kl_conn *c, const struct kl
 {
     int r = kl_engine_delete(w->shared->engine, cmd->key.p, cmd->key.len, 0, false, NULL);
     keeld_count(w, r == KL_E_OK ? KEELD_C_delete_hits : KEELD_C_delete_misses, 1);
+    if (r == KL_E_NO_SPACE || r == KL_E_CORRUPT || r == KL_E_IO)
+        return engine_error(w, c, cmd, r);
     return ack(w, c, cmd, r == KL_E_OK ? KL_MC_R_DELETED : KL_MC_R_NOT_FOUND);
 }
 
@@ -281,6 +302,8 @@ static int touch(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_c
         kl_engine_touch(w->shared->engine, cmd->key.p, cmd->key.len, keeld_exptime(cmd->exptime));
     keeld_count(w, KEELD_C_cmd_touch, 1);
     keeld_count(w, r == KL_E_OK ? KEELD_C_touch_hits : KEELD_C_touch_misses, 1);
+    if (r == KL_E_NO_SPACE || r == KL_E_CORRUPT || r == KL_E_IO)
+        return engine_error(w, c, cmd, r);
     return ack(w, c, cmd, r == KL_E_OK ? KL_MC_R_TOUCHED : KL_MC_R_NOT_FOUND);
 }
 

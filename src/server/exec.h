@@ -110,6 +110,9 @@ static inline void keeld_count_arith(struct keeld_worker *w, bool incr, int r)
 int keeld_reply(struct keeld_worker *w, struct kl_conn *c, const char *p, size_t len);
 
 /* Queue a string literal. */
+/* The SERVER_ERROR line of a disk failure (KL_E_NO_SPACE, KL_E_CORRUPT, KL_E_IO). */
+int keeld_engine_failure(struct keeld_worker *w, struct kl_conn *c, int r);
+
 #define REPLY_LITERAL(w, c, s) keeld_reply((w), (c), s, sizeof s - 1)
 
 /* Queue a fixed line (STORED, END, ...). */

@@ -79,6 +79,8 @@ static int meta_get(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
         keeld_count(w, KEELD_C_cmd_touch, 1);
     if (r != KL_E_OK) {
         keeld_count(w, KEELD_C_get_misses, 1);
+        if (r == KL_E_CORRUPT || r == KL_E_IO)
+            return keeld_engine_failure(w, c, r);
         return cmd->noreply ? 0 : status(w, c, cmd, "EN");
     }
     keeld_count(w, KEELD_C_get_hits, 1);
@@ -151,6 +153,9 @@ static int meta_set(struct keeld_worker *w, struct kl_conn *c, const struct kl_m
     case KL_E_NO_MEMORY:
         keeld_count(w, KEELD_C_store_no_memory, 1);
         return REPLY_LITERAL(w, c, "SERVER_ERROR out of memory storing object\r\n");
+    case KL_E_NO_SPACE:
+    case KL_E_CORRUPT:
+    case KL_E_IO: return keeld_engine_failure(w, c, r);
     default: return REPLY_LITERAL(w, c, "SERVER_ERROR unexpected engine result\r\n");
     }
     struct kl_mc_item_info info = {
@@ -173,6 +178,9 @@ static int meta_delete(struct keeld_worker *w, struct kl_conn *c, const struct k
     switch (r) {
     case KL_E_OK: return cmd->noreply ? 0 : status(w, c, cmd, "HD");
     case KL_E_EXISTS: return status(w, c, cmd, "EX");
+    case KL_E_NO_SPACE:
+    case KL_E_CORRUPT:
+    case KL_E_IO: return keeld_engine_failure(w, c, r);
     default: return status(w, c, cmd, "NF");
     }
 }
@@ -212,6 +220,9 @@ static int meta_arith(struct keeld_worker *w, struct kl_conn *c, const struct kl
     case KL_E_NON_NUMERIC:
         return REPLY_LITERAL(w, c,
                              "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n");
+    case KL_E_NO_SPACE:
+    case KL_E_CORRUPT:
+    case KL_E_IO: return keeld_engine_failure(w, c, r);
     default: return REPLY_LITERAL(w, c, "SERVER_ERROR unexpected engine result\r\n");
     }
     if (cmd->noreply && !created) /* q hides HD and VA alike; a vivified item shows */

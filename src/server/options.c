@@ -29,6 +29,9 @@ enum {
     OPT_DATA_DIR,
     OPT_HASH_POWER,
     OPT_SEG_SIZE,
+    OPT_DIRECT,
+    OPT_SYNC,
+    OPT_SYNC_MS,
 };
 
 static const char short_opts[] = ":p:U:l:m:c:t:I:b:vAFu:hVo:";
@@ -59,6 +62,9 @@ static const struct option long_opts[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"hash-power", required_argument, NULL, OPT_HASH_POWER},
     {"seg-size", required_argument, NULL, OPT_SEG_SIZE},
+    {"direct", no_argument, NULL, OPT_DIRECT},
+    {"sync", required_argument, NULL, OPT_SYNC},
+    {"sync-ms", required_argument, NULL, OPT_SYNC_MS},
     {NULL, 0, NULL, 0},
 };
 
@@ -272,7 +278,8 @@ static int set_evict(struct parse *p, const char *v)
 static int set_keel_option(struct parse *p, int code, const char *name, const char *v)
 {
     struct keeld_options *o = p->o;
-    if (code != OPT_BUSY_POLL && v == NULL)
+    bool flag = code == OPT_BUSY_POLL || code == OPT_DIRECT;
+    if (!flag && v == NULL)
         return bad(p, "%s needs a value", name);
     switch (code) {
     case OPT_ENGINE: return set_engine(p, v);
@@ -290,6 +297,23 @@ static int set_keel_option(struct parse *p, int code, const char *name, const ch
         return copy_str(p, name, o->admin, sizeof o->admin, v);
     case OPT_IDLE_TIMEOUT: return parse_u32(p, name, v, 0, 365u * 24 * 3600, &o->idle_timeout_s);
     case OPT_DATA_DIR: return copy_str(p, name, o->data_dir, sizeof o->data_dir, v);
+    case OPT_DIRECT:
+        if (v != NULL)
+            return bad(p, "%s takes no value", name);
+        o->direct = o->disk_opt_set = true;
+        return 0;
+    case OPT_SYNC:
+        o->disk_opt_set = true;
+        if (strcmp(v, "batch") == 0)
+            o->sync = KEELD_SYNC_BATCH;
+        else if (strcmp(v, "always") == 0)
+            o->sync = KEELD_SYNC_ALWAYS;
+        else if (strcmp(v, "none") == 0)
+            o->sync = KEELD_SYNC_NONE;
+        else
+            return bad(p, "%s: '%s' is not a sync mode (always, batch, none)", name, v);
+        return 0;
+    case OPT_SYNC_MS: o->disk_opt_set = true; return parse_u32(p, name, v, 1, 60000, &o->sync_ms);
     case OPT_HASH_POWER: return parse_u32(p, name, v, 16, 32, &o->hash_power);
     case OPT_SEG_SIZE: {
         uint64_t bytes;
@@ -414,6 +438,8 @@ static int check_whole(struct parse *p)
         return bad(p, "--data-dir is for --engine disk");
     if (o->evict[0] != '\0' && o->engine != KEELD_ENGINE_SEG)
         return bad(p, "--evict is for --engine seg");
+    if (o->disk_opt_set && o->engine != KEELD_ENGINE_DISK)
+        return bad(p, "--direct, --sync and --sync-ms are for --engine disk");
     return 0;
 }
 
@@ -521,7 +547,13 @@ const char *keeld_usage(void)
            "\n"
            "keel's options:\n"
            "  --engine=seg|disk         storage engine (default: seg, in memory)\n"
-           "  --data-dir=DIR            where --engine disk keeps its files\n"
+           "  --data-dir=DIR            where --engine disk keeps its files (required with it)\n"
+           "  --direct                  disk: O_DIRECT reads of the data files (default: "
+           "buffered)\n"
+           "  --sync=always|batch|none  disk: a store returns once durable (always), or data\n"
+           "                            is synced every --sync-ms (batch, the default), or\n"
+           "                            when the kernel writes back (none)\n"
+           "  --sync-ms=N               disk: the batch interval in ms (default: 10)\n"
            "  --evict=POLICY            seg eviction: merge (default), fifo, cte, random, s3fifo\n"
            "  --seg-size=SIZE           seg segment size (default: 1m)\n"
            "  --hash-power=N            hash table of 2^N slots (default: sized from -m)\n"

@@ -25,6 +25,7 @@
 
 enum keeld_engine { KEELD_ENGINE_SEG = 0, KEELD_ENGINE_DISK };
 enum keeld_backend { KEELD_BACKEND_AUTO = 0, KEELD_BACKEND_URING, KEELD_BACKEND_EPOLL };
+enum keeld_sync { KEELD_SYNC_BATCH = 0, KEELD_SYNC_ALWAYS, KEELD_SYNC_NONE }; /* = kl_sync_mode */
 
 struct keeld_options {
     /* memcached's flags */
@@ -48,6 +49,10 @@ struct keeld_options {
     char log_path[KEELD_PATH_BYTES]; /* "" = keel's default ($KEEL_LOG or /tmp/keel.log) */
     char admin[KEELD_ADDR_BYTES];    /* "ADDR:PORT" of the metrics endpoint; "" = off */
     char data_dir[KEELD_PATH_BYTES]; /* disk engine */
+    bool direct;                     /* disk: --direct (O_DIRECT reads) */
+    enum keeld_sync sync;            /* disk: --sync (default batch) */
+    uint32_t sync_ms;                /* disk: --sync-ms (default 10) */
+    bool disk_opt_set;               /* one of the three was given */
     uint32_t idle_timeout_s;         /* 0 = none */
     uint32_t hash_power;             /* 0 = sized from -m */
     uint32_t seg_size;               /* bytes; 0 = engine default */

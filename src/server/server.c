@@ -82,6 +82,14 @@ static void engine_figures(struct server *s, struct keeld_engine_figures *f)
         .evicted_unfetched = es.evicted_unfetched,
         .reclaimed = es.reclaimed,
         .hash_bytes = es.hash_bytes,
+        .disk_corrupt = es.disk_corrupt,
+        .disk_io_errors = es.disk_io_errors,
+        .disk_no_space = es.disk_no_space,
+        .disk_files = es.disk_files,
+        .disk_data_bytes = es.disk_data_bytes,
+        .disk_dead_bytes = es.disk_dead_bytes,
+        .disk_compactions = es.disk_compactions,
+        .disk_group_syncs = es.disk_group_syncs,
     };
     uint64_t slots = es.hash_buckets * 8;
     while (slots > 1) {
@@ -315,6 +323,10 @@ static int open_engine(struct server *s, char *err, size_t err_len)
         .seg_size = o->seg_size,
         .hash_power = o->hash_power,
         .now = (uint32_t)time(NULL),
+        .data_dir = o->data_dir[0] ? o->data_dir : NULL,
+        .direct = o->direct,
+        .sync = (enum kl_sync_mode)o->sync,
+        .sync_ms = o->sync_ms,
     };
     if (eo.seg_size == 0) {
         eo.seg_size = MB;
@@ -325,7 +337,14 @@ static int open_engine(struct server *s, char *err, size_t err_len)
         snprintf(err, err_len, "--evict %s: unknown policy", o->evict);
         return -1;
     }
+    if (o->engine == KEELD_ENGINE_DISK)
+        signal(SIGXFSZ, SIG_IGN); /* past `ulimit -f`, a write fails with EFBIG instead */
     int rc = kl_engine_open(&eo, &s->engine);
+    if (rc != 0 && o->engine == KEELD_ENGINE_DISK) {
+        snprintf(err, err_len, "cannot open the disk engine in %.300s: %s", o->data_dir,
+                 strerror(-rc));
+        return -1;
+    }
     if (rc != 0) {
         snprintf(err, err_len, "cannot open the %s engine (-m %llu, -I %u, segments of %zu): %s",
                  eo.engine, (unsigned long long)(o->memory_bytes / MB), o->max_item_size,
@@ -479,8 +498,15 @@ static void stop(struct server *s)
 static void describe(const struct server *s)
 {
     const struct keeld_options *o = s->opts;
-    fprintf(stderr, "keeld %s: %s engine, %llu MB, %u threads, listening on", KEELD_VERSION_STRING,
-            keeld_engine_name(o->engine), (unsigned long long)(o->memory_bytes / MB), o->threads);
+    static const char *const syncs[] = {"batch", "always", "none"};
+    if (o->engine == KEELD_ENGINE_DISK)
+        fprintf(stderr, "keeld %s: disk engine in %s (sync %s%s), %u threads, listening on",
+                KEELD_VERSION_STRING, o->data_dir, syncs[o->sync], o->direct ? ", direct" : "",
+                o->threads);
+    else
+        fprintf(stderr, "keeld %s: %s engine, %llu MB, %u threads, listening on",
+                KEELD_VERSION_STRING, keeld_engine_name(o->engine),
+                (unsigned long long)(o->memory_bytes / MB), o->threads);
     for (size_t i = 0; i < s->slots[0].listener.n; i++)
         fprintf(stderr, "%s %s port %u", i ? "," : "", o->listen[i < o->listen_count ? i : 0],
                 kl_listener_port(&s->slots[0].listener, i));

@@ -84,6 +84,17 @@ void keeld_stats_general(const struct keeld_stats_view *v, keeld_stat_emit emit,
     num(&o, KEELD_STAT_COUNTER, "keel_reactor_syscalls", v->reactor_syscalls);
     num(&o, KEELD_STAT_COUNTER, "keel_reactor_iterations", v->reactor_iterations);
     num(&o, KEELD_STAT_COUNTER, "keel_reactor_submissions", v->reactor_submissions);
+    if (v->opts->engine == KEELD_ENGINE_DISK) {
+        const struct keeld_engine_figures *f = &v->engine;
+        num(&o, KEELD_STAT_COUNTER, "keel_disk_corrupt", f->disk_corrupt);
+        num(&o, KEELD_STAT_COUNTER, "keel_disk_io_errors", f->disk_io_errors);
+        num(&o, KEELD_STAT_COUNTER, "keel_disk_no_space", f->disk_no_space);
+        num(&o, KEELD_STAT_GAUGE, "keel_disk_files", f->disk_files);
+        num(&o, KEELD_STAT_GAUGE, "keel_disk_data_bytes", f->disk_data_bytes);
+        num(&o, KEELD_STAT_GAUGE, "keel_disk_dead_bytes", f->disk_dead_bytes);
+        num(&o, KEELD_STAT_COUNTER, "keel_disk_compactions", f->disk_compactions);
+        num(&o, KEELD_STAT_COUNTER, "keel_disk_group_syncs", f->disk_group_syncs);
+    }
 }
 
 void keeld_stats_settings(const struct keeld_options *s, unsigned verbosity, keeld_stat_emit emit,

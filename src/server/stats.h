@@ -61,6 +61,9 @@ struct keeld_engine_figures {
     uint64_t bytes, curr_items, total_items;
     uint64_t evictions, expired_unfetched, evicted_unfetched, reclaimed;
     uint64_t hash_power_level, hash_bytes;
+    /* the disk engine's (reported with --engine disk) */
+    uint64_t disk_corrupt, disk_io_errors, disk_no_space, disk_files, disk_data_bytes;
+    uint64_t disk_dead_bytes, disk_compactions, disk_group_syncs;
 };
 
 /* Everything a report needs, gathered by the server. */

@@ -10,6 +10,8 @@ int kl_engine_open(const struct kl_engine_opts *opts, struct kl_engine **out)
 {
     if (opts->engine == NULL || strcmp(opts->engine, "seg") == 0)
         return kl_seg_open(opts, out);
+    if (strcmp(opts->engine, "disk") == 0)
+        return kl_disk_open(opts, out);
     return -EINVAL;
 }
 
@@ -41,6 +43,19 @@ int kl_evict_policy_parse(const char *name, enum kl_evict_policy *out)
     return -EINVAL;
 }
 
+int kl_sync_mode_parse(const char *name, enum kl_sync_mode *out)
+{
+    static const char *const names[] = {
+        [KL_SYNC_BATCH] = "batch", [KL_SYNC_ALWAYS] = "always", [KL_SYNC_NONE] = "none"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            *out = (enum kl_sync_mode)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
 const char *kl_evict_policy_name(enum kl_evict_policy p)
 {
     if ((unsigned)p < sizeof policy_names / sizeof policy_names[0])
@@ -60,6 +75,9 @@ const char *kl_eresult_name(int r)
         [KL_E_NO_MEMORY] = "NO_MEMORY",
         [KL_E_NON_NUMERIC] = "NON_NUMERIC",
         [KL_E_BAD_KEY] = "BAD_KEY",
+        [KL_E_CORRUPT] = "CORRUPT",
+        [KL_E_NO_SPACE] = "NO_SPACE",
+        [KL_E_IO] = "IO_ERROR",
     };
     if (r >= 0 && (unsigned)r < sizeof names / sizeof names[0])
         return names[r];

@@ -44,6 +44,9 @@ enum kl_eresult {
     KL_E_NO_MEMORY,   /* no space could be freed (every candidate pinned) */
     KL_E_NON_NUMERIC, /* incr/decr on a value that is not a 64-bit decimal */
     KL_E_BAD_KEY,     /* key empty or longer than KL_KEY_MAX */
+    KL_E_CORRUPT,     /* the stored record failed its check (disk: CRC); counted, dropped */
+    KL_E_NO_SPACE,    /* the device is full (disk: ENOSPC, EFBIG); nothing was written */
+    KL_E_IO,          /* the device failed a read, write or sync (disk) */
 };
 
 /* Longest key (memcached's limit). */
@@ -61,15 +64,30 @@ enum kl_evict_policy {
     KL_EVICT_S3FIFO
 };
 
+/* When the disk engine makes its writes durable (--sync). */
+enum kl_sync_mode {
+    KL_SYNC_BATCH = 0, /* every sync_ms (default): a crash loses at most that much */
+    KL_SYNC_ALWAYS,    /* a store returns once durable; concurrent stores share a sync */
+    KL_SYNC_NONE,      /* when the kernel writes back (and at close) */
+};
+
 /* Options of kl_engine_open(); zero fields take the defaults. */
 struct kl_engine_opts {
-    const char *engine;         /* "seg" (default) */
+    const char *engine;         /* "seg" (default) or "disk" */
     size_t mem_bytes;           /* -m: item memory (default 64 MiB) */
     size_t item_max;            /* largest item, key+value+header (default: seg size) */
     size_t seg_size;            /* --seg-size (default 1 MiB; power of two, 4 KiB..8 MiB) */
     unsigned hash_power;        /* --hash-power: 2^n buckets of 8 slots (default from mem) */
     enum kl_evict_policy evict; /* --evict (default merge) */
     uint32_t now;               /* the clock at open (seconds) */
+    /* the disk engine */
+    const char *data_dir;   /* --data-dir (required) */
+    bool direct;            /* --direct: read the data files with O_DIRECT */
+    enum kl_sync_mode sync; /* --sync (default batch) */
+    uint32_t sync_ms;       /* --sync-ms: batch interval (default 10) */
+    uint64_t file_bytes;    /* data file size before rotation (default 1 GiB) */
+    unsigned compact_pct;   /* compact sealed files under this % live (default 50; 100: off) */
+    uint32_t checkpoint_s;  /* index checkpoint interval, seconds (default 60) */
 };
 
 /* State bits of a looked-up item (meta protocol). */
@@ -129,6 +147,13 @@ struct kl_engine_stats {
     uint64_t hash_buckets, hash_overflow_used, hash_overflow_total;
     uint64_t hash_moves;     /* entries moved to their other bucket to make room */
     uint64_t seg_used_bytes; /* bytes written in segments in use (live and dead) */
+    /* disk engine figures */
+    uint64_t disk_files, disk_data_bytes, disk_dead_bytes; /* data files and their bytes */
+    uint64_t disk_corrupt;     /* records that failed their CRC on a read */
+    uint64_t disk_io_errors;   /* failed reads, writes and syncs */
+    uint64_t disk_no_space;    /* writes refused for a full device */
+    uint64_t disk_compactions; /* data files rewritten */
+    uint64_t disk_group_syncs; /* syncs that --sync always stores waited for (shared) */
 };
 
 struct kl_engine;
@@ -165,6 +190,12 @@ int kl_engine_open(const struct kl_engine_opts *opts, struct kl_engine **out);
 /* The seg engine (in memory, Segcache); 0 or a negative errno. */
 int kl_seg_open(const struct kl_engine_opts *opts, struct kl_engine **out);
 
+/* The disk engine (data files in opts->data_dir, an index in memory); 0 or a negative errno. */
+int kl_disk_open(const struct kl_engine_opts *opts, struct kl_engine **out);
+
+/* Parse a sync mode name ("always", "batch", "none"); 0 or -EINVAL. */
+int kl_sync_mode_parse(const char *name, enum kl_sync_mode *out);
+
 /* Parse an eviction policy name ("merge", "fifo", ...); 0 or -EINVAL. */
 int kl_evict_policy_parse(const char *name, enum kl_evict_policy *out);
 
@@ -180,7 +211,8 @@ static inline void kl_engine_close(struct kl_engine *e) { e->ops->close(e); }
 /* Advance the clock to `now` (seconds) and do the engine's periodic work. */
 static inline void kl_engine_tick(struct kl_engine *e, uint32_t now) { e->ops->tick(e, now); }
 
-/* Look up a key: KL_E_OK with *it pinned (release it), or KL_E_NOT_FOUND.
+/* Look up a key: KL_E_OK with *it pinned (release it), KL_E_NOT_FOUND, or
+ * (disk) KL_E_CORRUPT, KL_E_IO, KL_E_NO_MEMORY.
  * `o` may be NULL (a plain get). */
 static inline int kl_engine_lookup(struct kl_engine *e, const char *key, size_t klen,
                                    const struct kl_lookup_opts *o, struct kl_item *it)
@@ -205,7 +237,9 @@ static inline int kl_engine_reserve(struct kl_engine *e, const char *key, size_t
 
 /* Apply a reserved store with a mode; cas_in is the CAS of mode KL_CAS.
  * KL_E_STORED (cas_out = the new CAS), KL_E_NOT_STORED, KL_E_EXISTS,
- * KL_E_NOT_FOUND, KL_E_TOO_LARGE (append grew too big), KL_E_NO_MEMORY. */
+ * KL_E_NOT_FOUND, KL_E_TOO_LARGE (append grew too big), KL_E_NO_MEMORY,
+ * and on disk KL_E_NO_SPACE, KL_E_IO. The disk engine may park here. Every
+ * other mutation below may also return KL_E_NO_SPACE or KL_E_IO on disk. */
 static inline int kl_engine_commit(struct kl_engine *e, struct kl_store *st,
                                    enum kl_store_mode mode, uint64_t cas_in, uint64_t *cas_out)
 {

@@ -5,7 +5,9 @@ never by name (other tests' servers may run at the same time). A test names
 the server under test with a command line; the reference is Debian's
 memcached (which as root needs `-u root`).
 """
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -117,10 +119,24 @@ def keeld(binary, port=None, extra=(), threads=2, memory_mb=64, log_path=None):
     return Server(argv, port, "keeld")
 
 
+def keeld_env_args():
+    """keeld's extra flags from $KEELD_ARGS (the disk variants of the tests set
+    it); "--data-dir auto" becomes a fresh temporary directory, removed at exit."""
+    args = os.environ.get("KEELD_ARGS", "").split()
+    for i, a in enumerate(args):
+        if a == "auto" and i > 0 and args[i - 1] == "--data-dir":
+            d = tempfile.mkdtemp(prefix="keeld-data-")
+            atexit.register(shutil.rmtree, d, True)
+            args[i] = d
+    return args
+
+
 def target(spec, **kw):
-    """A server named on a test's command line: 'memcached', or a path to keeld."""
+    """A server named on a test's command line: 'memcached', or a path to keeld
+    (with the flags of $KEELD_ARGS added)."""
     if spec == "memcached":
         return memcached(**kw)
+    kw["extra"] = list(kw.get("extra", ())) + keeld_env_args()
     return keeld(spec, **kw)
 
 

@@ -74,6 +74,14 @@ KT_TEST(long_forms_and_keel_options)
                KEELD_RUN);
     KT_CHECK(opts.engine == KEELD_ENGINE_DISK && strcmp(opts.data_dir, "/var/lib/keel") == 0);
     KT_CHECK(opts.backend == KEELD_BACKEND_URING && opts.busy_poll);
+    /* the disk engine's options, long and through -o */
+    KT_REQUIRE(parse("--engine=disk", "--data-dir", "/d", "--direct", "--sync", "always",
+                     "--sync-ms=25", NULL) == KEELD_RUN);
+    KT_CHECK(opts.direct && opts.sync == KEELD_SYNC_ALWAYS && opts.sync_ms == 25);
+    KT_REQUIRE(parse("-o", "engine=disk,data_dir=/d,sync=none,sync_ms=5", NULL) == KEELD_RUN);
+    KT_CHECK(!opts.direct && opts.sync == KEELD_SYNC_NONE && opts.sync_ms == 5);
+    KT_REQUIRE(parse("--engine=disk", "--data-dir=/d", NULL) == KEELD_RUN);
+    KT_CHECK(opts.sync == KEELD_SYNC_BATCH && opts.sync_ms == 0); /* the engine's default: 10 */
 }
 
 KT_TEST(help_and_version_win_over_other_flags)
@@ -110,6 +118,11 @@ KT_TEST(bad_flags_are_one_line_errors)
         {"--engine", "rocks", "not an engine"},
         {"--engine=disk", NULL, "needs --data-dir"},
         {"--data-dir=/tmp", NULL, "is for --engine disk"},
+        {"--sync", "sometimes", "not a sync mode"},
+        {"--sync=always", NULL, "are for --engine disk"},
+        {"--direct", NULL, "are for --engine disk"},
+        {"--sync-ms", "0", "out of range"},
+        {"-o", "direct=1", "takes no value"},
         {"--evict", "lru", "not a policy"},
         {"--backend", "kqueue", "not a backend"},
         {"--admin", "127.0.0.1", "has no port"},

@@ -11,6 +11,7 @@
 #include "seg_internal.h"
 
 #include "keel/assert.h"
+#include "storage/numbers.h"
 
 #include <string.h>
 
@@ -175,37 +176,6 @@ static int delete_plain(struct seg_engine *se, uint64_t h, const char *key, uint
     return r;
 }
 
-/* Parse a value as memcached's incr/decr does: 1-20 digits, at most 2^64-1. */
-static bool parse_u64(const char *p, uint32_t n, uint64_t *out)
-{
-    if (n == 0 || n > 20)
-        return false;
-    uint64_t v = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return false;
-        uint64_t d = (uint64_t)(p[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return true;
-}
-
-static uint32_t format_u64(uint64_t v, char *buf)
-{
-    char tmp[20];
-    uint32_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (uint32_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
-}
-
 /* Read, change, write a new copy, publish against the old CAS; retry on a race. */
 static int rmw(struct seg_engine *se, const char *key, uint32_t klen, struct rmw *m,
                uint64_t cas_in, uint64_t *cas_out)
@@ -233,7 +203,7 @@ static int rmw(struct seg_engine *se, const char *key, uint32_t klen, struct rmw
             return KL_E_EXISTS;
         }
         uint64_t num = 0;
-        if (m->op == RMW_ARITH && !parse_u64(ov.value, ov.vlen, &num)) {
+        if (m->op == RMW_ARITH && !engine_parse_u64(ov.value, ov.vlen, &num)) {
             seg_unpin(se, id);
             return KL_E_NON_NUMERIC;
         }
@@ -264,7 +234,7 @@ static int rmw(struct seg_engine *se, const char *key, uint32_t klen, struct rmw
                 num += m->delta;
             else
                 num = num < m->delta ? 0 : num - m->delta;
-            vlen = format_u64(num, digits);
+            vlen = engine_format_u64(num, digits);
             break;
         }
         uint32_t nid, noff;

@@ -1,0 +1,389 @@
+/* storage/disk/files.c: the disk engine's data files: naming, rotation,
+ * preallocation, space claims, reads, writes and group commit.
+ *
+ * Space is claimed at the active file's end under the alloc spinlock, with
+ * the record's sequence number, so sequence order is file order. The active
+ * file is preallocated (fallocate) ahead of the claims, in steps, by
+ * files_room() outside any lock: a full disk fails there, before a record
+ * is placed, so a write never half-lands for lack of space. File systems
+ * without fallocate write into plain holes.
+ *
+ * I/O from a fiber goes through the reactor (keel/io.h: one SQE each,
+ * batched per loop iteration); anywhere else (start-up, the background
+ * thread, tools, tests) it is a plain system call, and so it is when the
+ * reactor cannot take the request (-EBUSY) or the fiber was cancelled: a
+ * record half-written, or a group sync failed for everyone because its
+ * leader's connection closed, would cost more than the wait.
+ *
+ * Group commit (--sync always): a writer whose record is written asks for a
+ * sync that starts after that; if none is running it runs one itself
+ * (fdatasync of every dirty file), otherwise it waits for the next: every
+ * writer that finished while a sync ran shares the following one.
+ */
+#define _GNU_SOURCE
+#include "disk_internal.h"
+
+#include "keel/fiber.h"
+#include "keel/io.h"
+#include "keel/reactor.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PREALLOC_STEP ((uint64_t)16 << 20)
+
+static bool in_fiber(void)
+{
+    return kl_reactor_active() && !kl_fiber_id_eq(kl_fiber_self(), KL_FIBER_ID_NONE);
+}
+
+void disk_pause(void)
+{
+    if (in_fiber()) {
+        /* a cancelled fiber (keeld's shutdown) cannot sleep: let the others
+         * run, among them the (also cancelled) writer it waits for */
+        if (kl_sleep(20000) == -ECANCELED)
+            kl_fiber_yield();
+    } else {
+        struct timespec ts = {0, 20000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static ssize_t do_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+    if (in_fiber()) {
+        ssize_t n = kl_pread(fd, buf, len, (off_t)off, 0);
+        if (n != -EBUSY && n != -EAGAIN && n != -ECANCELED)
+            return n;
+    }
+    ssize_t n;
+    do
+        n = pread(fd, buf, len, (off_t)off);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t do_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+    if (in_fiber()) {
+        ssize_t n = kl_pwrite(fd, buf, len, (off_t)off, 0);
+        if (n != -EBUSY && n != -EAGAIN && n != -ECANCELED)
+            return n;
+    }
+    ssize_t n;
+    do
+        n = pwrite(fd, buf, len, (off_t)off);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static int do_sync(int fd)
+{
+    if (in_fiber()) {
+        int r = kl_fsync(fd, 0);
+        if (r != -EBUSY && r != -EAGAIN && r != -ECANCELED)
+            return r;
+    }
+    return fdatasync(fd) == 0 ? 0 : -errno;
+}
+
+static void file_path(const struct dfiles *f, uint32_t id, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/data-%06u.kd", f->dir, id);
+}
+
+int files_add(struct dfiles *f, uint32_t id, bool create, struct dfile **out)
+{
+    if (id == 0 || id >= IX_FILES)
+        return -ENOSPC; /* every file id taken */
+    char path[4200];
+    file_path(f, id, path, sizeof path);
+    int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0644);
+    if (fd < 0)
+        return -errno;
+    int rfd = fd;
+    if (f->direct) {
+        rfd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+        if (rfd < 0) {
+            int r = -errno;
+            close(fd);
+            if (create)
+                unlink(path);
+            return r;
+        }
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int r = -errno;
+        close(fd);
+        if (rfd != fd)
+            close(rfd);
+        return r;
+    }
+    struct dfile *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        close(fd);
+        if (rfd != fd)
+            close(rfd);
+        return -ENOMEM;
+    }
+    d->id = id;
+    d->fd = fd;
+    d->rfd = rfd;
+    atomic_init(&d->end, (uint64_t)st.st_size);
+    atomic_store_explicit(&f->tab[id], d, memory_order_release);
+    *out = d;
+    return 0;
+}
+
+int files_open(struct dfiles *f, const char *dir, bool direct, uint64_t file_bytes)
+{
+    memset(f, 0, sizeof *f);
+    if (strlen(dir) >= sizeof f->dir - 32)
+        return -ENAMETOOLONG;
+    strcpy(f->dir, dir);
+    f->direct = direct;
+    f->file_bytes = file_bytes;
+    f->prealloc = file_bytes < PREALLOC_STEP ? file_bytes : PREALLOC_STEP;
+    f->seq = 1;
+    pthread_spin_init(&f->alloc, PTHREAD_PROCESS_PRIVATE);
+    pthread_mutex_init(&f->grow, NULL);
+    pthread_mutex_init(&f->sync_lock, NULL);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return -errno;
+    DIR *dh = opendir(dir);
+    if (dh == NULL)
+        return -errno;
+    int r = 0;
+    for (struct dirent *de; r == 0 && (de = readdir(dh)) != NULL;) {
+        unsigned id;
+        char tail;
+        if (sscanf(de->d_name, "data-%6u.kd%c", &id, &tail) != 1 || id == 0 || id >= IX_FILES)
+            continue;
+        struct dfile *d;
+        r = files_add(f, id, false, &d);
+        if (r == 0)
+            atomic_store(&d->sealed, true);
+    }
+    closedir(dh);
+    return r;
+}
+
+static void file_free(struct dfile *d)
+{
+    if (d->rfd != d->fd)
+        close(d->rfd);
+    close(d->fd);
+    free(d);
+}
+
+void files_close(struct dfiles *f)
+{
+    for (uint32_t i = 0; i < IX_FILES; i++) {
+        struct dfile *d = atomic_load(&f->tab[i]);
+        if (d) {
+            if (d == f->active && d->end < f->room) /* drop the preallocated tail */
+                if (ftruncate(d->fd, (off_t)d->end) != 0) {
+                    /* harmless: recovery ignores zeros after the last record */
+                }
+            file_free(d);
+            f->tab[i] = NULL;
+        }
+    }
+    pthread_spin_destroy(&f->alloc);
+    pthread_mutex_destroy(&f->grow);
+    pthread_mutex_destroy(&f->sync_lock);
+}
+
+/* Preallocate [from, to) of the active file; 0 or -errno (-ENOSPC, -EFBIG). */
+static int prealloc(struct dfiles *f, struct dfile *d, uint64_t from, uint64_t to)
+{
+    if (f->no_falloc)
+        return 0;
+    if (fallocate(d->fd, 0, (off_t)from, (off_t)(to - from)) == 0)
+        return 0;
+    if (errno == EOPNOTSUPP) {
+        f->no_falloc = true;
+        return 0;
+    }
+    return -errno;
+}
+
+int files_room(struct dfiles *f, uint32_t size)
+{
+    pthread_mutex_lock(&f->grow);
+    int r = 0;
+    pthread_spin_lock(&f->alloc);
+    struct dfile *a = f->active;
+    uint64_t end = a ? atomic_load(&a->end) : 0, room = f->room;
+    pthread_spin_unlock(&f->alloc);
+    if (a && end + size <= room)
+        goto out; /* someone else made room meanwhile */
+    if (a == NULL || end + size > f->file_bytes) {
+        /* rotate: a new active file; the old one is sealed at its end */
+        uint32_t id = a ? a->id + 1 : 1;
+        while (id < IX_FILES && atomic_load(&f->tab[id]) != NULL)
+            id++;
+        struct dfile *d;
+        if ((r = files_add(f, id, true, &d)) != 0)
+            goto out;
+        uint64_t want = size > f->prealloc ? size : f->prealloc;
+        r = prealloc(f, d, 0, want);
+        if (r == -ENOSPC || r == -EFBIG || r == -EDQUOT) /* nearly full: just this record */
+            r = prealloc(f, d, 0, want = size);
+        if (r != 0) {
+            char path[4200];
+            file_path(f, id, path, sizeof path);
+            atomic_store(&f->tab[id], NULL);
+            file_free(d);
+            unlink(path);
+            goto out;
+        }
+        atomic_store(&d->end, 0);
+        pthread_spin_lock(&f->alloc);
+        f->active = d;
+        f->room = want;
+        pthread_spin_unlock(&f->alloc);
+        if (a) {
+            end = atomic_load(&a->end); /* final: claims now go to d */
+            if (ftruncate(a->fd, (off_t)end) != 0) {
+                /* recovery ignores zeros after the last record */
+            }
+            atomic_store(&a->dirty, true);
+            atomic_store(&a->sealed, true);
+        }
+        goto out;
+    }
+    uint64_t to = room + f->prealloc;
+    to = to < end + size ? end + size : to;
+    to = to > f->file_bytes ? f->file_bytes : to;
+    r = prealloc(f, a, room, to);
+    if ((r == -ENOSPC || r == -EFBIG || r == -EDQUOT) && to > end + size)
+        r = prealloc(f, a, room, to = end + size); /* nearly full: just this record */
+    if (r == 0) {
+        pthread_spin_lock(&f->alloc);
+        f->room = to;
+        pthread_spin_unlock(&f->alloc);
+    }
+out:
+    pthread_mutex_unlock(&f->grow);
+    return r;
+}
+
+struct dfile *files_claim(struct dfiles *f, uint32_t size, uint64_t *off, uint64_t *seq)
+{
+    struct dfile *a = f->active;
+    if (a == NULL)
+        return NULL;
+    uint64_t end = atomic_load_explicit(&a->end, memory_order_relaxed);
+    if (end + size > f->room)
+        return NULL;
+    atomic_store_explicit(&a->end, end + size, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->refs, 1, memory_order_acq_rel);
+    *off = end;
+    *seq = f->seq++;
+    return a;
+}
+
+int files_read(struct dfiles *f, struct bufpool *bp, struct dfile *d, uint64_t off, uint32_t len,
+               char **buf, uint32_t *cls, const char **rec)
+{
+    uint64_t start = off, stop = off + len;
+    if (f->direct) {
+        start &= ~(uint64_t)4095;
+        stop = (stop + 4095) & ~(uint64_t)4095;
+    }
+    char *b = buf_get(bp, (uint32_t)(stop - start), cls);
+    if (b == NULL)
+        return -ENOMEM;
+    uint64_t got = 0;
+    while (got < stop - start) {
+        ssize_t n = do_pread(d->rfd, b + got, stop - start - got, start + got);
+        if (n < 0) {
+            buf_put(bp, b, *cls);
+            return (int)n;
+        }
+        if (n == 0)
+            break; /* end of file: a direct read's last block may be short */
+        got += (uint64_t)n;
+    }
+    if (got < off + len - start) {
+        buf_put(bp, b, *cls);
+        return -EIO;
+    }
+    *buf = b;
+    *rec = b + (off - start);
+    return 0;
+}
+
+int files_write(struct dfile *d, const void *p, uint32_t len, uint64_t off)
+{
+    uint32_t done = 0;
+    while (done < len) {
+        ssize_t n = do_pwrite(d->fd, (const char *)p + done, len - done, off + done);
+        if (n < 0)
+            return (int)n;
+        if (n == 0)
+            return -ENOSPC;
+        done += (uint32_t)n;
+    }
+    atomic_store_explicit(&d->dirty, true, memory_order_release);
+    return 0;
+}
+
+int files_sync_now(struct dfiles *f)
+{
+    int first = 0;
+    for (uint32_t i = 1; i < IX_FILES; i++) {
+        struct dfile *d = files_pin(f, i);
+        if (d == NULL)
+            continue;
+        if (atomic_exchange(&d->dirty, false)) {
+            int r = do_sync(d->fd);
+            if (r != 0) {
+                atomic_store(&d->dirty, true);
+                if (first == 0)
+                    first = r;
+            }
+        }
+        files_unpin(d);
+    }
+    return first;
+}
+
+int files_sync_wait(struct dfiles *f)
+{
+    pthread_mutex_lock(&f->sync_lock);
+    uint64_t target = f->sync_started + 1; /* a sync that starts after now */
+    int r = 0;
+    for (;;) {
+        if (f->sync_done >= target) {
+            r = f->sync_err;
+            break;
+        }
+        if (!f->sync_busy) {
+            f->sync_busy = true;
+            uint64_t gen = ++f->sync_started;
+            pthread_mutex_unlock(&f->sync_lock);
+            atomic_fetch_add(&f->group_syncs, 1);
+            int e = files_sync_now(f);
+            pthread_mutex_lock(&f->sync_lock);
+            f->sync_busy = false;
+            f->sync_done = gen;
+            f->sync_err = e;
+            continue;
+        }
+        pthread_mutex_unlock(&f->sync_lock);
+        disk_pause();
+        pthread_mutex_lock(&f->sync_lock);
+    }
+    pthread_mutex_unlock(&f->sync_lock);
+    return r;
+}
