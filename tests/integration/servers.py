@@ -71,15 +71,28 @@ class Server:
         return self.log.read().decode(errors="replace")
 
     def stop(self, sig=signal.SIGTERM, seconds=10.0):
-        """Signal the process by pid and reap it; SIGKILL if it lingers."""
+        """Signal the process by pid and reap it; SIGKILL if it lingers. Then
+        wait until its port is closed: a killed process's io_uring releases
+        the files its requests hold (a listening socket with its multishot
+        accept) after the process is reaped, and until then that socket
+        still takes connections, which a restart on the same port would
+        mistake for its own."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout=seconds)
+            rc = self.proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return self.proc.wait()
+            rc = self.proc.wait()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            except OSError:
+                break
+            time.sleep(0.05)
+        return rc
 
     def rss_bytes(self):
         with open("/proc/%d/status" % self.proc.pid) as f:
