@@ -58,7 +58,7 @@ $(TSAN_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(TSAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKEEL_TSAN=ON $(CMAKE_CC)
 
 tsan: deps $(TSAN_BUILD)/CMakeCache.txt
-	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_seg test_seg_threads test_seg_evict
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_seg test_seg_threads test_seg_evict test_seg_hash
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --output-on-failure -j $(JOBS) -R '^seg'
 

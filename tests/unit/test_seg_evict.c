@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "kt.h"
 #include "seg_kit.h"
@@ -44,18 +43,6 @@ static uint32_t pick_exptime(uint64_t *rng, uint32_t now)
 
 /* A value: a header naming key and version, then bytes derived from both. */
 
-static long resident_kib(void)
-{
-    long pages = 0, res = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%ld %ld", &pages, &res) != 2)
-        res = 0;
-    fclose(f);
-    return res * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 /* Skewed key choice: a few keys much more popular than the rest. */
 static uint32_t pick_key(uint64_t *rng)
 {
@@ -80,7 +67,7 @@ static void run_policy(enum kl_evict_policy p)
         if (ops % 200 == 0)
             kl_engine_tick(e, ++now);
         if (rss_warm == 0 && written > 2ull * MEM)
-            rss_warm = resident_kib();
+            rss_warm = sk_resident_kib();
         uint32_t k = pick_key(&rng);
         char key[16];
         size_t klen = (size_t)snprintf(key, sizeof key, "key%u", k);
@@ -130,7 +117,7 @@ static void run_policy(enum kl_evict_policy p)
     }
     struct kl_engine_stats s;
     kl_engine_stats(e, &s);
-    long rss_end = resident_kib();
+    long rss_end = sk_resident_kib();
     printf("  %-6s ops %llu hit %.1f%% items %llu evictions %llu seg_evictions %llu merges %llu "
            "expirations %llu overflow %llu/%llu rss +%ld KiB\n",
            kl_evict_policy_name(p), (unsigned long long)ops, 100.0 * (double)hits / (double)gets,

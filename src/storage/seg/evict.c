@@ -40,6 +40,7 @@ static void drop_slot(struct seg_engine *se, _Atomic uint64_t *slot, uint64_t v,
                       int expired)
 {
     atomic_store_explicit(slot, 0, memory_order_release);
+    ht_count(se, slot, -1);
     seg_live_sub(se, SLOT_SEG(v), size);
     bool unfetched = !(v & SLOT_FETCHED);
     if (expired) {
