@@ -186,3 +186,43 @@ KT_TEST(seg_overwrites_never_lose_live_keys)
         kl_engine_close(e);
     }
 }
+
+/* Random overwrites of keys whose live bytes fill 40% of memory: segments
+ * are about 40% live when the evictor meets them, so two or more fit in one
+ * and merge must reclaim the dead copies without evicting a live key (a
+ * merge of 4 into 1 evicted 60% of the live bytes it met). */
+KT_TEST(seg_merge_compacts_before_it_evicts)
+{
+    enum { NK = 1600, VL = 1000 };
+    struct kl_engine *e = sk_open(KL_EVICT_MERGE, 4 << 20, 64 << 10); /* 64 segments */
+    KT_REQUIRE(e);
+    char v[VL + 1], got[VL + 100], key[16];
+    uint32_t *last = calloc(NK, sizeof *last);
+    KT_REQUIRE(last);
+    uint64_t rnd = 11;
+    for (uint32_t i = 0; i < 40000; i++) { /* ~40 MB through 4 MiB */
+        uint32_t k = i < NK ? i : (uint32_t)(sk_rand(&rnd) % NK);
+        snprintf(key, sizeof key, "key%u", k);
+        sk_fill(v, VL, k, i);
+        v[VL] = '\0';
+        KT_REQUIRE(sk_store(e, KL_SET, key, v, 0, 0, 0, NULL) == KL_E_STORED);
+        last[k] = i;
+    }
+    uint32_t lost = 0;
+    for (uint32_t k = 0; k < NK; k++) {
+        snprintf(key, sizeof key, "key%u", k);
+        sk_fill(v, VL, k, last[k]);
+        v[VL] = '\0';
+        if (!sk_get(e, key, got, sizeof got, NULL) || strcmp(got, v) != 0)
+            lost++;
+    }
+    struct kl_engine_stats s;
+    kl_engine_stats(e, &s);
+    printf("# %u keys: %u lost, %llu evictions, %llu merges\n", NK, lost,
+           (unsigned long long)s.evictions, (unsigned long long)s.seg_merges);
+    KT_EQ_U(lost, 0);
+    KT_EQ_U(s.evictions, 0);
+    KT_CHECK(s.seg_merges > 0);
+    free(last);
+    kl_engine_close(e);
+}
