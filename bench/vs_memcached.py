@@ -194,11 +194,15 @@ def hit_ratio(a, kb):
                                                "--mix", "get=90,set=10", "--seed", str(r + 1),
                                                "--warmup", str(a.seconds),
                                                "--duration", str(a.seconds)])
+                # whether the cache filled: with no evictions, every miss is a
+                # key never stored yet, and the ratio follows the sets done
+                st = stats(srv.port)
             finally:
                 srv.stop()
             res[kind].append(j["hit_ratio"])
-            print("  round %d %-9s hit ratio %.4f (miss %.4f)" %
-                  (r + 1, kind, j["hit_ratio"], 1 - j["hit_ratio"]))
+            print("  round %d %-9s hit ratio %.4f (miss %.4f)  %8.0f req/s  %s items, "
+                  "%s evictions" % (r + 1, kind, j["hit_ratio"], 1 - j["hit_ratio"],
+                                    j["throughput"], st.get("curr_items"), st.get("evictions")))
             sys.stdout.flush()
     return res
 
