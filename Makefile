@@ -60,7 +60,7 @@ $(TSAN_BUILD)/CMakeCache.txt:
 
 tsan: deps $(TSAN_BUILD)/CMakeCache.txt
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_seg test_seg_threads test_seg_evict \
-	  test_disk test_disk_threads
+	  test_seg_hash test_disk test_disk_threads
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --output-on-failure -j $(JOBS) -R '^(seg|disk$$|disk_threads)'
 

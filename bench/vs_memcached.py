@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """vs_memcached.py: keeld against memcached (Debian's), side by side, in one run.
 
-    bench/vs-memcached.sh [--rounds N] [--seconds S] [--quick]
+    bench/vs-memcached.sh [--rounds N] [--seconds S] [--quick] [--only 3,4]
 
 Both servers run with the same threads (-t 2) and memory on this machine, and
 the load generators (keel-bench, memcaslap) run on the same 2 cores: the
@@ -194,11 +194,15 @@ def hit_ratio(a, kb):
                                                "--mix", "get=90,set=10", "--seed", str(r + 1),
                                                "--warmup", str(a.seconds),
                                                "--duration", str(a.seconds)])
+                # whether the cache filled: with no evictions, every miss is a
+                # key never stored yet, and the ratio follows the sets done
+                st = stats(srv.port)
             finally:
                 srv.stop()
             res[kind].append(j["hit_ratio"])
-            print("  round %d %-9s hit ratio %.4f (miss %.4f)" %
-                  (r + 1, kind, j["hit_ratio"], 1 - j["hit_ratio"]))
+            print("  round %d %-9s hit ratio %.4f (miss %.4f)  %8.0f req/s  %s items, "
+                  "%s evictions" % (r + 1, kind, j["hit_ratio"], 1 - j["hit_ratio"],
+                                    j["throughput"], st.get("curr_items"), st.get("evictions")))
             sys.stdout.flush()
     return res
 
@@ -216,7 +220,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 round, 3 s, 100k items")
+    ap.add_argument("--only", default="1,2,3,4",
+                    help="workloads to run, e.g. 3,4 (5 comes with 1; 2 needs 1)")
     a = ap.parse_args()
+    only = {int(w) for w in a.only.split(",") if w.strip()}
+    if 2 in only and 1 not in only:
+        ap.error("workload 2 runs at half of (1)'s throughput: select 1 too")
     if a.quick:
         a.rounds, a.seconds = 1, 3
     kb = a.keel_bench
@@ -225,42 +234,56 @@ def main():
                                                         text=True).stdout.strip(), THREADS,
                                          os.cpu_count(), a.rounds, a.seconds))
 
-    print("\n1. closed loop, 90/10 get/set, 100 B, 100k keys, 32 connections")
-    t = throughput(a, kb)
-    print("\n2. open loop at half of memcached's median keel-bench throughput")
-    rate = median(t["memcached"]["keelbench"]) / 2
-    o = open_loop(a, kb, rate)
-    print("\n3. resident memory after loading %s items of 100 B (-m 1024)" %
-          ("100k" if a.quick else "1M"))
-    m = rss(a, kb)
-    print("\n4. hit ratio at -m 64, zipf 0.99, 450k keys of 100-1000 B")
-    h = hit_ratio(a, kb)
+    t = o = m = h = None
+    if 1 in only:
+        print("\n1. closed loop, 90/10 get/set, 100 B, 100k keys, 32 connections")
+        t = throughput(a, kb)
+    if 2 in only:
+        print("\n2. open loop at half of memcached's median keel-bench throughput")
+        rate = median(t["memcached"]["keelbench"]) / 2
+        o = open_loop(a, kb, rate)
+    if 3 in only:
+        print("\n3. resident memory after loading %s items of 100 B (-m 1024)" %
+              ("100k" if a.quick else "1M"))
+        m = rss(a, kb)
+    if 4 in only:
+        print("\n4. hit ratio at -m 64, zipf 0.99, 450k keys of 100-1000 B")
+        h = hit_ratio(a, kb)
 
     print("\n%-34s %14s %14s %8s" % ("median", "memcached", "keeld", "ratio"))
 
     def row(label, mc, ke, fmt="%14.1f"):
         print("%-34s %s %s %8.3f" % (label, fmt % mc, fmt % ke, ke / mc if mc else float("nan")))
-    kb_mc, kb_k = median(t["memcached"]["keelbench"]), median(t["keeld"]["keelbench"])
-    ms_mc, ms_k = median(t["memcached"]["memcaslap"]), median(t["keeld"]["memcaslap"])
-    row("throughput, keel-bench (req/s)", kb_mc, kb_k)
-    row("throughput, memcaslap (req/s)", ms_mc, ms_k)
-    p = {k: {q: median([x[q] for x in o[k]]) for q in ("p50", "p99", "p999")} for k in o}
-    for q in ("p50", "p99", "p999"):
-        row("open loop %s (us)" % q, p["memcached"][q], p["keeld"][q])
-    rss_mc, rss_k = median(m["memcached"]), median(m["keeld"])
-    row("resident memory (MB)", rss_mc / 1e6, rss_k / 1e6)
-    miss_mc, miss_k = 1 - median(h["memcached"]), 1 - median(h["keeld"])
-    row("miss ratio", miss_mc, miss_k, "%14.4f")
-    sc_mc, sc_k = median(t["memcached"]["syscalls"]), median(t["keeld"]["syscalls"])
-    row("system calls per request", sc_mc, sc_k, "%14.3f")
+    if t:
+        kb_mc, kb_k = median(t["memcached"]["keelbench"]), median(t["keeld"]["keelbench"])
+        ms_mc, ms_k = median(t["memcached"]["memcaslap"]), median(t["keeld"]["memcaslap"])
+        row("throughput, keel-bench (req/s)", kb_mc, kb_k)
+        row("throughput, memcaslap (req/s)", ms_mc, ms_k)
+    if o:
+        p = {k: {q: median([x[q] for x in o[k]]) for q in ("p50", "p99", "p999")} for k in o}
+        for q in ("p50", "p99", "p999"):
+            row("open loop %s (us)" % q, p["memcached"][q], p["keeld"][q])
+    if m:
+        rss_mc, rss_k = median(m["memcached"]), median(m["keeld"])
+        row("resident memory (MB)", rss_mc / 1e6, rss_k / 1e6)
+    if h:
+        miss_mc, miss_k = 1 - median(h["memcached"]), 1 - median(h["keeld"])
+        row("miss ratio", miss_mc, miss_k, "%14.4f")
+    if t:
+        sc_mc, sc_k = median(t["memcached"]["syscalls"]), median(t["keeld"]["syscalls"])
+        row("system calls per request", sc_mc, sc_k, "%14.3f")
     print()
-    result("tput_keelbench", kb_k, kb_mc)
-    result("tput_memcaslap", ms_k, ms_mc)
-    result("p999", p["keeld"]["p999"], p["memcached"]["p999"])
-    result("rss", rss_k, rss_mc)
-    result("missratio", miss_k, miss_mc)
-    result("syscalls", sc_k, sc_mc)
-
+    if t:
+        result("tput_keelbench", kb_k, kb_mc)
+        result("tput_memcaslap", ms_k, ms_mc)
+    if o:
+        result("p999", p["keeld"]["p999"], p["memcached"]["p999"])
+    if m:
+        result("rss", rss_k, rss_mc)
+    if h:
+        result("missratio", miss_k, miss_mc)
+    if t:
+        result("syscalls", sc_k, sc_mc)
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kt.h"
 
@@ -45,6 +46,18 @@ void sk_fill(char *v, uint32_t size, uint32_t key, uint32_t ver)
     int n = snprintf(v, size, "k%u v%u ", key, ver);
     for (uint32_t i = (uint32_t)n; i < size; i++)
         v[i] = (char)('a' + (key * 31 + ver * 7 + i) % 26);
+}
+
+long sk_resident_kib(void)
+{
+    long pages = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+        res = 0;
+    fclose(f);
+    return res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 uint64_t sk_rand(uint64_t *s)

@@ -26,6 +26,9 @@ bool sk_get(struct kl_engine *e, const char *key, char *buf, size_t cap, struct 
 /* A test value of size bytes: "k<key> v<ver> " then bytes derived from both. */
 void sk_fill(char *v, uint32_t size, uint32_t key, uint32_t ver);
 
+/* The process's resident memory (KiB), from /proc/self/statm. */
+long sk_resident_kib(void);
+
 /* xorshift64*: a seeded random number. */
 uint64_t sk_rand(uint64_t *state);
 

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "kt.h"
 #include "seg_kit.h"
@@ -44,18 +43,6 @@ static uint32_t pick_exptime(uint64_t *rng, uint32_t now)
 
 /* A value: a header naming key and version, then bytes derived from both. */
 
-static long resident_kib(void)
-{
-    long pages = 0, res = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%ld %ld", &pages, &res) != 2)
-        res = 0;
-    fclose(f);
-    return res * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 /* Skewed key choice: a few keys much more popular than the rest. */
 static uint32_t pick_key(uint64_t *rng)
 {
@@ -80,7 +67,7 @@ static void run_policy(enum kl_evict_policy p)
         if (ops % 200 == 0)
             kl_engine_tick(e, ++now);
         if (rss_warm == 0 && written > 2ull * MEM)
-            rss_warm = resident_kib();
+            rss_warm = sk_resident_kib();
         uint32_t k = pick_key(&rng);
         char key[16];
         size_t klen = (size_t)snprintf(key, sizeof key, "key%u", k);
@@ -130,7 +117,7 @@ static void run_policy(enum kl_evict_policy p)
     }
     struct kl_engine_stats s;
     kl_engine_stats(e, &s);
-    long rss_end = resident_kib();
+    long rss_end = sk_resident_kib();
     printf("  %-6s ops %llu hit %.1f%% items %llu evictions %llu seg_evictions %llu merges %llu "
            "expirations %llu overflow %llu/%llu rss +%ld KiB\n",
            kl_evict_policy_name(p), (unsigned long long)ops, 100.0 * (double)hits / (double)gets,
@@ -198,4 +185,44 @@ KT_TEST(seg_overwrites_never_lose_live_keys)
                     kl_evict_policy_name(policies[p]), lost);
         kl_engine_close(e);
     }
+}
+
+/* Random overwrites of keys whose live bytes fill 40% of memory: segments
+ * are about 40% live when the evictor meets them, so two or more fit in one
+ * and merge must reclaim the dead copies without evicting a live key (a
+ * merge of 4 into 1 evicted 60% of the live bytes it met). */
+KT_TEST(seg_merge_compacts_before_it_evicts)
+{
+    enum { NK = 1600, VL = 1000 };
+    struct kl_engine *e = sk_open(KL_EVICT_MERGE, 4 << 20, 64 << 10); /* 64 segments */
+    KT_REQUIRE(e);
+    char v[VL + 1], got[VL + 100], key[16];
+    uint32_t *last = calloc(NK, sizeof *last);
+    KT_REQUIRE(last);
+    uint64_t rnd = 11;
+    for (uint32_t i = 0; i < 40000; i++) { /* ~40 MB through 4 MiB */
+        uint32_t k = i < NK ? i : (uint32_t)(sk_rand(&rnd) % NK);
+        snprintf(key, sizeof key, "key%u", k);
+        sk_fill(v, VL, k, i);
+        v[VL] = '\0';
+        KT_REQUIRE(sk_store(e, KL_SET, key, v, 0, 0, 0, NULL) == KL_E_STORED);
+        last[k] = i;
+    }
+    uint32_t lost = 0;
+    for (uint32_t k = 0; k < NK; k++) {
+        snprintf(key, sizeof key, "key%u", k);
+        sk_fill(v, VL, k, last[k]);
+        v[VL] = '\0';
+        if (!sk_get(e, key, got, sizeof got, NULL) || strcmp(got, v) != 0)
+            lost++;
+    }
+    struct kl_engine_stats s;
+    kl_engine_stats(e, &s);
+    printf("# %u keys: %u lost, %llu evictions, %llu merges\n", NK, lost,
+           (unsigned long long)s.evictions, (unsigned long long)s.seg_merges);
+    KT_EQ_U(lost, 0);
+    KT_EQ_U(s.evictions, 0);
+    KT_CHECK(s.seg_merges > 0);
+    free(last);
+    kl_engine_close(e);
 }

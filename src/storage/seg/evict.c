@@ -8,7 +8,9 @@
  * Policies: fifo (oldest sealed), cte (the chain head closest to expiry),
  * random, merge (Segcache: a few adjacent segments of one TTL chain are
  * merged into one new segment that keeps their most frequently read items,
- * with the frequencies halved), and s3fifo (S3-FIFO over segments: new keys
+ * with the frequencies halved; when up to 8 of them hold no more live bytes
+ * than one segment, the merge keeps them all: replaced and deleted copies
+ * are reclaimed before any live item is evicted), and s3fifo (S3-FIFO over segments: new keys
  * go to a small queue, keys found in a ghost list of recently evicted hashes
  * to the main one; a small segment's read items move to the main queue, a
  * main segment's read items are kept with their count lowered). Moved items
@@ -21,7 +23,8 @@
 #include <errno.h>
 #include <string.h>
 
-#define MERGE_N 4
+#define MERGE_N   4 /* sources of an evicting merge */
+#define MERGE_MAX 8 /* most sources of a compacting one */
 
 bool ghost_hit(struct seg_engine *se, uint64_t h)
 {
@@ -40,6 +43,7 @@ static void drop_slot(struct seg_engine *se, _Atomic uint64_t *slot, uint64_t v,
                       int expired)
 {
     atomic_store_explicit(slot, 0, memory_order_release);
+    ht_count(se, slot, -1);
     seg_live_sub(se, SLOT_SEG(v), size);
     bool unfetched = !(v & SLOT_FETCHED);
     if (expired) {
@@ -279,12 +283,69 @@ static uint32_t cutoff(struct seg_engine *se, uint32_t src, uint32_t n, uint32_t
     return f;
 }
 
+/* How many of the k adjacent candidates to merge: as many as the target can
+ * take whole when two or more fit (compaction: the space of replaced and
+ * deleted copies comes back and no live item goes), else MERGE_N (eviction:
+ * the most read items of the sources are kept). */
+static int merge_count(struct seg_engine *se, const int32_t *src, int k)
+{
+    uint64_t live = 0;
+    int fit = 0;
+    for (int i = 0; i < k; i++) {
+        struct seg *s = &se->segs[src[i]];
+        /* a moved item may gain 8 bytes of CAS: count them for every item */
+        live += atomic_load_explicit(&s->live_bytes, memory_order_relaxed) +
+                8ull * atomic_load_explicit(&s->live_items, memory_order_relaxed);
+        if (live > se->seg_size)
+            break;
+        fit = i + 1;
+    }
+    return fit >= 2 ? fit : k < MERGE_N ? k : MERGE_N;
+}
+
+static uint64_t live_of(struct seg_engine *se, int32_t id)
+{
+    return atomic_load_explicit(&se->segs[id].live_bytes, memory_order_relaxed) +
+           8ull * atomic_load_explicit(&se->segs[id].live_items, memory_order_relaxed);
+}
+
+/* Under seglock: the first of two adjacent eligible segments of one chain
+ * with the fewest live bytes, if one segment can take both whole (where a
+ * merge frees a segment without evicting anything); NIL if none can. */
+static int32_t best_compaction(struct seg_engine *se, uint32_t *chain)
+{
+    int32_t best = NIL;
+    uint64_t least = (uint64_t)se->seg_size + 1;
+    for (uint32_t c = 0; c < NCHAINS; c++) {
+        for (int32_t id = se->chains[c].head; id != NIL; id = se->segs[id].next) {
+            int32_t nx = se->segs[id].next;
+            if (nx == NIL || !eligible(se, id) || !eligible(se, nx))
+                continue;
+            uint64_t live = live_of(se, id) + live_of(se, nx);
+            if (live < least) {
+                least = live;
+                best = id;
+                *chain = c;
+            }
+        }
+    }
+    return best;
+}
+
 static int evict_merge(struct seg_engine *se)
 {
-    int32_t src[MERGE_N];
+    int32_t src[MERGE_MAX];
     int k = 0;
     uint32_t c = 0;
     pthread_spin_lock(&se->seglock);
+    /* dead copies first, wherever they are; else evict at the chains' cursors */
+    int32_t first_src = best_compaction(se, &c);
+    bool compact = first_src != NIL;
+    for (int32_t id = first_src; id != NIL && k < MERGE_MAX && eligible(se, id);
+         id = se->segs[id].next)
+        src[k++] = id;
+    if (compact)
+        k = merge_count(se, src, k);
     for (uint32_t tries = 0; tries < NCHAINS && k < 2; tries++) {
         c = (se->chain_cursor + tries) % NCHAINS;
         struct chain *ch = &se->chains[c];
@@ -294,11 +355,13 @@ static int evict_merge(struct seg_engine *se)
             eligible(se, se->segs[ch->cursor].next))
             start = ch->cursor;
         k = 0;
-        for (int32_t id = start; id != NIL && k < MERGE_N && eligible(se, id);
+        for (int32_t id = start; id != NIL && k < MERGE_MAX && eligible(se, id);
              id = se->segs[id].next)
             src[k++] = id;
+        k = merge_count(se, src, k);
     }
-    se->chain_cursor = (c + 1) % NCHAINS;
+    if (!compact)
+        se->chain_cursor = (c + 1) % NCHAINS;
     int32_t target = NIL;
     if (k >= 2) {
         target = free_pop(se, 0);
@@ -332,7 +395,8 @@ static int evict_merge(struct seg_engine *se)
         uint32_t room = se->seg_size - t->wpos, share = room / (uint32_t)(k - i);
         uint32_t budget = later < room ? room - (uint32_t)later : 0;
         budget = budget > share ? budget : share;
-        relocate(se, s, 0, n, cutoff(se, s, n, budget), true, false, &target);
+        /* a compaction keeps every item and their counts: only an eviction ages them */
+        relocate(se, s, 0, n, cutoff(se, s, n, budget), !compact, false, &target);
         if (i > 0)
             seg_retire(se, s);
     }
@@ -348,8 +412,10 @@ static int evict_merge(struct seg_engine *se)
         /* nothing worth keeping: the target goes back too */
         int32_t after = f->next;
         chain_remove(se, first);
-        ch->cursor = after;
-        ch->cursor_seq = after != NIL ? se->segs[after].seq : 0;
+        if (!compact) {
+            ch->cursor = after;
+            ch->cursor_seq = after != NIL ? se->segs[after].seq : 0;
+        }
         pthread_spin_unlock(&se->seglock);
         seg_retire(se, first);
         seg_retire(se, (uint32_t)target);
@@ -373,6 +439,8 @@ static int evict_merge(struct seg_engine *se)
     /* a target under 3/4 full is the first source of the next merge here,
      * so that merged segments fill up instead of staying part empty */
     int32_t next = t->wpos < se->seg_size / 4 * 3 ? target : t->next;
+    if (compact) /* the eviction sweep keeps its place */
+        next = ch->cursor == (int32_t)first && ch->cursor_seq == f->seq ? target : ch->cursor;
     ch->cursor = next;
     ch->cursor_seq = next != NIL ? se->segs[next].seq : 0;
     pthread_spin_unlock(&se->seglock);

@@ -1,25 +1,38 @@
 /* storage/seg/hashtable.c: the seg engine's hash table.
  *
- * Buckets of 64 bytes, 8 slots of 64 bits (any count: an index is a
- * multiply-shift of the hash, so the table can be sized to the item count). A key may live in
- * either of two chains (two-choice hashing: an insert goes to the chain with
- * room in its first bucket, so buckets fill to ~90% before any overflow);
- * a writer locks both, lower index first. When both first buckets are
- * full, an insert first tries to move one of their entries to the other
- * first bucket of that entry's own pair (one cuckoo step), which keeps the
- * table near full before it chains overflow buckets. A move bumps a version
- * in both buckets' slot 0 (odd while it runs); a lock-free reader that
- * misses looks again if its first bucket's version changed. Slot 0 of a chain's
- * first bucket holds the chain's spin lock (bit 0) and the index of the next
- * bucket (bits 32-63, 0 for none); slot 0 of an overflow bucket holds only
- * its next index. Slots 1-7 hold a 12-bit tag, a frequency, the fetched and
+ * Buckets of 64 bytes, 8 slots of 64 bits. A key may live in either of two
+ * chains (two-choice hashing: an insert goes to the chain with room in its
+ * first bucket, so buckets fill to ~90% before any overflow); a writer locks
+ * both, lower index first. When both first buckets are full, an insert
+ * first tries to move one of their entries to the other first bucket of
+ * that entry's own pair (one cuckoo step), then chains an overflow bucket.
+ * A move bumps a version in both buckets' slot 0 (odd while it runs); a
+ * lock-free reader that misses looks again if its first bucket's version
+ * changed. Slot 0 of a chain's first bucket holds the chain's spin lock
+ * (bit 0), the move version (bits 8-31) and the index of the next bucket
+ * (bits 32-63, 0 for none); slot 0 of an overflow bucket holds only its
+ * next index. Slots 1-7 hold a 12-bit tag, a frequency, the fetched and
  * win bits, the segment and offset/8 of an item.
+ *
+ * The table grows by linear hashing, so it holds about as many buckets as
+ * the items need, not as -m could hold: one mapping is reserved for the
+ * largest table, and only the buckets in use are touched. With nb buckets
+ * in use (2^L <= nb < 2^(L+1)), a hash x goes to x mod 2^L, or to
+ * x mod 2^(L+1) when that first choice is below nb - 2^L (already split).
+ * Growing splits bucket nb - 2^L: its entries whose index became nb move to
+ * the new bucket nb. The state word (nb << 1 | splitting) is published
+ * before the moves; a reader that misses while the state was splitting or
+ * has changed looks again, and a writer that locked its chains checks that
+ * the state still maps its key there (a split must lock the bucket it
+ * splits, so a writer's locked chains never change under it). Growth is
+ * driven by the occupied-slot count (striped counters) when an insert
+ * finds both first buckets full.
  *
  * Readers take no lock: they load a slot, pin its segment, load the slot
  * again (if it changed, the segment may have been reused: retry) and compare
- * the key. Writers lock one chain. Overflow buckets come from a fixed array
- * sized at open and stay with their chain; when none is left, an insert
- * replaces the least used entry of the chain, so memory never grows.
+ * the key. Writers lock one chain pair. Overflow buckets come from a fixed
+ * pool and stay with their chain; when none is left, an insert replaces the
+ * least used entry of the chain, so memory never grows past the mapping.
  */
 #include "seg_internal.h"
 
@@ -30,37 +43,60 @@
 #include <string.h>
 #include <sys/mman.h>
 
-int ht_init(struct seg_engine *se, uint32_t nb)
+/* Grow when occupied slots exceed this share of the first buckets' 7 slots. */
+#define LOAD_NUM 4
+#define LOAD_DEN 5
+
+int ht_init(struct seg_engine *se, uint32_t nb, uint32_t nb_max)
 {
-    se->nbuckets = nb;
-    se->novf = (uint32_t)(nb / 2 + 16); /* address space; touched only when used */
-    size_t bytes = (nb + se->novf) * 64;
-    void *p = seg_map(bytes);
+    KL_ASSERT(nb >= 1 && nb <= nb_max, "hash table of %u buckets, at most %u", nb, nb_max);
+    se->nb_max = nb_max;
+    se->novf = (uint32_t)(nb_max / 2 + 16); /* address space; touched only when used */
+    size_t bytes = ((size_t)nb_max + se->novf) * 64;
+    void *p = seg_map(bytes, false); /* mostly never touched */
     if (p == NULL)
         return -ENOMEM;
     se->table = p;
-    se->ovf = se->table + nb * 8;
+    se->ovf = se->table + (size_t)nb_max * 8;
+    /* overflow buckets are few and taken in order: small pages, so that the
+     * first one does not cost a 2 MiB page */
+    uintptr_t ovf_page = ((uintptr_t)se->ovf + 4095) & ~(uintptr_t)4095;
+    madvise((void *)ovf_page, (uintptr_t)p + bytes - ovf_page, MADV_NOHUGEPAGE);
     se->hash_bytes = bytes;
     atomic_init(&se->ovf_used, 0);
+    atomic_init(&se->ht_state, (uint64_t)nb << 1);
+    for (int i = 0; i < 8; i++)
+        atomic_init(&se->ht_items[i].n, 0);
+    pthread_mutex_init(&se->grow_lock, NULL);
     return 0;
 }
 
 void ht_free(struct seg_engine *se)
 {
-    if (se->table)
-        munmap((void *)se->table, se->hash_bytes);
+    if (se->table) {
+        seg_unmap((void *)se->table, se->hash_bytes);
+        pthread_mutex_destroy(&se->grow_lock);
+    }
     se->table = NULL;
 }
 
-static inline uint32_t idx1(struct seg_engine *se, uint64_t h)
+uint32_t ht_buckets(struct seg_engine *se)
 {
-    return (uint32_t)(((h & 0xffffffffu) * se->nbuckets) >> 32);
+    return (uint32_t)(atomic_load_explicit(&se->ht_state, memory_order_acquire) >> 1);
 }
 
-static inline uint32_t idx2(struct seg_engine *se, uint64_t h)
+/* Linear hashing: x's bucket among nb. */
+static inline uint32_t lin(uint32_t x, uint32_t nb)
 {
-    uint32_t i = (uint32_t)((((h * 0x9e3779b97f4a7c15ull) >> 32) * se->nbuckets) >> 32);
-    return i != idx1(se, h) ? i : (i + 1) % se->nbuckets;
+    uint32_t lo = 1u << (31 - __builtin_clz(nb)), m = x & (lo - 1);
+    return m < nb - lo ? x & (2 * lo - 1) : m;
+}
+
+static inline uint32_t idx1(uint32_t nb, uint64_t h) { return lin((uint32_t)h, nb); }
+
+static inline uint32_t idx2(uint32_t nb, uint64_t h)
+{
+    return lin((uint32_t)((h * 0x9e3779b97f4a7c15ull) >> 32), nb);
 }
 
 static inline _Atomic uint64_t *bucket(struct seg_engine *se, uint32_t i)
@@ -74,11 +110,26 @@ static inline _Atomic uint64_t *next_of(struct seg_engine *se, _Atomic uint64_t 
     return nx ? &se->ovf[(size_t)(nx - 1) * 8] : NULL;
 }
 
-/* Every bucket of both chains of h. */
-#define FOR_BUCKETS(se, h, b)                                                                      \
-    for (int c_ = 0; c_ < 2; c_++)                                                                 \
-        for (_Atomic uint64_t *b = bucket(se, c_ ? idx2(se, h) : idx1(se, h)); b;                  \
-             b = next_of(se, b))
+/* The two first buckets of h among nb (equal for a few keys: one chain). */
+struct pair {
+    uint32_t a, b;
+};
+
+static inline struct pair pair_in(uint32_t nb, uint64_t h)
+{
+    return (struct pair){idx1(nb, h), idx2(nb, h)};
+}
+
+/* h's chains as the table is now (stable while they are locked). */
+static inline struct pair pair_of(struct seg_engine *se, uint64_t h)
+{
+    return pair_in(ht_buckets(se), h);
+}
+
+/* Every bucket of both chains of pair p. */
+#define FOR_BUCKETS(se, p, b)                                                                      \
+    for (int c_ = 0; c_ < ((p).a == (p).b ? 1 : 2); c_++)                                          \
+        for (_Atomic uint64_t *b = bucket(se, c_ ? (p).b : (p).a); b; b = next_of(se, b))
 
 static void lock_one(_Atomic uint64_t *s0)
 {
@@ -94,17 +145,48 @@ static void unlock_one(_Atomic uint64_t *s0)
     KL_ASSERT(old & 1, "hash chain unlocked twice");
 }
 
-void ht_lock(struct seg_engine *se, uint64_t h)
+static void lock_pair(struct seg_engine *se, struct pair p)
 {
-    uint32_t a = idx1(se, h), b = idx2(se, h);
-    lock_one(bucket(se, a < b ? a : b));
-    lock_one(bucket(se, a < b ? b : a));
+    uint32_t lo = p.a < p.b ? p.a : p.b, hi = p.a < p.b ? p.b : p.a;
+    lock_one(bucket(se, lo));
+    if (hi != lo)
+        lock_one(bucket(se, hi));
 }
 
-void ht_unlock(struct seg_engine *se, uint64_t h)
+static void unlock_pair(struct seg_engine *se, struct pair p)
 {
-    unlock_one(bucket(se, idx1(se, h)));
-    unlock_one(bucket(se, idx2(se, h)));
+    unlock_one(bucket(se, p.a));
+    if (p.b != p.a)
+        unlock_one(bucket(se, p.b));
+}
+
+void ht_lock(struct seg_engine *se, uint64_t h)
+{
+    for (;;) {
+        struct pair p = pair_of(se, h);
+        lock_pair(se, p);
+        /* a split of one of these buckets may have run before we got it */
+        struct pair q = pair_of(se, h);
+        if (q.a == p.a && q.b == p.b)
+            return;
+        unlock_pair(se, p);
+    }
+}
+
+void ht_unlock(struct seg_engine *se, uint64_t h) { unlock_pair(se, pair_of(se, h)); }
+
+void ht_count(struct seg_engine *se, _Atomic uint64_t *slot, int delta)
+{
+    atomic_fetch_add_explicit(&se->ht_items[((uintptr_t)slot >> 6) & 7].n, delta,
+                              memory_order_relaxed);
+}
+
+static int64_t items_in_table(struct seg_engine *se)
+{
+    int64_t n = 0;
+    for (int i = 0; i < 8; i++)
+        n += atomic_load_explicit(&se->ht_items[i].n, memory_order_relaxed);
+    return n;
 }
 
 #define VER_ONE  (1ull << 8)
@@ -124,11 +206,30 @@ static inline bool key_at(struct seg_engine *se, uint64_t v, const char *key, ui
     return item_key_is(seg_data(se, SLOT_SEG(v)) + SLOT_OFF(v), key, klen);
 }
 
+/* The hash of the key a slot points to (its item is live: it cannot go). */
+static uint64_t hash_at(struct seg_engine *se, uint64_t v)
+{
+    struct item_view iv;
+    item_read(seg_data(se, SLOT_SEG(v)) + SLOT_OFF(v), &iv);
+    return key_hash(iv.key, iv.klen);
+}
+
+/* Move slot value v from `from` to the empty slot `to` under their locks. A
+ * reader may set the fetched or win bit on the old slot meanwhile: carried. */
+static void move_slot(_Atomic uint64_t *from, _Atomic uint64_t *to, uint64_t v)
+{
+    atomic_store_explicit(to, v, memory_order_release);
+    uint64_t last = atomic_exchange_explicit(from, 0, memory_order_acq_rel);
+    if (last != v)
+        atomic_fetch_or_explicit(to, last & (SLOT_FETCHED | SLOT_WIN), memory_order_release);
+}
+
 _Atomic uint64_t *ht_find(struct seg_engine *se, uint64_t h, const char *key, uint32_t klen,
                           uint64_t *out)
 {
     uint32_t tag = hash_tag(h);
-    FOR_BUCKETS(se, h, b)
+    struct pair p = pair_of(se, h);
+    FOR_BUCKETS(se, p, b)
     {
         for (int i = 1; i < 8; i++) {
             uint64_t v = atomic_load_explicit(&b[i], memory_order_relaxed);
@@ -144,7 +245,8 @@ _Atomic uint64_t *ht_find(struct seg_engine *se, uint64_t h, const char *key, ui
 _Atomic uint64_t *ht_find_loc(struct seg_engine *se, uint64_t h, uint64_t loc)
 {
     uint32_t tag = hash_tag(h);
-    FOR_BUCKETS(se, h, b)
+    struct pair p = pair_of(se, h);
+    FOR_BUCKETS(se, p, b)
     {
         for (int i = 1; i < 8; i++) {
             uint64_t v = atomic_load_explicit(&b[i], memory_order_relaxed);
@@ -175,11 +277,11 @@ static _Atomic uint64_t *displace(struct seg_engine *se, _Atomic uint64_t *b, ui
 {
     for (int i = 1; i < 8; i++) {
         uint64_t v = atomic_load_explicit(&b[i], memory_order_relaxed);
-        struct item_view iv;
-        item_read(seg_data(se, SLOT_SEG(v)) + SLOT_OFF(v), &iv);
-        uint64_t kh = key_hash(iv.key, iv.klen);
-        uint32_t a1 = idx1(se, kh), a2 = idx2(se, kh);
-        uint32_t ai = a1 == bi ? a2 : a1;
+        uint64_t kh = hash_at(se, v);
+        struct pair kp = pair_of(se, kh);
+        uint32_t ai = kp.a == bi ? kp.b : kp.a;
+        if (ai == bi)
+            continue; /* a key with one chain */
         _Atomic uint64_t *ab = bucket(se, ai);
         int n;
         if (empty_in(ab, &n) == NULL)
@@ -188,12 +290,13 @@ static _Atomic uint64_t *displace(struct seg_engine *se, _Atomic uint64_t *b, ui
         if ((s0 & 1) || !atomic_compare_exchange_strong_explicit(
                             &ab[0], &s0, s0 | 1, memory_order_acquire, memory_order_relaxed))
             continue; /* busy: cannot wait for it here (lock order) */
-        _Atomic uint64_t *to = empty_in(ab, &n);
+        /* a split of ai may have run before we locked it */
+        struct pair now = pair_of(se, kh);
+        _Atomic uint64_t *to = (now.a == ai || now.b == ai) ? empty_in(ab, &n) : NULL;
         if (to) {
             ver_bump(&b[0]); /* odd: a move runs */
             ver_bump(&ab[0]);
-            atomic_store_explicit(to, v, memory_order_release);
-            atomic_store_explicit(&b[i], 0, memory_order_release);
+            move_slot(&b[i], to, v);
             ver_bump(&ab[0]);
             ver_bump(&b[0]); /* even again */
             atomic_fetch_add_explicit(&se->st_hash_moves, 1, memory_order_relaxed);
@@ -205,25 +308,38 @@ static _Atomic uint64_t *displace(struct seg_engine *se, _Atomic uint64_t *b, ui
     return NULL;
 }
 
-_Atomic uint64_t *ht_free_slot(struct seg_engine *se, uint64_t h, uint64_t *dropped)
+/* A fresh overflow bucket chained after tail; its first slot, or NULL. */
+static _Atomic uint64_t *chain_overflow(struct seg_engine *se, _Atomic uint64_t *tail)
+{
+    uint32_t idx = atomic_fetch_add_explicit(&se->ovf_used, 1, memory_order_relaxed);
+    if (idx >= se->novf)
+        return NULL;
+    atomic_fetch_or_explicit(&tail[0], (uint64_t)(idx + 1) << 32, memory_order_release);
+    return &se->ovf[(size_t)idx * 8 + 1];
+}
+
+_Atomic uint64_t *ht_free_slot(struct seg_engine *se, uint64_t h, uint64_t *dropped, bool *full)
 {
     *dropped = 0;
+    *full = false;
     /* the first bucket of either chain with more room */
+    struct pair p = pair_of(se, h);
     int n1, n2;
-    _Atomic uint64_t *b1 = bucket(se, idx1(se, h)), *b2 = bucket(se, idx2(se, h));
+    _Atomic uint64_t *b1 = bucket(se, p.a), *b2 = bucket(se, p.b);
     _Atomic uint64_t *e1 = empty_in(b1, &n1), *e2 = empty_in(b2, &n2);
     if (e1 || e2)
         return n1 >= n2 ? e1 : e2;
-    _Atomic uint64_t *moved = displace(se, b1, idx1(se, h));
-    if (moved == NULL)
-        moved = displace(se, b2, idx2(se, h));
+    *full = true;
+    _Atomic uint64_t *moved = displace(se, b1, p.a);
+    if (moved == NULL && p.b != p.a)
+        moved = displace(se, b2, p.b);
     if (moved)
         return moved;
     /* then any overflow bucket; else chain one to the shorter chain */
     _Atomic uint64_t *last[2] = {b1, b2}, *victim = NULL;
     int len[2] = {0, 0};
     uint32_t vfreq = FREQ_MAX + 1;
-    for (int c = 0; c < 2; c++) {
+    for (int c = 0; c < (p.a == p.b ? 1 : 2); c++) {
         for (_Atomic uint64_t *b = c ? b2 : b1; b; b = next_of(se, b)) {
             int n;
             _Atomic uint64_t *e = empty_in(b, &n);
@@ -240,14 +356,71 @@ _Atomic uint64_t *ht_free_slot(struct seg_engine *se, uint64_t h, uint64_t *drop
             len[c]++;
         }
     }
-    uint32_t idx = atomic_fetch_add_explicit(&se->ovf_used, 1, memory_order_relaxed);
-    if (idx < se->novf) {
-        _Atomic uint64_t *tail = last[len[1] < len[0] ? 1 : 0];
-        atomic_fetch_or_explicit(&tail[0], (uint64_t)(idx + 1) << 32, memory_order_release);
-        return &se->ovf[(size_t)idx * 8 + 1];
-    }
+    if (p.a == p.b)
+        len[1] = len[0] + 1;
+    _Atomic uint64_t *e = chain_overflow(se, last[len[1] < len[0] ? 1 : 0]);
+    if (e)
+        return e;
     *dropped = atomic_load_explicit(victim, memory_order_relaxed);
     return victim;
+}
+
+/* Under grow_lock: split bucket nb - 2^L into itself and the new bucket nb. */
+static void split_one(struct seg_engine *se)
+{
+    uint32_t nb = ht_buckets(se);
+    KL_ASSERT(nb < se->nb_max, "hash table split past its mapping (%u buckets)", nb);
+    uint32_t from = nb - (1u << (31 - __builtin_clz(nb))), to = nb;
+    _Atomic uint64_t *fb = bucket(se, from), *tb = bucket(se, to);
+    lock_one(fb);
+    lock_one(tb);
+    /* from now on a key of `to` is looked for there; readers that miss meanwhile retry */
+    atomic_store_explicit(&se->ht_state, ((uint64_t)(nb + 1) << 1) | 1, memory_order_seq_cst);
+    _Atomic uint64_t *tail = tb, *dst = &tb[1];
+    for (_Atomic uint64_t *b = fb; b; b = next_of(se, b)) {
+        for (int i = 1; i < 8; i++) {
+            uint64_t v = atomic_load_explicit(&b[i], memory_order_relaxed);
+            if (v == 0)
+                continue;
+            struct pair kp = pair_in(nb + 1, hash_at(se, v));
+            if (kp.a == from || kp.b == from)
+                continue;
+            KL_ASSERT(kp.a == to || kp.b == to, "split of bucket %u: entry of %u/%u", from, kp.a,
+                      kp.b);
+            if (dst == tail + 8) {
+                dst = chain_overflow(se, tail);
+                tail = dst ? dst - 1 : tail;
+            }
+            if (dst == NULL) {
+                /* no overflow bucket left: the entry cannot stay where no
+                 * lookup will look, so it goes (an eviction) */
+                uint64_t last = atomic_exchange_explicit(&b[i], 0, memory_order_acq_rel);
+                ht_count(se, &b[i], -1);
+                seg_slot_gone(se, last);
+                atomic_fetch_add_explicit(&se->st_evictions, 1, memory_order_relaxed);
+                continue;
+            }
+            ht_count(se, &b[i], -1);
+            ht_count(se, dst, 1);
+            move_slot(&b[i], dst++, v);
+        }
+    }
+    atomic_store_explicit(&se->ht_state, (uint64_t)(nb + 1) << 1, memory_order_release);
+    unlock_one(tb);
+    unlock_one(fb);
+}
+
+void ht_grow(struct seg_engine *se)
+{
+    if (pthread_mutex_trylock(&se->grow_lock) != 0)
+        return; /* another thread grows it */
+    for (int n = 0; n < 256; n++) {
+        uint32_t nb = ht_buckets(se);
+        if (nb >= se->nb_max || items_in_table(se) * LOAD_DEN <= (int64_t)nb * 7 * LOAD_NUM)
+            break;
+        split_one(se);
+    }
+    pthread_mutex_unlock(&se->grow_lock);
 }
 
 _Atomic uint64_t *ht_lookup(struct seg_engine *se, uint64_t h, const char *key, uint32_t klen,
@@ -255,12 +428,16 @@ _Atomic uint64_t *ht_lookup(struct seg_engine *se, uint64_t h, const char *key, 
 {
     uint32_t tag = hash_tag(h);
     const uint64_t same = SLOT_LOC_MASK | (0xfffull << 52);
-    _Atomic uint64_t *first = bucket(se, idx1(se, h));
-    uint64_t ver;
+    uint64_t ver, state;
+    _Atomic uint64_t *first;
+    struct pair p;
 retry:
+    state = atomic_load_explicit(&se->ht_state, memory_order_acquire);
+    p = pair_in((uint32_t)(state >> 1), h);
+    first = bucket(se, p.a);
     while ((ver = atomic_load_explicit(&first[0], memory_order_acquire) & VER_MASK) & VER_ONE)
         __builtin_ia32_pause(); /* a move in this bucket: wait for it */
-    FOR_BUCKETS(se, h, b)
+    FOR_BUCKETS(se, p, b)
     {
         for (int i = 1; i < 8; i++) {
             uint64_t v = atomic_load_explicit(&b[i], memory_order_acquire);
@@ -280,9 +457,14 @@ retry:
             seg_unpin(se, id);
         }
     }
-    /* a miss while an entry moved between our two buckets: look again */
+    /* a miss while an entry moved between our two buckets, or while a
+     * split moved entries between buckets: look again */
     if ((atomic_load_explicit(&first[0], memory_order_acquire) & VER_MASK) != ver)
         goto retry;
+    if ((state & 1) || atomic_load_explicit(&se->ht_state, memory_order_acquire) != state) {
+        __builtin_ia32_pause();
+        goto retry;
+    }
     return NULL;
 }
 
@@ -306,19 +488,23 @@ void ht_bump(_Atomic uint64_t *slot, uint64_t v)
 
 void ht_clear_all(struct seg_engine *se)
 {
-    for (uint32_t hb = 0; hb < se->nbuckets; hb++) {
+    pthread_mutex_lock(&se->grow_lock); /* the bucket count holds still */
+    uint32_t nb = ht_buckets(se);
+    for (uint32_t hb = 0; hb < nb; hb++) {
         lock_one(bucket(se, hb));
         for (_Atomic uint64_t *b = bucket(se, hb); b; b = next_of(se, b)) {
             for (int i = 1; i < 8; i++) {
                 uint64_t v = atomic_load_explicit(&b[i], memory_order_relaxed);
                 if (v) {
                     atomic_store_explicit(&b[i], 0, memory_order_release);
+                    ht_count(se, &b[i], -1);
                     seg_slot_gone(se, v);
                 }
             }
         }
         unlock_one(bucket(se, hb));
     }
+    pthread_mutex_unlock(&se->grow_lock);
 }
 
 uint32_t ht_overflow_used(struct seg_engine *se)

@@ -153,11 +153,26 @@ static void seg_stats(struct kl_engine *e, struct kl_engine_stats *s)
     s->seg_evictions = atomic_load(&se->st_seg_evictions);
     s->seg_expirations = atomic_load(&se->st_seg_expirations);
     s->seg_merges = atomic_load(&se->st_seg_merges);
-    s->hash_bytes = ((uint64_t)se->nbuckets + ht_overflow_used(se)) * 64;
-    s->hash_buckets = se->nbuckets;
+    s->hash_bytes = ((uint64_t)ht_buckets(se) + ht_overflow_used(se)) * 64;
+    s->hash_buckets = ht_buckets(se);
     s->hash_overflow_used = ht_overflow_used(se);
     s->hash_overflow_total = se->novf;
     s->hash_moves = atomic_load(&se->st_hash_moves);
+}
+
+/* The evictor's scan buffer and s3fifo's ghost array: mapped, so that they
+ * take memory only once used (calloc may hand out touched heap pages). */
+static int map_aux(struct seg_engine *se)
+{
+    se->scan = seg_map(se->scan_cap * sizeof *se->scan, false);
+    se->ghost = seg_map(((size_t)se->ghost_mask + 1) * sizeof *se->ghost, false);
+    return se->scan && se->ghost ? 0 : -ENOMEM;
+}
+
+static void unmap_aux(struct seg_engine *se)
+{
+    seg_unmap(se->scan, se->scan_cap * sizeof *se->scan);
+    seg_unmap((void *)se->ghost, ((size_t)se->ghost_mask + 1) * sizeof *se->ghost);
 }
 
 static void seg_close(struct kl_engine *e)
@@ -166,8 +181,7 @@ static void seg_close(struct kl_engine *e)
     ht_free(se);
     segs_free(se);
     pthread_mutex_destroy(&se->evict_lock);
-    free(se->scan);
-    free((void *)se->ghost);
+    unmap_aux(se);
     free(se);
 }
 
@@ -212,20 +226,19 @@ int kl_seg_open(const struct kl_engine_opts *opts, struct kl_engine **out)
     se->rng = 0x9e3779b97f4a7c15ull;
     atomic_init(&se->now, opts->now);
     pthread_mutex_init(&se->evict_lock, NULL);
-    /* buckets: 2^hash_power, or room for -m of items of 128 bytes, 7 a bucket */
-    uint64_t nb = opts->hash_power ? (uint64_t)1 << opts->hash_power : mem / 128 / 7;
-    nb = nb < 16 ? 16 : nb > (1u << 30) ? (1u << 30) : nb;
+    /* buckets: 2^hash_power (or 256) at first; the table grows as items
+     * come, up to room for -m of items of 40 bytes, 7 a bucket */
+    uint64_t nb = opts->hash_power ? (uint64_t)1 << opts->hash_power : 256;
+    uint64_t nb_max = mem / 40 / 7;
+    nb_max = nb_max < nb ? nb : nb_max > (1u << 30) ? (1u << 30) : nb_max;
     se->scan_cap = se->seg_size / 8;
-    se->scan = calloc(se->scan_cap, sizeof *se->scan);
     uint32_t gp = log2_floor(mem / 512);
     gp = gp < 4 ? 4 : gp;
     se->ghost_mask = (1u << gp) - 1;
-    se->ghost = calloc((size_t)se->ghost_mask + 1, sizeof *se->ghost);
-    int r = -ENOMEM;
-    if (se->scan == NULL || se->ghost == NULL || (r = ht_init(se, (uint32_t)nb)) != 0 ||
+    int r;
+    if ((r = map_aux(se)) != 0 || (r = ht_init(se, (uint32_t)nb, (uint32_t)nb_max)) != 0 ||
         (r = segs_init(se, mem, opts->now)) != 0) {
-        free(se->scan);
-        free((void *)se->ghost);
+        unmap_aux(se);
         ht_free(se);
         if (se->segs || se->data)
             segs_free(se);

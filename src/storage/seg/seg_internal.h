@@ -154,11 +154,17 @@ struct seg_engine {
 
     /* hash table (hashtable.c) */
     _Atomic uint64_t *table;
-    uint32_t nbuckets;
     _Atomic uint64_t *ovf;
+    uint32_t nb_max; /* buckets the mapping has room for */
     uint32_t novf;
     _Atomic uint32_t ovf_used;
     size_t hash_bytes;
+    pthread_mutex_t grow_lock; /* one splitter at a time; flush holds it too */
+    /* buckets in use << 1 | a split is moving entries (own cache line: read by every lookup) */
+    _Alignas(64) _Atomic uint64_t ht_state;
+    struct {
+        _Alignas(64) _Atomic int64_t n;
+    } ht_items[8]; /* occupied slots, striped by bucket address */
 
     /* segments (segment.c) */
     pthread_spinlock_t seglock;
@@ -231,7 +237,8 @@ static inline uint64_t slot_make(uint64_t h, uint64_t loc, uint32_t freq, uint64
     return ((uint64_t)hash_tag(h) << 52) | bits | ((uint64_t)freq << 44) | loc;
 }
 
-int ht_init(struct seg_engine *se, uint32_t nbuckets);
+/* A table of nb buckets that may grow to nb_max (address space reserved, touched as used). */
+int ht_init(struct seg_engine *se, uint32_t nb, uint32_t nb_max);
 void ht_free(struct seg_engine *se);
 /* Lock and unlock the chain of hash h. */
 void ht_lock(struct seg_engine *se, uint64_t h);
@@ -242,8 +249,16 @@ _Atomic uint64_t *ht_find(struct seg_engine *se, uint64_t h, const char *key, ui
 /* Under the lock: the slot pointing to loc (or NULL). */
 _Atomic uint64_t *ht_find_loc(struct seg_engine *se, uint64_t h, uint64_t loc);
 /* Under the lock: a free slot for h, chaining a bucket or dropping the least
- * used entry of the chain when none is left (*dropped = its old value). */
-_Atomic uint64_t *ht_free_slot(struct seg_engine *se, uint64_t h, uint64_t *dropped);
+ * used entry of the chain when none is left (*dropped = its old value).
+ * *full tells that both first buckets were full (the table should grow). */
+_Atomic uint64_t *ht_free_slot(struct seg_engine *se, uint64_t h, uint64_t *dropped, bool *full);
+/* Under the lock: an empty slot got an item (+1) or an item's slot was emptied (-1). */
+void ht_count(struct seg_engine *se, _Atomic uint64_t *slot, int delta);
+/* Without any bucket lock held: split buckets while the table is fuller than
+ * its target load (does nothing if another thread is growing it). */
+void ht_grow(struct seg_engine *se);
+/* Buckets in use (not counting overflow buckets). */
+uint32_t ht_buckets(struct seg_engine *se);
 /* Without a lock: find key, pin its segment; the slot and value, or NULL. */
 _Atomic uint64_t *ht_lookup(struct seg_engine *se, uint64_t h, const char *key, uint32_t klen,
                             uint64_t *v);
@@ -255,8 +270,11 @@ uint32_t ht_overflow_used(struct seg_engine *se);
 
 /* ---- segments (segment.c) ---- */
 
-/* An anonymous mapping of len bytes, 2 MiB aligned, with huge pages asked for. */
-void *seg_map(size_t len);
+/* An anonymous mapping of len bytes, 2 MiB aligned, with huge pages asked
+ * for; reserve: counted against the commit limit (else MAP_NORESERVE). */
+void *seg_map(size_t len, bool reserve);
+/* Unmap what seg_map(len) mapped (NULL: nothing). */
+void seg_unmap(void *p, size_t len);
 int segs_init(struct seg_engine *se, size_t mem, uint32_t now);
 void segs_free(struct seg_engine *se);
 void seg_pin(struct seg_engine *se, uint32_t id);

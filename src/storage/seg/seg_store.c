@@ -68,6 +68,7 @@ static int publish(struct seg_engine *se, uint64_t h, uint32_t id, uint32_t off,
         ocas = cas_of(se, SLOT_SEG(old), SLOT_OFF(old), &ov);
     }
     int r = KL_E_STORED;
+    bool full = false;
     switch (mode) {
     case KL_ADD:
         if (live)
@@ -89,12 +90,17 @@ static int publish(struct seg_engine *se, uint64_t h, uint32_t id, uint32_t off,
         /* the slot goes from the old copy straight to the new one: a reader
          * never sees the key missing in between */
         if (expired_at(nv.exptime, now)) {
-            if (slot)
+            if (slot) {
                 atomic_store_explicit(slot, 0, memory_order_release);
+                ht_count(se, slot, -1);
+            }
         } else {
             uint64_t dropped = 0;
-            if (slot == NULL)
-                slot = ht_free_slot(se, h, &dropped);
+            if (slot == NULL) {
+                slot = ht_free_slot(se, h, &dropped, &full);
+                if (dropped == 0)
+                    ht_count(se, slot, 1);
+            }
             if (dropped) {
                 seg_slot_gone(se, dropped);
                 atomic_fetch_add_explicit(&se->st_evictions, 1, memory_order_relaxed);
@@ -109,6 +115,8 @@ static int publish(struct seg_engine *se, uint64_t h, uint32_t id, uint32_t off,
             *cas_out = cas_of(se, id, off, &nv);
     }
     ht_unlock(se, h);
+    if (full)
+        ht_grow(se);
     return r;
 }
 
@@ -167,6 +175,7 @@ static int delete_plain(struct seg_engine *se, uint64_t h, const char *key, uint
             r = KL_E_EXISTS;
         if (r != KL_E_EXISTS) {
             atomic_store_explicit(slot, 0, memory_order_release);
+            ht_count(se, slot, -1);
             seg_slot_gone(se, v);
         }
     } else {

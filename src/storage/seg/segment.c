@@ -32,11 +32,13 @@ static void free_push(struct seg_engine *se, uint32_t id)
     se->nfree++;
 }
 
-void *seg_map(size_t len)
+void *seg_map(size_t len, bool reserve)
 {
     const size_t huge = (size_t)2 << 20;
+    len = (len + 4095) & ~(size_t)4095;
     size_t span = len + huge;
-    char *p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | (reserve ? 0 : MAP_NORESERVE), -1, 0);
     if (p == MAP_FAILED)
         return NULL;
     /* align to 2 MiB and ask for huge pages: one TLB entry per 2 MiB of
@@ -51,13 +53,19 @@ void *seg_map(size_t len)
     return a;
 }
 
+void seg_unmap(void *p, size_t len)
+{
+    if (p)
+        munmap(p, (len + 4095) & ~(size_t)4095);
+}
+
 int segs_init(struct seg_engine *se, size_t mem, uint32_t now)
 {
     se->nseg = (uint32_t)(mem / se->seg_size);
     if (se->nseg < 4 || se->nseg > (1u << 24))
         return -EINVAL;
     se->data_len = (size_t)se->nseg * se->seg_size;
-    se->data = seg_map(se->data_len);
+    se->data = seg_map(se->data_len, true);
     if (se->data == NULL)
         return -ENOMEM;
     se->segs = aligned_alloc(64, sizeof(struct seg) * se->nseg);
@@ -86,8 +94,7 @@ int segs_init(struct seg_engine *se, size_t mem, uint32_t now)
 
 void segs_free(struct seg_engine *se)
 {
-    if (se->data)
-        munmap(se->data, se->data_len);
+    seg_unmap(se->data, se->data_len);
     free(se->segs);
     pthread_spin_destroy(&se->seglock);
 }
