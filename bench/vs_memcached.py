@@ -15,7 +15,9 @@ every round and compares medians:
 2. open loop at half of memcached's median maximum from (1): p50, p99, p99.9;
 3. resident memory (VmRSS) after loading 1M items of 100 B with -m 1024;
 4. hit ratio at -m 64, zipf(0.99) over a key space about four times what fits,
-   values of 100-1000 B;
+   values of 100-1000 B: the whole key space is stored first (both caches
+   full and evicting), then 90/10 get/set at 20,000 req/s, the same request
+   count for both (closed loop, the ratio would follow each one's speed);
 5. system calls per request during (1), from perf (raw_syscalls:sys_enter on
    the server's pid) over the server's own request count.
 
@@ -189,10 +191,14 @@ def hit_ratio(a, kb):
         for kind in order:
             srv = start(kind, a.keeld, 64)
             try:
+                # the whole key space is stored first (about four times what
+                # fits: both caches are full and evicting), then the same
+                # number of requests goes to each, at a fixed rate
+                load(kb, srv.port, 450000, "100-1000")
                 j = keel_bench(kb, srv.port, ["--connections", "8", "--keys", "450000",
                                                "--value-size", "100-1000", "--dist", "zipf:0.99",
                                                "--mix", "get=90,set=10", "--seed", str(r + 1),
-                                               "--warmup", str(a.seconds),
+                                               "--rate", "20000", "--warmup", str(a.seconds),
                                                "--duration", str(a.seconds)])
                 # whether the cache filled: with no evictions, every miss is a
                 # key never stored yet, and the ratio follows the sets done
