@@ -326,11 +326,16 @@ static intptr_t runner(void *arg)
  * in flight, served until the grace period ends). */
 static void close_unserved(struct kl_connset *set, bool all)
 {
-    struct kl_list_node *n, *next;
-    for (n = kl_list_first(&set->idle); n != NULL; n = next) {
-        next = kl_list_next(n);
-        if (all || !pending(conn_of(n)))
-            close_conn(set, conn_of(n), -ESHUTDOWN);
+    /* a close may park (io_uring: the watch's removal), and meanwhile edges
+     * move connections off the idle list: after one, start again at its head */
+    struct kl_list_node *n = kl_list_first(&set->idle);
+    while (n != NULL) {
+        if (!all && pending(conn_of(n))) {
+            n = kl_list_next(n);
+            continue;
+        }
+        close_conn(set, conn_of(n), -ESHUTDOWN);
+        n = kl_list_first(&set->idle);
     }
     while (all && (n = kl_list_first(&set->ready)) != NULL)
         close_conn(set, conn_of(n), -ESHUTDOWN);

@@ -91,6 +91,10 @@ def backends(keeld):
             st = talk(s.port, b"stats settings\r\n", b"END\r\n")
             check("stats settings names the backend (%s)" % be,
                   (b"STAT keel_backend %s\r\n" % be.encode()) in st, st[-300:])
+            mode = b"handoff" if "--listener=handoff" in os.environ.get("KEELD_EXTRA", "") \
+                else b"reuseport"
+            check("stats settings names the listener mode (%s)" % be,
+                  (b"STAT keel_listener %s\r\n" % mode) in st, st[-300:])
 
 
 def admin_and_signals(keeld):
@@ -100,6 +104,8 @@ def admin_and_signals(keeld):
     with servers.keeld(keeld, extra=["--admin", "127.0.0.1:%d" % admin_port],
                        log_path=log) as s:
         talk(s.port, b"get nothing\r\n", b"END\r\n")
+        # the admin endpoint starts just after the workers serve: wait for it too
+        servers.wait_port(admin_port, s.proc)
         body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port,
                                       timeout=5).read().decode()
         check("/metrics has counters in Prometheus form",

@@ -94,10 +94,12 @@ def memcached(port=None, extra=(), threads=2, memory_mb=64):
 
 
 def keeld(binary, port=None, extra=(), threads=2, memory_mb=64, log_path=None):
-    """keeld from the build tree, logging to a private file."""
+    """keeld from the build tree, logging to a private file; $KEELD_EXTRA
+    (words) is added to every command line (ctest runs some tests again
+    with --listener=handoff)."""
     port = port or free_port()
     argv = [binary, "-l", "127.0.0.1", "-p", str(port), "-t", str(threads), "-m",
-            str(memory_mb)] + list(extra)
+            str(memory_mb)] + list(extra) + os.environ.get("KEELD_EXTRA", "").split()
     if log_path:
         argv += ["--log", log_path]
     return Server(argv, port, "keeld")
