@@ -20,7 +20,8 @@
  * seen by that run or posts again), so a burst of accepts costs one post
  * and one wake-up per worker. `inflight` counts posted messages not yet
  * finished, so that kl_listener_close never frees a queue a message is
- * still reading.
+ * still reading. Which mode is faster is measured, not assumed:
+ * bench/listener (make bench-listener) runs both on one 2-worker server.
  *
  * Accept errors: out of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
  * ENOMEM) sleeps with an exponential back-off, leaving the connection in
