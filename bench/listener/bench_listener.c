@@ -17,8 +17,10 @@
  *     (bench/conn's client); SO_REUSEPORT hashes the 32 connections over
  *     the 2 workers and may split them unevenly, the handoff deals them
  *     exactly: the split on each worker is printed for every round.
- * Client and server share the machine's cores: figures are rough on a busy
- * machine. BENCH_BACKEND=epoll runs the servers on epoll (default: auto).
+ * Client and server share the machine's cores: rates are rough on a busy
+ * machine; the server's CPU time per connection and per line (from
+ * /proc/PID/stat, 10 ms ticks) is steadier. BENCH_BACKEND=epoll runs the servers on epoll (default:
+ * auto).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -229,8 +231,26 @@ static void *rate_thread(void *arg)
     return NULL;
 }
 
-/* Connections per second over SECS, or -1. */
-static double conn_rate(int port)
+/* CPU time process `pid` has used (user and system), in seconds. */
+static double cpu_of(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the fields after the command's name */
+    unsigned long long ut = 0, st = 0;
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Connections per second over SECS, or -1; the count made in *count. */
+static double conn_rate(int port, uint64_t *count)
 {
     struct rate_job jobs[RATE_THREADS];
     pthread_t t[RATE_THREADS];
@@ -246,6 +266,7 @@ static double conn_rate(int port)
         failed += jobs[i].failed;
     }
     double secs = (double)(kl_now() - t0) / 1e9;
+    *count = done;
     return failed > 100 ? -1 : (double)done / secs;
 }
 
@@ -306,19 +327,27 @@ int main(int argc, char **argv)
     printf("(a) %d client threads: connect, one line, its echo, close; (b) %d connections x %d "
            "deep\n",
            RATE_THREADS, CONNS, DEPTH);
-    printf("%-5s %-10s %14s %14s %12s\n", "round", "mode", "(a) conns/s", "(b) lines/s",
-           "(b) split");
+    printf("%-5s %-10s %12s %14s %14s %14s %10s\n", "round", "mode", "(a) conns/s",
+           "(a) CPU us/conn", "(b) lines/s", "(b) CPU ns/line", "(b) split");
     static double rate[NMODES][MAX_ROUNDS], tput[NMODES][MAX_ROUNDS];
+    static double cpu_conn[NMODES][MAX_ROUNDS], cpu_line[NMODES][MAX_ROUNDS];
     int ok = 1;
     for (int r = 0; r < rounds && ok; r++) {
         for (int i = 0; i < NMODES && ok; i++) {
             int m = (r + i) % NMODES;
-            rate[m][r] = conn_rate(ports[m]);
+            uint64_t conns = 0;
+            double c0 = cpu_of(pids[m]);
+            rate[m][r] = conn_rate(ports[m], &conns);
+            double c1 = cpu_of(pids[m]);
             struct mid mid = {.port = ports[m], .rc = -1};
             tput[m][r] = bc_load_mid(ports[m], CONNS, DEPTH, SECS, take_split, &mid);
-            ok = rate[m][r] > 0 && tput[m][r] > 0 && mid.rc == 0;
-            printf("%-5d %-10s %14.0f %14.0f %7u / %u\n", r + 1, names[m], rate[m][r], tput[m][r],
-                   mid.split[0], mid.split[1]);
+            double c2 = cpu_of(pids[m]);
+            ok = rate[m][r] > 0 && tput[m][r] > 0 && mid.rc == 0 && conns > 0;
+            /* (b)'s CPU includes its warm-up: lines over the whole call, roughly */
+            cpu_conn[m][r] = ok ? (c1 - c0) * 1e6 / (double)conns : 0;
+            cpu_line[m][r] = ok ? (c2 - c1) * 1e9 / (tput[m][r] * (SECS + 0.3)) : 0;
+            printf("%-5d %-10s %12.0f %14.1f %14.0f %14.0f %5u / %u\n", r + 1, names[m], rate[m][r],
+                   cpu_conn[m][r], tput[m][r], cpu_line[m][r], mid.split[0], mid.split[1]);
         }
     }
     for (int m = 0; m < NMODES; m++)
@@ -332,7 +361,8 @@ int main(int argc, char **argv)
     for (int m = 0; m < NMODES; m++) {
         mrate[m] = median(rate[m], rounds);
         mtput[m] = median(tput[m], rounds);
-        printf("      %-10s %14.0f %14.0f\n", names[m], mrate[m], mtput[m]);
+        printf("      %-10s %12.0f %14.1f %14.0f %14.0f\n", names[m], mrate[m],
+               median(cpu_conn[m], rounds), mtput[m], median(cpu_line[m], rounds));
     }
     printf("\nresult conn_accept_rate_reuseport %.0f conn/s\n", mrate[REUSE]);
     printf("result conn_accept_rate_handoff %.0f conn/s\n", mrate[HANDOFF]);

@@ -126,7 +126,8 @@ struct kl_listener {
 };
 
 /* Bind and listen on every address of cfg->addrs (no reactor needed).
- * 0, -EINVAL (bad address or list), -ENOMEM (HANDOFF's queues), or the
+ * 0, -EINVAL (bad address or list, bad mode, handoff_queue not a power of
+ * two), -ENOMEM (HANDOFF's queues), or the
  * socket call's -errno (nothing stays open then). HANDOFF binds without
  * SO_REUSEPORT. */
 int kl_listener_open(struct kl_listener *l, const struct kl_listener_config *cfg);

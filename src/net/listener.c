@@ -231,6 +231,7 @@ static int join_set(struct kl_connset *set, kl_listener_refuse_fn refuse, void *
 static void on_handoff(struct kl_xmsg *msg)
 {
     struct kl_handoff_share *sh = kl_container_of(msg, struct kl_handoff_share, msg);
+    KL_ASSERT(atomic_load(&sh->inflight) > 0, "a handoff message ran that was not posted");
     atomic_store(&sh->posted, false); /* seq_cst: before the reads of `tail` */
     bool live = kl_reactor_active();
     int fd;
@@ -375,6 +376,7 @@ static bool deal(struct kl_listener *l, int fd)
     uint32_t n = atomic_load_explicit(&l->joined, memory_order_acquire);
     n = n < l->cfg.handoff_workers ? n : l->cfg.handoff_workers;
     for (uint32_t k = 0; k < n; k++) {
+        KL_ASSERT(l->next < n, "handoff cursor %u past %u shares", l->next, n);
         struct kl_handoff_share *sh = &l->shares[l->next];
         l->next = l->next + 1 < n ? l->next + 1 : 0;
         if (!atomic_load_explicit(&sh->ready, memory_order_acquire) || sh->gone)
