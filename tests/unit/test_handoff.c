@@ -5,7 +5,8 @@
  * plain blocking sockets (receive timeouts, so a lost connection fails the
  * case instead of hanging it).
  *
- * HANDOFF deals connections round-robin: exactly even over the workers; the
+ * HANDOFF deals connections round-robin: exactly even over the workers
+ * (also from an acceptor thread that serves no connection itself); the
  * limit is one kl_conn_quota over the process, refused on whichever worker
  * the connection reached (in both modes); EMFILE makes the acceptor back
  * off; a graceful stop while a client thread keeps connecting (sockets
@@ -51,6 +52,7 @@ static struct {
     struct kl_connset set[MAXW];
     struct kl_conn_quota quota;
     bool use_quota;
+    bool lone_acceptor;     /* HANDOFF: worker 0 only accepts (no set) */
     atomic_int state[MAXW]; /* 0 starting, 1 serving, 2 drained, -errno failed */
     struct sockaddr_in addr;
     uint64_t grace_ns;
@@ -106,7 +108,8 @@ static void worker_main(struct kl_worker *w, void *arg)
         .on_close = on_close,
         .arg = counters,
     };
-    int rc = kl_connset_init(&hk.set[i], &cc);
+    bool serves = !(hk.lone_acceptor && i == 0);
+    int rc = serves ? kl_connset_init(&hk.set[i], &cc) : 0;
     if (rc == 0 && (hk.mode == KL_LISTENER_REUSEPORT || i == 0)) {
         hk.l[i].cfg.arg = counters; /* refuse's, on this thread */
         rc = kl_listener_start(&hk.l[i]);
@@ -128,7 +131,7 @@ static bool hk_up(enum kl_listener_mode mode, uint32_t n, uint32_t quota_max, ui
         atomic_store(&hk.state[i], 0);
     struct kl_listener_config lc = {
         .addrs = "127.0.0.1:0",
-        .conns = &hk.set[0],
+        .conns = hk.lone_acceptor ? NULL : &hk.set[0],
         .refuse = refuse,
         .mode = mode,
         .handoff_workers = shares ? shares : n,
@@ -168,7 +171,8 @@ static void drain(struct kl_worker *w, void *arg)
     uint32_t i = kl_worker_index(w);
     if (hk.mode == KL_LISTENER_REUSEPORT || i == 0)
         kl_listener_stop(&hk.l[i]);
-    kl_connset_stop(&hk.set[i], hk.grace_ns);
+    if (!(hk.lone_acceptor && i == 0))
+        kl_connset_stop(&hk.set[i], hk.grace_ns);
     atomic_store(&hk.state[i], 2);
 }
 
@@ -198,7 +202,8 @@ static void hk_down(bool graceful)
     for (uint32_t i = 0; i < nl; i++)
         KT_EQ_I(kl_listener_close(&hk.l[i]), 0);
     for (uint32_t i = 0; i < hk.n; i++)
-        KT_EQ_I(kl_connset_destroy(&hk.set[i]), 0);
+        if (!(hk.lone_acceptor && i == 0))
+            KT_EQ_I(kl_connset_destroy(&hk.set[i]), 0);
     if (hk.use_quota)
         KT_EQ_U(kl_conn_quota_open(&hk.quota), 0);
 }
@@ -333,6 +338,39 @@ static void spread_case(enum kl_reactor_backend b)
 }
 
 KT_TEST(handoff_spreads_round_robin) { rk_each_backend(spread_case); }
+
+/* The acceptor on a thread of its own (cfg.conns NULL): every connection
+ * crosses to the 2 serving workers, evenly. */
+static void lone_case(enum kl_reactor_backend b)
+{
+    hk.backend = b;
+    hk.lone_acceptor = true;
+    enum { N = 3, PER = 6 };
+    if (!hk_up(KL_LISTENER_HANDOFF, N, 0, N - 1)) {
+        hk.lone_acceptor = false;
+        return;
+    }
+    int fds[(N - 1) * PER];
+    for (int i = 0; i < (N - 1) * PER; i++) {
+        fds[i] = dial();
+        KT_CHECK(fds[i] >= 0 && echoes(fds[i]));
+    }
+    KT_CHECK(wait_sum(C_OPEN, (N - 1) * PER));
+    KT_EQ_U(counter(0, C_OPEN), 0);
+    for (uint32_t w = 1; w < N; w++)
+        KT_EQ_U(counter(w, C_OPEN), PER);
+    for (int i = 0; i < (N - 1) * PER; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    hk.grace_ns = 0;
+    hk_down(true);
+    KT_EQ_U(hk.l[0].stats.accepted, 0);
+    KT_EQ_U(hk.l[0].stats.handed_off, (N - 1) * PER);
+    hk_destroy();
+    hk.lone_acceptor = false;
+}
+
+KT_TEST(handoff_from_an_acceptor_thread_of_its_own) { rk_each_backend(lone_case); }
 
 /* ---- one limit over the process ------------------------------------------------------ */
 
