@@ -248,17 +248,20 @@ static void timeouts(int fd, int ms)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-/* A connected client socket (receives time out after 5 s), or -1. */
+/* A connected client socket (receives time out after 5 s), or -1. The
+ * timeouts come after the connect: with one, a blocking call that the
+ * kernel interrupts (task work of this thread's io_uring) fails with EINTR
+ * instead of restarting; the receives retry on EINTR. */
 static int dial(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    timeouts(fd, 5000);
     if (connect(fd, (struct sockaddr *)&hk.addr, sizeof hk.addr) != 0) {
         close(fd);
         return -1;
     }
+    timeouts(fd, 5000);
     return fd;
 }
 
@@ -267,6 +270,8 @@ static bool recv_exact(int fd, char *buf, size_t len)
 {
     for (size_t got = 0; got < len;) {
         ssize_t n = recv(fd, buf + got, len - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n <= 0)
             return false;
         got += (size_t)n;
@@ -278,16 +283,22 @@ static bool recv_exact(int fd, char *buf, size_t len)
 static bool echoes(int fd)
 {
     char back[8];
-    return send(fd, "hello\n", 6, MSG_NOSIGNAL) == 6 && recv_exact(fd, back, 6) &&
-           memcmp(back, "hello\n", 6) == 0;
+    ssize_t sent;
+    while ((sent = send(fd, "hello\n", 6, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    return sent == 6 && recv_exact(fd, back, 6) && memcmp(back, "hello\n", 6) == 0;
 }
 
 /* The refusal line, then the end. */
 static bool refused(int fd)
 {
     char line[sizeof REFUSAL], more;
-    return recv_exact(fd, line, sizeof REFUSAL - 1) &&
-           memcmp(line, REFUSAL, sizeof REFUSAL - 1) == 0 && recv(fd, &more, 1, 0) == 0;
+    if (!recv_exact(fd, line, sizeof REFUSAL - 1) || memcmp(line, REFUSAL, sizeof REFUSAL - 1))
+        return false;
+    ssize_t n;
+    while ((n = recv(fd, &more, 1, 0)) < 0 && errno == EINTR)
+        ;
+    return n == 0;
 }
 
 static int fd_count(void)
@@ -438,16 +449,16 @@ static void emfile_case(enum kl_reactor_backend b)
         return;
     }
     int fds[4];
-    for (int i = 0; i < 4; i++) { /* the clients' descriptors, before the table is full */
+    for (int i = 0; i < 4; i++) /* the clients' descriptors, before the table is full */
         fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        timeouts(fds[i], 5000);
-    }
     int filler[64], nfill = 0;
     while (nfill < 64 && (filler[nfill] = dup(0)) >= 0)
         nfill++;
     KT_CHECK(nfill < 64 && errno == EMFILE);
-    for (int i = 0; i < 4; i++) /* in the backlog; accepting them needs a descriptor */
+    for (int i = 0; i < 4; i++) { /* in the backlog; accepting them needs a descriptor */
         KT_EQ_I(connect(fds[i], (struct sockaddr *)&hk.addr, sizeof hk.addr), 0);
+        timeouts(fds[i], 5000);
+    }
     usleep(100 * 1000);
     uint64_t opened = sum(C_OPEN);
     for (int i = 0; i < nfill; i++)
@@ -497,9 +508,9 @@ static void *churn_main(void *arg)
         *slot = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (*slot < 0)
             continue;
-        timeouts(*slot, 200);
+        timeouts(*slot, 200); /* a full backlog after the stop: do not wait for it */
         if (connect(*slot, (struct sockaddr *)&hk.addr, sizeof hk.addr) == 0 &&
-            send(*slot, "x\n", 2, MSG_NOSIGNAL) == 2)
+            send(*slot, "x\n", 2, MSG_NOSIGNAL | MSG_DONTWAIT) == 2)
             ch->opened++;
     }
     for (int i = 0; i < CHURN_HELD; i++)
