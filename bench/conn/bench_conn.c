@@ -56,56 +56,12 @@ static long rss_of(pid_t pid)
     return rss < 0 ? -1 : rss * sysconf(_SC_PAGESIZE);
 }
 
-static void stop(pid_t pid)
-{
-    if (pid <= 0)
-        return;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 50; i++) {
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return;
-        usleep(100000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
 /* Start keel-demo on `backend`; its pid and port, or -1. */
 static pid_t demo_start(const char *backend, int *port)
 {
-    int p[2];
-    if (pipe(p) != 0)
-        return -1;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&fa, p[0]);
     char *argv[] = {KEEL_DEMO_PATH, "--port",     "0",   "--backend", (char *)backend,
                     "--no-check",   "--grace-ms", "100", NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, KEEL_DEMO_PATH, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(p[1]);
-    if (rc != 0) {
-        close(p[0]);
-        return -1;
-    }
-    FILE *out = fdopen(p[0], "r");
-    char line[512];
-    *port = -1;
-    while (fgets(line, sizeof line, out)) {
-        const char *at = strstr(line, "line echo server on 127.0.0.1:");
-        if (at)
-            *port = atoi(at + strlen("line echo server on 127.0.0.1:"));
-        if (strstr(line, "serving"))
-            break;
-    }
-    fclose(out); /* the demo's later lines go to a closed pipe: it ignores SIGPIPE */
-    if (*port <= 0) {
-        stop(pid);
-        return -1;
-    }
-    return pid;
+    return bc_spawn(KEEL_DEMO_PATH, argv, "line echo server on 127.0.0.1:", port);
 }
 
 /* A free port on 127.0.0.1 (bound, read, released). */
@@ -143,7 +99,7 @@ static pid_t memcached_start(int *port)
             close(fd);
         usleep(100000);
     }
-    stop(pid);
+    bc_stop(pid);
     return -1;
 }
 
@@ -242,7 +198,7 @@ int main(void)
         }
     }
     for (int i = 0; i < NSERVERS; i++)
-        stop(pids[i]);
+        bc_stop(pids[i]);
     struct tput med[NSERVERS];
     printf("\nmedians of %d rounds\n", rounds);
     for (int k = 0; k < NSERVERS; k++) {
@@ -262,13 +218,13 @@ int main(void)
     int port;
     pid_t pid = demo_start("uring", &port);
     double idle_u = idle_bytes(pid, port, "keel-demo io_uring", "idle\n", fds);
-    stop(pid);
+    bc_stop(pid);
     pid = demo_start("epoll", &port);
     double idle_e = idle_bytes(pid, port, "keel-demo epoll", "idle\n", fds);
-    stop(pid);
+    bc_stop(pid);
     pid = memcached_start(&port);
     double idle_m = idle_bytes(pid, port, "memcached", "version\r\n", fds);
-    stop(pid);
+    bc_stop(pid);
     (void)idle_e;
 
     printf("\n");

@@ -14,6 +14,22 @@
  * `secs` seconds after a warm-up. Requests completed per second, or -1. */
 double bc_load(int port, int conns, int depth, double secs);
 
+/* bc_load, calling mid(arg) once, when the warm-up is over and every
+ * connection is open (mid may be NULL). */
+double bc_load_mid(int port, int conns, int depth, double secs, void (*mid)(void *), void *arg);
+
+/* A connected socket to 127.0.0.1:port (TCP_NODELAY, receives time out
+ * after 2 s), or -1. */
+int bc_dial(int port);
+
+/* Start server `path` with argv, its stdout on a pipe read until a line
+ * says "serving"; the port is the number after `port_after` in one of the
+ * lines. Its pid, or -1. */
+pid_t bc_spawn(const char *path, char *const argv[], const char *port_after, int *port);
+
+/* SIGTERM the server `pid` and reap it; SIGKILL after 5 s. */
+void bc_stop(pid_t pid);
+
 /* Ask the server at port for "stats" and read `syscalls` and `lines`; 0 or -1. */
 int bc_stats(int port, uint64_t *syscalls, uint64_t *lines);
 

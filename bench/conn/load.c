@@ -1,4 +1,5 @@
-/* bench/conn load: the pipelined client and the connection holder.
+/* bench/conn load: the pipelined client, the connection holder, and the
+ * small helpers the conn and listener benchmarks share.
  *
  * One thread, edge-triggered epoll, plain system calls: the same client for
  * every server. Each connection writes `depth` request lines in one write,
@@ -13,19 +14,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "keel/clock.h"
 
 #include "bench_conn.h"
 
-static int dial(int port)
+extern char **environ;
+
+int bc_dial(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 2};
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         if (fd >= 0)
             close(fd);
@@ -43,6 +52,11 @@ struct lconn {
 
 double bc_load(int port, int conns, int depth, double secs)
 {
+    return bc_load_mid(port, conns, depth, secs, NULL, NULL);
+}
+
+double bc_load_mid(int port, int conns, int depth, double secs, void (*mid)(void *), void *arg)
+{
     size_t batch_len = (size_t)depth * BC_LINE_LEN;
     char *batch = malloc(batch_len), buf[65536];
     struct lconn *c = calloc((size_t)conns, sizeof *c);
@@ -53,7 +67,7 @@ double bc_load(int port, int conns, int depth, double secs)
         memcpy(batch + (size_t)d * BC_LINE_LEN, BC_LINE, BC_LINE_LEN);
     int ok = 1;
     for (int i = 0; i < conns && ok; i++) {
-        c[i].fd = dial(port);
+        c[i].fd = bc_dial(port);
         ok = c[i].fd >= 0;
         if (ok) {
             fcntl(c[i].fd, F_SETFL, O_NONBLOCK);
@@ -67,7 +81,9 @@ double bc_load(int port, int conns, int depth, double secs)
     while (ok) {
         uint64_t now = kl_now();
         if (t0 == 0 && now >= warm) {
-            t0 = now;
+            if (mid)
+                mid(arg);
+            t0 = kl_now();
             done = 0;
         }
         if (now >= end)
@@ -105,7 +121,7 @@ double bc_load(int port, int conns, int depth, double secs)
 
 int bc_stats(int port, uint64_t *syscalls, uint64_t *lines)
 {
-    int fd = dial(port);
+    int fd = bc_dial(port);
     if (fd < 0)
         return -1;
     char buf[2048];
@@ -137,7 +153,7 @@ int bc_hold(int port, int n, int *fds, const char *line)
 {
     size_t len = strlen(line);
     for (int i = 0; i < n; i++) {
-        fds[i] = dial(port);
+        fds[i] = bc_dial(port);
         if (fds[i] < 0 || write(fds[i], line, len) != (ssize_t)len)
             return i;
         char c = 0;
@@ -146,4 +162,53 @@ int bc_hold(int port, int n, int *fds, const char *line)
                 return i + 1;
     }
     return n;
+}
+
+void bc_stop(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    for (int i = 0; i < 50; i++) {
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return;
+        usleep(100000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+pid_t bc_spawn(const char *path, char *const argv[], const char *port_after, int *port)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&fa, p[0]);
+    pid_t pid;
+    int rc = posix_spawn(&pid, path, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(p[1]);
+    if (rc != 0) {
+        close(p[0]);
+        return -1;
+    }
+    FILE *out = fdopen(p[0], "r");
+    char line[512];
+    *port = -1;
+    while (fgets(line, sizeof line, out)) {
+        const char *at = strstr(line, port_after);
+        if (at)
+            *port = atoi(at + strlen(port_after));
+        if (strstr(line, "serving"))
+            break;
+    }
+    fclose(out); /* the server's later lines go to a closed pipe: it must ignore SIGPIPE */
+    if (*port <= 0) {
+        bc_stop(pid);
+        return -1;
+    }
+    return pid;
 }

@@ -21,10 +21,14 @@
  * iovec array is full, or on kl_conn_flush(), within `write_timeout_ns`.
  *
  * Not thread-safe: a connset belongs to the thread whose reactor it uses.
+ * The one thing sets of several threads may share is a struct kl_conn_quota:
+ * a limit on the connections open in all of them (a process's -c), kept by
+ * one atomic count that kl_connset_add takes from and a close gives back to.
  */
 #ifndef KEEL_CONN_H
 #define KEEL_CONN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,14 +58,22 @@ typedef void (*kl_conn_open_fn)(struct kl_conn *c, void *arg);
 /* Called after a borrowed piece has been sent (or dropped with its connection). */
 typedef void (*kl_conn_release_fn)(void *arg);
 
+/* A connection limit shared by several sets (threads): kl_connset_add takes
+ * one unit (-EAGAIN when none is left), the connection's close gives it back. */
+struct kl_conn_quota {
+    _Atomic uint32_t open; /* units taken */
+    uint32_t max;
+};
+
 struct kl_connset_config {
-    uint32_t max_conns;        /* open connections at most; 0 means 1024 */
-    uint32_t max_active;       /* runner fibers (connections being served at once); 0: 64 */
-    uint32_t rbuf_size;        /* pooled read buffer; 0 means 16 KiB */
-    uint32_t rbuf_max;         /* bound on one connection's unconsumed input; 0 means 1 MiB */
-    uint32_t wbuf_size;        /* copy area of a write batch; 0 means 16 KiB */
-    uint64_t idle_timeout_ns;  /* close connections idle this long; 0: never */
-    uint64_t write_timeout_ns; /* bound on one flush; 0 means 10 s */
+    uint32_t max_conns;          /* open connections at most; 0 means 1024 */
+    struct kl_conn_quota *quota; /* may be NULL; else also bounded by it (shared) */
+    uint32_t max_active;         /* runner fibers (connections being served at once); 0: 64 */
+    uint32_t rbuf_size;          /* pooled read buffer; 0 means 16 KiB */
+    uint32_t rbuf_max;           /* bound on one connection's unconsumed input; 0 means 1 MiB */
+    uint32_t wbuf_size;          /* copy area of a write batch; 0 means 16 KiB */
+    uint64_t idle_timeout_ns;    /* close connections idle this long; 0: never */
+    uint64_t write_timeout_ns;   /* bound on one flush; 0 means 10 s */
     kl_conn_handler handler;
     kl_conn_open_fn on_open;   /* may be NULL */
     kl_conn_close_fn on_close; /* may be NULL */
@@ -103,12 +115,12 @@ struct kl_connset {
  * 0, -EINVAL (no handler, bad sizes), -ENOMEM, or a spawn error. */
 int kl_connset_init(struct kl_connset *set, const struct kl_connset_config *cfg);
 
-/* Adopt an accepted socket: 0, -EAGAIN (at max_conns: the caller refuses
- * and closes it), -ESHUTDOWN (stopping), or the watch's error (the fd stays
+/* Adopt an accepted socket: 0, -EAGAIN (at max_conns or the quota's max:
+ * the caller refuses and closes it), -ESHUTDOWN (stopping), or the watch's error (the fd stays
  * the caller's on error). */
 int kl_connset_add(struct kl_connset *set, int fd, struct kl_conn **out);
 
-/* True when max_conns connections are open. */
+/* True when max_conns connections are open, or the quota is used up. */
 bool kl_connset_full(const struct kl_connset *set);
 
 /* Stop from a fiber: take no more connections, close the idle ones, let the
@@ -122,6 +134,12 @@ int kl_connset_stop(struct kl_connset *set, uint64_t grace_ns);
 /* Release the pools; main context, after the set's fibers have ended (after
  * kl_connset_stop, or the reactor's shutdown). 0, or -EBUSY. */
 int kl_connset_destroy(struct kl_connset *set);
+
+/* Set up a shared limit of `max` connections (before any set uses it). */
+void kl_conn_quota_init(struct kl_conn_quota *q, uint32_t max);
+
+/* Connections open under the quota now, from any thread. */
+uint32_t kl_conn_quota_open(const struct kl_conn_quota *q);
 
 /* Copy the counters into *stats. */
 void kl_connset_stats(const struct kl_connset *set, struct kl_connset_stats *stats);

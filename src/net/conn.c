@@ -72,6 +72,40 @@ static void wake(kl_fiber_id id)
         kl_fiber_resume(id, 0); /* -EALREADY: it is running or ready anyway */
 }
 
+/* ---- the shared limit ------------------------------------------------------ */
+
+void kl_conn_quota_init(struct kl_conn_quota *q, uint32_t max)
+{
+    atomic_init(&q->open, 0);
+    q->max = max;
+}
+
+uint32_t kl_conn_quota_open(const struct kl_conn_quota *q)
+{
+    return atomic_load_explicit((_Atomic uint32_t *)&q->open, memory_order_relaxed);
+}
+
+/* One unit of `q` (NULL: no quota); false when all are taken. */
+static bool quota_take(struct kl_conn_quota *q)
+{
+    if (q == NULL)
+        return true;
+    uint32_t cur = atomic_load_explicit(&q->open, memory_order_relaxed);
+    while (cur < q->max)
+        if (atomic_compare_exchange_weak_explicit(&q->open, &cur, cur + 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
+}
+
+static void quota_give(struct kl_conn_quota *q)
+{
+    if (q == NULL)
+        return;
+    uint32_t was = atomic_fetch_sub_explicit(&q->open, 1, memory_order_relaxed);
+    KL_ASSERT(was > 0, "connection quota given back more often than taken");
+}
+
 /* ---- runners ------------------------------------------------------------- */
 
 static intptr_t runner(void *arg);
@@ -145,6 +179,7 @@ static void close_conn(struct kl_connset *set, struct kl_conn *c, int reason)
     set->stats.open--;
     set->stats.closed++;
     kl_pool_put(&set->conns, c);
+    quota_give(set->cfg.quota);
     if (set->stats.open == 0)
         wake(set->stopper);
 }
@@ -291,11 +326,16 @@ static intptr_t runner(void *arg)
  * in flight, served until the grace period ends). */
 static void close_unserved(struct kl_connset *set, bool all)
 {
-    struct kl_list_node *n, *next;
-    for (n = kl_list_first(&set->idle); n != NULL; n = next) {
-        next = kl_list_next(n);
-        if (all || !pending(conn_of(n)))
-            close_conn(set, conn_of(n), -ESHUTDOWN);
+    /* a close may park (io_uring: the watch's removal), and meanwhile edges
+     * move connections off the idle list: after one, start again at its head */
+    struct kl_list_node *n = kl_list_first(&set->idle);
+    while (n != NULL) {
+        if (!all && pending(conn_of(n))) {
+            n = kl_list_next(n);
+            continue;
+        }
+        close_conn(set, conn_of(n), -ESHUTDOWN);
+        n = kl_list_first(&set->idle);
     }
     while (all && (n = kl_list_first(&set->ready)) != NULL)
         close_conn(set, conn_of(n), -ESHUTDOWN);
@@ -375,23 +415,30 @@ int kl_connset_init(struct kl_connset *set, const struct kl_connset_config *cfg)
     return rc;
 }
 
-bool kl_connset_full(const struct kl_connset *set) { return set->stats.open >= set->cfg.max_conns; }
+bool kl_connset_full(const struct kl_connset *set)
+{
+    const struct kl_conn_quota *q = set->cfg.quota;
+    return set->stats.open >= set->cfg.max_conns || (q && kl_conn_quota_open(q) >= q->max);
+}
 
 int kl_connset_add(struct kl_connset *set, int fd, struct kl_conn **out)
 {
     if (set->stopping)
         return -ESHUTDOWN;
-    if (kl_connset_full(set))
+    if (set->stats.open >= set->cfg.max_conns || !quota_take(set->cfg.quota))
         return -EAGAIN;
     struct kl_conn *c = kl_pool_get(&set->conns);
-    if (c == NULL)
+    if (c == NULL) {
+        quota_give(set->cfg.quota);
         return -EAGAIN;
+    }
     memset(c, 0, sizeof *c);
     c->set = set;
     kl_list_node_init(&c->node);
     int rc = kl_watch_start(&c->watch, fd, on_edge);
     if (rc < 0) {
         kl_pool_put(&set->conns, c);
+        quota_give(set->cfg.quota);
         return rc;
     }
     c->state = CONN_IDLE;

@@ -176,8 +176,11 @@ void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, bool final)
             kl_reactor__complete(r, kl_fiber_id_raw(w->stopper), 0);
     }
     if (w->stopping) {
-        if (w->accept && !final && res >= 0)
-            close(res); /* accepted in the race with the stop: nobody takes it */
+        /* accepted in the race with the stop: nobody takes it (also on the
+         * last completion: a multishot accept that cannot post its CQE, the
+         * completion queue being full, ends with a socket in that one) */
+        if (w->accept && res >= 0)
+            close(res);
         return;
     }
     w->fn(w, res);

@@ -32,6 +32,7 @@ enum {
     OPT_DIRECT,
     OPT_SYNC,
     OPT_SYNC_MS,
+    OPT_LISTENER,
 };
 
 static const char short_opts[] = ":p:U:l:m:c:t:I:b:vAFu:hVo:";
@@ -65,6 +66,7 @@ static const struct option long_opts[] = {
     {"direct", no_argument, NULL, OPT_DIRECT},
     {"sync", required_argument, NULL, OPT_SYNC},
     {"sync-ms", required_argument, NULL, OPT_SYNC_MS},
+    {"listener", required_argument, NULL, OPT_LISTENER},
     {NULL, 0, NULL, 0},
 };
 
@@ -266,6 +268,17 @@ static int set_backend(struct parse *p, const char *v)
     return 0;
 }
 
+static int set_listener(struct parse *p, const char *v)
+{
+    if (strcmp(v, "reuseport") == 0)
+        p->o->listener = KEELD_LISTENER_REUSEPORT;
+    else if (strcmp(v, "handoff") == 0)
+        p->o->listener = KEELD_LISTENER_HANDOFF;
+    else
+        return bad(p, "--listener: '%s' is not a listener mode (reuseport, handoff)", v);
+    return 0;
+}
+
 static int set_evict(struct parse *p, const char *v)
 {
     for (size_t i = 0; i < sizeof evict_policies / sizeof evict_policies[0]; i++)
@@ -284,6 +297,7 @@ static int set_keel_option(struct parse *p, int code, const char *name, const ch
     switch (code) {
     case OPT_ENGINE: return set_engine(p, v);
     case OPT_BACKEND: return set_backend(p, v);
+    case OPT_LISTENER: return set_listener(p, v);
     case OPT_BUSY_POLL:
         if (v != NULL)
             return bad(p, "%s takes no value", name);
@@ -507,6 +521,11 @@ const char *keeld_engine_name(enum keeld_engine e)
     return e == KEELD_ENGINE_DISK ? "disk" : "seg";
 }
 
+const char *keeld_listener_name(enum keeld_listener l)
+{
+    return l == KEELD_LISTENER_HANDOFF ? "handoff" : "reuseport";
+}
+
 const char *keeld_backend_name(enum keeld_backend b)
 {
     switch (b) {
@@ -559,6 +578,10 @@ const char *keeld_usage(void)
            "  --hash-power=N            hash table of 2^N slots (default: sized from -m)\n"
            "  --backend=io_uring|epoll  I/O backend (default: io_uring where the kernel allows)\n"
            "  --busy-poll               never block in the kernel (burns a core per thread)\n"
+           "  --listener=MODE           how connections reach the threads: reuseport (default:\n"
+           "                            a listening socket per thread, the kernel spreads\n"
+           "                            them) or handoff (one acceptor on thread 0 deals them\n"
+           "                            round-robin)\n"
            "  --idle-timeout=S          close connections idle for S seconds (default: 0, never)\n"
            "  --log=PATH                keel's log (default: $KEEL_LOG or /tmp/keel.log)\n"
            "  --admin=ADDR:PORT         serve /metrics (Prometheus) and /health over HTTP\n"

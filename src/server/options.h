@@ -26,6 +26,8 @@
 enum keeld_engine { KEELD_ENGINE_SEG = 0, KEELD_ENGINE_DISK };
 enum keeld_backend { KEELD_BACKEND_AUTO = 0, KEELD_BACKEND_URING, KEELD_BACKEND_EPOLL };
 enum keeld_sync { KEELD_SYNC_BATCH = 0, KEELD_SYNC_ALWAYS, KEELD_SYNC_NONE }; /* = kl_sync_mode */
+/* How connections reach the workers (keel/listener.h's modes). */
+enum keeld_listener { KEELD_LISTENER_REUSEPORT = 0, KEELD_LISTENER_HANDOFF };
 
 struct keeld_options {
     /* memcached's flags */
@@ -44,6 +46,7 @@ struct keeld_options {
     /* keel's own (long options, or -o NAME=VALUE) */
     enum keeld_engine engine;
     enum keeld_backend backend;
+    enum keeld_listener listener;
     bool busy_poll;
     char evict[16];                  /* seg eviction policy; "" = engine default */
     char log_path[KEELD_PATH_BYTES]; /* "" = keel's default ($KEEL_LOG or /tmp/keel.log) */
@@ -83,5 +86,8 @@ const char *keeld_usage(void);
 /* Name of an engine / backend, as the flags spell it. */
 const char *keeld_engine_name(enum keeld_engine e);
 const char *keeld_backend_name(enum keeld_backend b);
+
+/* Name of a listener mode, as --listener spells it. */
+const char *keeld_listener_name(enum keeld_listener l);
 
 #endif

@@ -1,11 +1,16 @@
 /* server.c: keeld's start-up, serving and shutdown (see server.h).
  *
- * Listening sockets are opened on the main thread before any worker starts
- * (one SO_REUSEPORT socket per worker and address, keel/listener.h), so a
- * bad address or a port in use is a start-up error, said once. Each worker
- * then brings up its connection set and starts its acceptors; connections
- * never cross threads. The -c limit is split evenly over the workers (the
- * kernel spreads connections over the SO_REUSEPORT sockets evenly).
+ * Listening sockets are opened on the main thread before any worker starts,
+ * so a bad address or a port in use is a start-up error, said once. Two
+ * ways to reach the workers (--listener, keel/listener.h): reuseport (the
+ * default) opens one SO_REUSEPORT socket per worker and address, each
+ * worker starts its own acceptors and connections never cross threads;
+ * handoff opens the sockets once, worker 0 accepts and deals connections
+ * round-robin to every worker through its inbox (the others join the
+ * listener once their set is up). Either way each worker's set holds its
+ * connections, and the -c limit is one count over the process (a
+ * kl_conn_quota the sets share), refused on the worker the connection
+ * reached.
  *
  * Reports (`stats`, /metrics) sum the workers' counters without stopping
  * them and add the engine's figures; `stats reset` keeps a baseline.
@@ -52,7 +57,8 @@ struct server {
     struct kl_engine *engine;
     struct kl_workers *workers;         /* the main thread's handle */
     _Atomic(struct kl_workers *) group; /* the same, for reports: set by the workers */
-    struct slot *slots;
+    struct slot *slots;                 /* handoff: slots[0].listener is the one listener */
+    struct kl_conn_quota quota;         /* -c, over every worker's set */
     struct keeld_admin *admin;
     uint64_t started;
     pthread_mutex_t baseline_lock;
@@ -250,10 +256,10 @@ static void worker_main(struct kl_worker *kw, void *arg)
     const struct keeld_options *o = s->opts;
     atomic_store(&s->group, kl_worker_group(kw)); /* before any client can ask for stats */
     int rc = keeld_worker_init(&slot->w, &s->shared, kl_worker_counters(kw));
-    uint32_t n = kl_workers_count(kl_worker_group(kw)); /* s->workers may not be set yet */
     uint32_t rbuf_max = o->max_item_size + 4096 > MB ? o->max_item_size + 4096 : (uint32_t)MB;
     struct kl_connset_config cc = {
-        .max_conns = (o->max_conns + n - 1) / n,
+        .max_conns = o->max_conns,
+        .quota = &s->quota,
         .rbuf_max = rbuf_max,
         .idle_timeout_ns = (uint64_t)o->idle_timeout_s * 1000000000ull,
         .handler = keeld_session,
@@ -263,8 +269,11 @@ static void worker_main(struct kl_worker *kw, void *arg)
     };
     if (rc == 0)
         rc = kl_connset_init(&slot->conns, &cc);
-    if (rc == 0)
+    bool acceptor = o->listener == KEELD_LISTENER_REUSEPORT || slot == &s->slots[0];
+    if (rc == 0 && acceptor)
         rc = kl_listener_start(&slot->listener);
+    else if (rc == 0) /* handoff: worker 0's acceptor deals this one its share from now */
+        rc = kl_listener_join(&s->slots[0].listener, &slot->conns, &slot->w);
     atomic_store(&slot->state, rc == 0 ? 1 : rc);
 }
 
@@ -274,9 +283,12 @@ static void drain(struct kl_worker *kw, void *arg)
     struct slot *slot = &s->slots[kl_worker_index(kw)];
     if (atomic_load(&slot->state) != 1)
         return;
-    kl_listener_stop(&slot->listener);
+    bool handoff = s->opts->listener == KEELD_LISTENER_HANDOFF;
+    if (!handoff || slot == &s->slots[0])
+        kl_listener_stop(&slot->listener);
     kl_connset_stop(&slot->conns, atomic_load(&s->grace_ns));
-    kl_listener_close(&slot->listener);
+    if (!handoff) /* handoff: closed once every worker's inbox has run (stop()) */
+        kl_listener_close(&slot->listener);
     atomic_store(&slot->state, 2);
 }
 
@@ -402,15 +414,18 @@ static int open_listeners(struct server *s, uint32_t n, char *err, size_t err_le
     }
     if (probe_ports(addrs, err, err_len) < 0)
         return -1;
+    bool handoff = s->opts->listener == KEELD_LISTENER_HANDOFF;
     struct kl_listener_config lc = {
         .addrs = addrs,
         .backlog = (int)s->opts->backlog,
         .conns = &s->slots[0].conns,
         .refuse = refuse,
         .arg = &s->slots[0].w,
+        .mode = handoff ? KL_LISTENER_HANDOFF : KL_LISTENER_REUSEPORT,
+        .handoff_workers = n,
     };
     int rc = kl_listener_open(&s->slots[0].listener, &lc);
-    for (uint32_t i = 1; rc == 0 && i < n; i++) {
+    for (uint32_t i = 1; rc == 0 && !handoff && i < n; i++) {
         rc = kl_listener_clone(&s->slots[i].listener, &s->slots[0].listener, &s->slots[i].conns);
         s->slots[i].listener.cfg.arg = &s->slots[i].w;
     }
@@ -432,6 +447,7 @@ static int start(struct server *s, char *err, size_t err_len)
     }
     if (keeld_raise_fd_limit(o->max_conns, 64 + 8 * n, err, err_len) < 0)
         return -1;
+    kl_conn_quota_init(&s->quota, o->max_conns);
     if (open_engine(s, err, err_len) < 0 || open_listeners(s, n, err, err_len) < 0)
         return -1;
     if (keeld_become_user(o->user, err, err_len) < 0)
@@ -489,6 +505,8 @@ static void stop(struct server *s)
             while (atomic_load(&s->slots[i].state) == 1 && (uint64_t)time(NULL) < deadline)
                 usleep(2000);
         kl_workers_stop(s->workers, 0);
+        if (s->opts->listener == KEELD_LISTENER_HANDOFF && s->slots)
+            kl_listener_close(&s->slots[0].listener); /* every worker's inbox has run */
     }
     keeld_admin_stop(s->admin);
 }

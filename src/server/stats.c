@@ -128,6 +128,7 @@ void keeld_stats_settings(const struct keeld_options *s, unsigned verbosity, kee
     /* keel's own */
     text(&o, "keel_engine", keeld_engine_name(s->engine));
     text(&o, "keel_backend", keeld_backend_name(s->backend));
+    text(&o, "keel_listener", keeld_listener_name(s->listener));
     text(&o, "keel_busy_poll", s->busy_poll ? "yes" : "no");
     text(&o, "keel_evict", s->evict[0] ? s->evict : "merge");
     num(&o, KEELD_STAT_GAUGE, "keel_seg_size", s->seg_size);

@@ -84,6 +84,10 @@ def backends(keeld):
             st = talk(s.port, b"stats settings\r\n", b"END\r\n")
             check("stats settings names the backend (%s)" % be,
                   (b"STAT keel_backend %s\r\n" % be.encode()) in st, st[-300:])
+            mode = b"handoff" if "--listener=handoff" in os.environ.get("KEELD_ARGS", "") \
+                else b"reuseport"
+            check("stats settings names the listener mode (%s)" % be,
+                  (b"STAT keel_listener %s\r\n" % mode) in st, st[-300:])
 
 
 def stats_conns_of(port, idle):

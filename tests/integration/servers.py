@@ -123,10 +123,12 @@ def memcached(port=None, extra=(), threads=2, memory_mb=64):
 
 
 def keeld(binary, port=None, extra=(), threads=2, memory_mb=64, log_path=None):
-    """keeld from the build tree, logging to a private file."""
+    """keeld from the build tree, logging to a private file; the flags of
+    $KEELD_ARGS are added to every command line (ctest runs some tests again
+    with the disk engine, or with --listener=handoff)."""
     port = port or free_port()
     argv = [binary, "-l", "127.0.0.1", "-p", str(port), "-t", str(threads), "-m",
-            str(memory_mb)] + list(extra)
+            str(memory_mb)] + list(extra) + keeld_env_args()
     if log_path:
         argv += ["--log", log_path]
     return Server(argv, port, "keeld")
@@ -145,11 +147,9 @@ def keeld_env_args():
 
 
 def target(spec, **kw):
-    """A server named on a test's command line: 'memcached', or a path to keeld
-    (with the flags of $KEELD_ARGS added)."""
+    """A server named on a test's command line: 'memcached', or a path to keeld."""
     if spec == "memcached":
         return memcached(**kw)
-    kw["extra"] = list(kw.get("extra", ())) + keeld_env_args()
     return keeld(spec, **kw)
 
 

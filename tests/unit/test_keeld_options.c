@@ -36,6 +36,7 @@ KT_TEST(defaults_match_memcached_but_listen_on_loopback)
     KT_CHECK(opts.threads == 2); /* 4, capped at 2 cores */
     KT_CHECK(opts.listen_count == 1 && strcmp(opts.listen[0], "127.0.0.1") == 0);
     KT_CHECK(opts.engine == KEELD_ENGINE_SEG && opts.backend == KEELD_BACKEND_AUTO);
+    KT_CHECK(opts.listener == KEELD_LISTENER_REUSEPORT);
     keeld_options_defaults(&opts, 16);
     KT_CHECK(opts.threads == 4);
 }
@@ -63,15 +64,16 @@ KT_TEST(long_forms_and_keel_options)
     KT_REQUIRE(parse("--port=0", "--memory-limit", "8", "--max-item-size=1k", "--engine", "seg",
                      "--backend=epoll", "--busy-poll", "--evict=s3fifo", "--log=/tmp/x.log",
                      "--admin", "127.0.0.1:9150", "--idle-timeout=5", "--seg-size=4m",
-                     "--hash-power", "18", NULL) == KEELD_RUN);
+                     "--hash-power", "18", "--listener=handoff", NULL) == KEELD_RUN);
     KT_CHECK(opts.port == 0 && opts.memory_bytes == 8 * MB && opts.max_item_size == 1024);
     KT_CHECK(opts.backend == KEELD_BACKEND_EPOLL && opts.busy_poll);
     KT_CHECK(strcmp(opts.evict, "s3fifo") == 0 && strcmp(opts.log_path, "/tmp/x.log") == 0);
     KT_CHECK(strcmp(opts.admin, "127.0.0.1:9150") == 0 && opts.idle_timeout_s == 5);
     KT_CHECK(opts.seg_size == 4 * MB && opts.hash_power == 18);
+    KT_CHECK(opts.listener == KEELD_LISTENER_HANDOFF);
     /* the same through -o, with either spelling */
-    KT_REQUIRE(parse("-o", "engine=disk,data_dir=/var/lib/keel,backend=io_uring,busy-poll", NULL) ==
-               KEELD_RUN);
+    KT_REQUIRE(parse("-o", "engine=disk,data_dir=/var/lib/keel,backend=io_uring,busy-poll", "-o",
+                     "listener=handoff", NULL) == KEELD_RUN);
     KT_CHECK(opts.engine == KEELD_ENGINE_DISK && strcmp(opts.data_dir, "/var/lib/keel") == 0);
     KT_CHECK(opts.backend == KEELD_BACKEND_URING && opts.busy_poll);
     /* the disk engine's options, long and through -o */
@@ -82,6 +84,7 @@ KT_TEST(long_forms_and_keel_options)
     KT_CHECK(!opts.direct && opts.sync == KEELD_SYNC_NONE && opts.sync_ms == 5);
     KT_REQUIRE(parse("--engine=disk", "--data-dir=/d", NULL) == KEELD_RUN);
     KT_CHECK(opts.sync == KEELD_SYNC_BATCH && opts.sync_ms == 0); /* the engine's default: 10 */
+    KT_CHECK(opts.listener == KEELD_LISTENER_HANDOFF);
 }
 
 KT_TEST(help_and_version_win_over_other_flags)
@@ -125,6 +128,7 @@ KT_TEST(bad_flags_are_one_line_errors)
         {"-o", "direct=1", "takes no value"},
         {"--evict", "lru", "not a policy"},
         {"--backend", "kqueue", "not a backend"},
+        {"--listener", "steal", "not a listener mode"},
         {"--admin", "127.0.0.1", "has no port"},
         {"--admin", "127.0.0.1:http", "not a number"},
         {"-l", "127.0.0.1:99999", "out of range"},
