@@ -76,6 +76,7 @@ KT_TEST(long_forms_and_keel_options)
                      "listener=handoff", NULL) == KEELD_RUN);
     KT_CHECK(opts.engine == KEELD_ENGINE_DISK && strcmp(opts.data_dir, "/var/lib/keel") == 0);
     KT_CHECK(opts.backend == KEELD_BACKEND_URING && opts.busy_poll);
+    KT_CHECK(opts.listener == KEELD_LISTENER_HANDOFF);
     /* the disk engine's options, long and through -o */
     KT_REQUIRE(parse("--engine=disk", "--data-dir", "/d", "--direct", "--sync", "always",
                      "--sync-ms=25", NULL) == KEELD_RUN);
@@ -84,7 +85,6 @@ KT_TEST(long_forms_and_keel_options)
     KT_CHECK(!opts.direct && opts.sync == KEELD_SYNC_NONE && opts.sync_ms == 5);
     KT_REQUIRE(parse("--engine=disk", "--data-dir=/d", NULL) == KEELD_RUN);
     KT_CHECK(opts.sync == KEELD_SYNC_BATCH && opts.sync_ms == 0); /* the engine's default: 10 */
-    KT_CHECK(opts.listener == KEELD_LISTENER_HANDOFF);
 }
 
 KT_TEST(help_and_version_win_over_other_flags)
