@@ -51,6 +51,9 @@
 /* The most one read or write transfers (Linux's MAX_RW_COUNT with 4 KiB pages). */
 #define MAX_RW 0x7ffff000u
 
+/* Non-blocking polls that may pass over pending completions (see uring_poll). */
+#define REAP_PATIENCE 8
+
 /* How often a fiber retries queueing the cancel of its request. */
 #define CANCEL_RETRY_NS 1000000u
 
@@ -62,6 +65,7 @@ struct uring_state {
     bool wake_armed;
     bool wake_broken;    /* its read failed unexpectedly: not armed again */
     bool deferred;       /* DEFER_TASKRUN: completions wait for our io_uring_enter */
+    uint32_t unreaped;   /* non-blocking polls since completions were last reaped */
     uint64_t wake_count; /* the wake-up read's buffer */
 };
 
@@ -263,11 +267,19 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
     if (KL_UNLIKELY(!u->wake_armed))
         arm_wake(r, u); /* no SQE was free when it completed last */
     if (timeout_ns == 0) {
-        if (io_uring_sq_ready(&u->ring) > 0 || (u->deferred && completions_pending(u))) {
+        /* Completions alone do not call for a system call while fibers are
+         * ready: those fibers will submit (and that call reaps) or park (and
+         * the blocking wait reaps), so completions come in batches. Only a
+         * loop that stays busy without submitting enters for them, after
+         * REAP_PATIENCE polls, so no completion waits forever. */
+        bool reap = u->deferred && completions_pending(u) && ++u->unreaped >= REAP_PATIENCE;
+        if (io_uring_sq_ready(&u->ring) > 0 || reap) {
             r->stats.syscalls++;
             rc = io_uring_submit_and_get_events(&u->ring);
+            u->unreaped = 0;
         }
     } else {
+        u->unreaped = 0;
         struct __kernel_timespec ts, *tsp = NULL;
         if (timeout_ns != UINT64_MAX) {
             ts.tv_sec = (long long)(timeout_ns / 1000000000u);
