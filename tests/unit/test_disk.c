@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "disk_kit.h"
 #include "kt.h"
 
 #define T0 1000u
@@ -28,22 +29,6 @@ static void fresh_dir(void)
 {
     snprintf(dir, sizeof dir, "/tmp/keel-disk-test-XXXXXX");
     KT_REQUIRE(mkdtemp(dir) != NULL);
-}
-
-static void rm_dir(void)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.')
-            continue;
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 static struct kl_engine *open_disk(enum kl_sync_mode sync, uint64_t file_bytes)
@@ -114,7 +99,7 @@ KT_TEST(store_modes_follow_memcached)
     KT_EQ_U(it.vlen, 0);
     kl_engine_release(e, &it);
     kl_engine_close(e);
-    rm_dir();
+    dk_rmdir(dir);
 }
 
 KT_TEST(delete_arith_touch_expiry_flush)
@@ -179,7 +164,7 @@ KT_TEST(delete_arith_touch_expiry_flush)
     KT_EQ_STR(get(e, "after", NULL), "");
     KT_EQ_STR(get(e, "later", NULL), "2");
     kl_engine_close(e);
-    rm_dir();
+    dk_rmdir(dir);
 }
 
 static void remove_ckpt(void)
@@ -235,7 +220,7 @@ static void replay_case(bool keep_ckpt)
     KT_EQ_STR(get(e, "key:0", &it), "again");
     KT_EQ_U(it.cas, cas);
     kl_engine_close(e);
-    rm_dir();
+    dk_rmdir(dir);
 }
 
 KT_TEST(replay_after_reopen_without_checkpoint) { replay_case(false); }
@@ -266,7 +251,7 @@ KT_TEST(checkpoint_plus_tail_replay)
     KT_EQ_STR(get(e, "b", NULL), "");
     KT_EQ_STR(get(e, "c", NULL), "3");
     kl_engine_close(e);
-    rm_dir();
+    dk_rmdir(dir);
 }
 
 static int data_fd(int flags)
@@ -298,7 +283,7 @@ KT_TEST(flipped_byte_is_corrupt_never_a_value)
     KT_EQ_I(put(e, KL_SET, "victim", "again", 0, 0, NULL), KL_E_STORED);
     KT_EQ_STR(get(e, "victim", NULL), "again");
     kl_engine_close(e);
-    rm_dir();
+    dk_rmdir(dir);
 }
 
 KT_TEST(torn_tail_is_cut_and_a_hole_skipped)
@@ -337,7 +322,7 @@ KT_TEST(torn_tail_is_cut_and_a_hole_skipped)
     KT_EQ_STR(get(e, "k3", NULL), "v3");
     KT_EQ_STR(get(e, "k1", NULL), "v1");
     kl_engine_close(e);
-    rm_dir();
+    dk_rmdir(dir);
 }
 
 KT_TEST(sync_always_and_bad_options)
@@ -355,7 +340,7 @@ KT_TEST(sync_always_and_bad_options)
     KT_EQ_I(kl_sync_mode_parse("always", &m), 0);
     KT_EQ_I(m, KL_SYNC_ALWAYS);
     KT_EQ_I(kl_sync_mode_parse("sometimes", &m), -EINVAL);
-    rm_dir();
+    dk_rmdir(dir);
 }
 
 KT_TEST(large_values_and_too_large)
@@ -377,7 +362,7 @@ KT_TEST(large_values_and_too_large)
     KT_EQ_I(kl_engine_reserve(e, "", 0, 1, 0, 0, &st), KL_E_BAD_KEY);
     free(v);
     kl_engine_close(e);
-    rm_dir();
+    dk_rmdir(dir);
 }
 
 /* A full device (here: past RLIMIT_FSIZE, EFBIG): stores fail with
@@ -421,7 +406,7 @@ KT_TEST(full_disk_refuses_writes_keeps_reads)
     KT_EQ_STR(get(e, "more", NULL), "");
     KT_EQ_I(put(e, KL_SET, "more", "now", 0, 0, NULL), KL_E_STORED);
     kl_engine_close(e);
-    rm_dir();
+    dk_rmdir(dir);
 }
 
 KT_TEST(direct_reads_and_more_semantics)
@@ -432,7 +417,7 @@ KT_TEST(direct_reads_and_more_semantics)
     struct kl_engine *e = NULL;
     int r = kl_engine_open(&o, &e);
     if (r == -EINVAL) {
-        rm_dir();
+        dk_rmdir(dir);
         KT_SKIP("this file system refuses O_DIRECT");
     }
     KT_REQUIRE(r == 0);
@@ -474,7 +459,7 @@ KT_TEST(direct_reads_and_more_semantics)
     KT_EQ_STR(get(e, "big", NULL), big);
     KT_EQ_STR(get(e, "t", NULL), "");
     kl_engine_close(e);
-    rm_dir();
+    dk_rmdir(dir);
 }
 
 /* The record format itself: sizes padded to 8, every byte covered by the

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "disk_kit.h"
 #include "kt.h"
 
 #define NKEYS    300u
@@ -164,14 +165,5 @@ KT_TEST(sigkill_loses_no_acknowledged_store)
         kl_engine_close(e);
     }
     munmap(sh, sizeof *sh);
-    DIR *d = opendir(dir);
-    for (struct dirent *de; d && (de = readdir(d)) != NULL;) {
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (de->d_name[0] != '.')
-            unlink(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
+    dk_rmdir(dir);
 }

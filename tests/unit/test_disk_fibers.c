@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "disk_kit.h"
 #include "kt.h"
 #include "reactor_kit.h"
 
@@ -20,21 +21,6 @@
 static char dir[256];
 static struct kl_engine *eng;
 static int bad;
-
-static void rm_dir(void)
-{
-    DIR *d = opendir(dir);
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.')
-            continue;
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
-}
 
 static intptr_t writer(void *arg)
 {
@@ -80,7 +66,7 @@ static void run(enum kl_reactor_backend b)
     printf("  %s: %llu syncs for %d stores\n", kl_reactor_backend_name(b),
            (unsigned long long)st.disk_group_syncs, FIBERS * STORES);
     kl_engine_close(eng);
-    rm_dir();
+    dk_rmdir(dir);
 }
 
 KT_TEST(fibers_store_and_read_with_group_commit) { rk_each_backend(run); }
@@ -131,7 +117,7 @@ static void run_cancel(enum kl_reactor_backend b)
     KT_EQ_U(st.items, (uint64_t)stored_ok);
     KT_EQ_U(st.disk_io_errors, 0);
     kl_engine_close(eng);
-    rm_dir();
+    dk_rmdir(dir);
 }
 
 KT_TEST(cancelled_writers_finish_their_store) { rk_each_backend(run_cancel); }

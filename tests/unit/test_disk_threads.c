@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "disk_kit.h"
 #include "kt.h"
 
 #define NKEYS    400u
@@ -112,21 +113,6 @@ static void *compactor(void *arg)
     return NULL;
 }
 
-static void rm_dir(void)
-{
-    DIR *d = opendir(dir);
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.')
-            continue;
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
-}
-
 static struct kl_engine *open_it(void)
 {
     struct kl_engine_opts o = {.engine = "disk",
@@ -194,5 +180,5 @@ KT_TEST(threads_and_compaction_race)
         KT_EQ_I(bad, 0);
     }
     kl_engine_close(sh.e);
-    rm_dir();
+    dk_rmdir(dir);
 }
