@@ -190,13 +190,8 @@ def stop(proc, sig=signal.SIGTERM, port=None):
     except subprocess.TimeoutExpired:
         proc.kill()
         rc = proc.wait()
-    deadline = time.monotonic() + 30
-    while port is not None and time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        except OSError:
-            break
-        time.sleep(0.01)
+    if port is not None:
+        servers.wait_port_closed(port, 30)
     return rc
 
 

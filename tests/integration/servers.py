@@ -51,6 +51,18 @@ def talk(port, data, until=b"\r\n", seconds=10):
         return buf
 
 
+def wait_port_closed(port, seconds=10.0):
+    """Wait until nothing accepts connections on 127.0.0.1:port (see
+    Server.stop for why a stopped server's port may still be open)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except OSError:
+            return
+        time.sleep(0.02)
+
+
 class Server:
     """A server process on 127.0.0.1:port; use as a context manager."""
 
@@ -85,13 +97,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-            except OSError:
-                break
-            time.sleep(0.05)
+        wait_port_closed(self.port, seconds)
         return rc
 
     def rss_bytes(self):
