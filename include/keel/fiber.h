@@ -194,6 +194,13 @@ int kl_fiber_expire(kl_fiber_id id);
  * run), -EINVAL (detached), -EBUSY (already joined), -ECANCELED. */
 int kl_fiber_join(kl_fiber_id id, intptr_t *result);
 
+/* Join a fiber that works on the caller's own data (its stack, say) and so
+ * must end before the caller may unwind: as kl_fiber_join(), but cancelling
+ * the caller does not cut the wait short (the caller stays cancelled: its
+ * next blocking call sees it). From a fiber only: 0, -ESRCH, -EDEADLK,
+ * -EINVAL (detached, or called from the main context), -EBUSY. */
+int kl_fiber_await(kl_fiber_id id, intptr_t *result);
+
 /* Free the fiber's slot as soon as it ends; it can no longer be joined. 0, -ESRCH, -EBUSY. */
 int kl_fiber_detach(kl_fiber_id id);
 

@@ -404,7 +404,8 @@ int kl_fiber_expire(kl_fiber_id id)
 
 static bool fiber_done(void *arg) { return ((struct kl_fiber *)arg)->state == KL_FIBER_DONE; }
 
-int kl_fiber_join(kl_fiber_id id, intptr_t *result)
+/* kl_fiber_join(), and kl_fiber_await() when `through_cancel`. */
+static int join(kl_fiber_id id, intptr_t *result, bool through_cancel)
 {
     struct kl_sched *s = kl_sched__tls;
     if (s == NULL)
@@ -419,6 +420,8 @@ int kl_fiber_join(kl_fiber_id id, intptr_t *result)
         return -EINVAL;
     if (f->joiner)
         return -EBUSY;
+    if (through_cancel && cur == &s->main)
+        return -EINVAL;
     int rc = 0;
     if (f->state != KL_FIBER_DONE) {
         check_may_switch(s, "kl_fiber_join()");
@@ -426,12 +429,17 @@ int kl_fiber_join(kl_fiber_id id, intptr_t *result)
         if (cur == &s->main) {
             rc = kl_sched__run_until(s, fiber_done, f);
         } else {
+            bool cancelled = cur->cancelled;
             while (f->state != KL_FIBER_DONE) {
+                if (through_cancel)
+                    cur->cancelled = false; /* the sticky flag would refuse to park */
                 rc = kl_fiber__suspend(s, "join", f->name, KL_FIBER_FOREVER);
-                if (rc == -ECANCELED)
+                cancelled |= cur->cancelled;
+                if (rc == -ECANCELED && !through_cancel)
                     break;
                 rc = 0;
             }
+            cur->cancelled = cancelled;
         }
         f->joiner = NULL;
         if (f->state != KL_FIBER_DONE)
@@ -442,6 +450,10 @@ int kl_fiber_join(kl_fiber_id id, intptr_t *result)
     release_slot(s, f);
     return 0;
 }
+
+int kl_fiber_join(kl_fiber_id id, intptr_t *result) { return join(id, result, false); }
+
+int kl_fiber_await(kl_fiber_id id, intptr_t *result) { return join(id, result, true); }
 
 int kl_fiber_detach(kl_fiber_id id)
 {

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "exec.h"
+#include "retrieve.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -160,55 +161,6 @@ static int engine_error(struct keeld_worker *w, struct kl_conn *c, const struct 
     if (KL_UNLIKELY(keeld_tracing(w)))
         keeld_trace(kl_conn_fd(c), '>', line, strlen(line));
     return keeld_reply(w, c, line, strlen(line));
-}
-
-/* ---- retrieval ---- */
-
-static int retrieve(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd)
-{
-    struct kl_engine *e = w->shared->engine;
-    bool with_cas = cmd->type == KL_MC_GETS || cmd->type == KL_MC_GATS;
-    bool touch = cmd->type == KL_MC_GAT || cmd->type == KL_MC_GATS;
-    uint32_t exptime = keeld_exptime(cmd->exptime);
-    size_t pos = 0;
-    struct kl_mc_str key;
-    uint64_t hits = 0, n = 0;
-    int rc = 0, failed = 0;
-    while (rc == 0 && kl_mc_next_key(cmd, &pos, &key)) {
-        struct kl_item it;
-        n++;
-        int r = kl_engine_lookup(e, key.p, key.len, NULL, &it);
-        if (r == KL_E_CORRUPT || r == KL_E_IO) { /* never a value: an error ends the reply */
-            failed = r;
-            break;
-        }
-        if (r != KL_E_OK)
-            continue;
-        hits++;
-        if (KL_UNLIKELY(keeld_tracing(w))) {
-            char line[KL_KEY_MAX + 16];
-            int ln = snprintf(line, sizeof line, "sending key %.*s", (int)key.len, key.p);
-            keeld_trace(kl_conn_fd(c), '>', line, (size_t)ln);
-        }
-        if (touch) /* after the read: as memcached, gat -1 returns the value, then expires it */
-            kl_engine_touch(e, key.p, key.len, exptime);
-        char hdr[KL_KEY_MAX + 64];
-        int hl = kl_mc_value_header(hdr, sizeof hdr, key, it.flags, it.vlen, with_cas, it.cas);
-        KL_ASSERT(hl > 0, "a VALUE header fits %zu bytes", sizeof hdr);
-        rc = keeld_reply_value(w, c, hdr, (size_t)hl, &it);
-    }
-    keeld_count(w, KEELD_C_cmd_get, n);
-    if (touch) {
-        keeld_count(w, KEELD_C_cmd_touch, n);
-        keeld_count(w, KEELD_C_touch_hits, hits);
-        keeld_count(w, KEELD_C_touch_misses, n - hits);
-    } else {
-        keeld_count(w, KEELD_C_get_hits, hits);
-        keeld_count(w, KEELD_C_get_misses, n - hits);
-    }
-    if (rc == 0 && failed)
-        return keeld_engine_failure(w, c, failed);
-    return rc ? rc : keeld_reply_line(w, c, KL_MC_R_END);
 }
 
 /* ---- storage ---- */
@@ -381,7 +333,11 @@ int keeld_exec(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd
     case KL_MC_GET:
     case KL_MC_GETS:
     case KL_MC_GAT:
-    case KL_MC_GATS: return retrieve(w, c, cmd);
+    case KL_MC_GATS: {
+        struct keeld_run one = {.n = 0};
+        keeld_run_add(&one, cmd);
+        return keeld_run_answer(w, c, &one);
+    }
     case KL_MC_SET:
     case KL_MC_ADD:
     case KL_MC_REPLACE:

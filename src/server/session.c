@@ -3,16 +3,20 @@
  * The runner hands the handler a view of every unconsumed byte; the parser
  * takes commands off its front in place, exec runs them and queues their
  * replies, and the bytes are consumed once, at the end of the batch, so the
- * replies of one read go out in one writev. A value refused as too large is
- * swallowed without being buffered: the parser says how many bytes to drop,
- * and what is not in the buffer yet is dropped as it arrives (the count
- * rides in the connection's user word).
+ * replies of one read go out in one writev. On an engine that overlaps
+ * lookups (the disk engine), consecutive get and gets commands are gathered
+ * into a run, answered when another command or the end of the input comes
+ * (retrieve.h), so that their reads are in flight at once. A value refused
+ * as too large is swallowed without being buffered: the parser says how
+ * many bytes to drop, and what is not in the buffer yet is dropped as it
+ * arrives (the count rides in the connection's user word).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <time.h>
 
 #include "exec.h"
+#include "retrieve.h"
 
 int keeld_session(struct kl_conn *c, void *arg)
 {
@@ -34,6 +38,7 @@ int keeld_session(struct kl_conn *c, void *arg)
     }
     size_t off = 0;
     int rc = 0;
+    struct keeld_run run = {.n = 0};
     while (off < len && rc == 0) {
         struct kl_mc_cmd cmd;
         enum kl_mc_status st = kl_mc_parse(&cfg, buf + off, len - off, &cmd);
@@ -41,6 +46,11 @@ int keeld_session(struct kl_conn *c, void *arg)
             break;
         if (KL_UNLIKELY(keeld_tracing(w)))
             keeld_trace(kl_conn_fd(c), '<', buf + off, len - off);
+        if (run.n > 0 && (st == KL_MC_ERROR || !keeld_run_takes(w, &run, &cmd))) {
+            rc = keeld_run_answer(w, c, &run); /* replies keep the commands' order */
+            if (rc != 0)
+                break;
+        }
         if (st == KL_MC_ERROR) {
             if (KL_UNLIKELY(keeld_tracing(w)) && cmd.reply.len > 0)
                 keeld_trace(kl_conn_fd(c), '>', cmd.reply.p, cmd.reply.len);
@@ -50,6 +60,8 @@ int keeld_session(struct kl_conn *c, void *arg)
                 rc = keeld_reply(w, c, cmd.reply.p, cmd.reply.len);
             if (rc == 0 && cmd.close)
                 rc = KL_CONN_CLOSE;
+        } else if (keeld_run_takes(w, &run, &cmd)) {
+            keeld_run_add(&run, &cmd);
         } else {
             rc = keeld_exec(w, c, &cmd);
         }
@@ -59,6 +71,10 @@ int keeld_session(struct kl_conn *c, void *arg)
         } else {
             off += cmd.consumed;
         }
+    }
+    if (run.n > 0) {
+        int rr = keeld_run_answer(w, c, &run);
+        rc = rc ? rc : rr;
     }
     kl_conn_consume(c, off);
     kl_conn_set_user(c, (void *)skip);

@@ -124,6 +124,15 @@ struct kl_lookup_opts {
     uint32_t recache_ttl; /* >0: win a recache token when ttl_left < this ("R") */
 };
 
+/* One key of kl_engine_lookup_many(). */
+struct kl_key {
+    const char *p;
+    uint32_t len;
+};
+
+/* Most keys one kl_engine_lookup_many() call takes. */
+#define KL_LOOKUP_MANY_MAX 32
+
 /* A store in progress: reserve fills it; commit or abort ends it. */
 struct kl_store {
     char *value; /* where the caller writes vlen value bytes */
@@ -165,6 +174,9 @@ struct kl_engine_ops {
     int (*lookup)(struct kl_engine *e, const char *key, size_t klen, const struct kl_lookup_opts *o,
                   struct kl_item *it);
     void (*release)(struct kl_engine *e, struct kl_item *it);
+    /* Optional: engines that wait for a device overlap the waits (see the wrapper). */
+    void (*lookup_many)(struct kl_engine *e, size_t n, const struct kl_key *keys,
+                        struct kl_item *items, int *results);
     int (*reserve)(struct kl_engine *e, const char *key, size_t klen, uint32_t vlen, uint32_t flags,
                    uint32_t exptime, struct kl_store *st);
     int (*commit)(struct kl_engine *e, struct kl_store *st, enum kl_store_mode mode,
@@ -218,6 +230,28 @@ static inline int kl_engine_lookup(struct kl_engine *e, const char *key, size_t 
                                    const struct kl_lookup_opts *o, struct kl_item *it)
 {
     return e->ops->lookup(e, key, klen, o, it);
+}
+
+/* Look up n plain-get keys (n <= KL_LOOKUP_MANY_MAX): results[i] is what
+ * kl_engine_lookup(keys[i]) returns, items[i] pinned when it is KL_E_OK. An
+ * engine that waits for a device overlaps the waits (the disk engine has all
+ * n reads in flight at once); any other looks the keys up in turn. */
+static inline void kl_engine_lookup_many(struct kl_engine *e, size_t n, const struct kl_key *keys,
+                                         struct kl_item *items, int *results)
+{
+    if (e->ops->lookup_many) {
+        e->ops->lookup_many(e, n, keys, items, results);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        results[i] = e->ops->lookup(e, keys[i].p, keys[i].len, NULL, &items[i]);
+}
+
+/* True when the engine overlaps batched lookups, so that the server gains by
+ * gathering the keys of several pipelined gets into one call. */
+static inline bool kl_engine_overlaps(const struct kl_engine *e)
+{
+    return e->ops->lookup_many != NULL;
 }
 
 /* Unpin an item returned by kl_engine_lookup(). */

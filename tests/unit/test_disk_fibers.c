@@ -121,3 +121,101 @@ static void run_cancel(enum kl_reactor_backend b)
 }
 
 KT_TEST(cancelled_writers_finish_their_store) { rk_each_backend(run_cancel); }
+
+/* kl_engine_lookup_many() from a fiber: every key's answer is the one a
+ * lookup of its own gives (hits, misses, a key twice), and the reads are in
+ * flight together: the batch takes a few reactor iterations where the same
+ * keys one after the other take one or more each. A cancelled caller still
+ * gets every answer (it waits for the fibers that write into its arrays). */
+#define MANY 32
+
+static int many_bad;
+static uint64_t iters_serial, iters_many;
+
+static void many_keys(char names[MANY][16], struct kl_key keys[MANY])
+{
+    for (int i = 0; i < MANY; i++) {
+        /* every 4th key was never stored; the last repeats the first */
+        int k = i == MANY - 1 ? 0 : i;
+        snprintf(names[i], 16, k % 4 == 3 ? "none%d" : "many%d", k);
+        keys[i] = (struct kl_key){names[i], (uint32_t)strlen(names[i])};
+    }
+}
+
+static void check_many(const struct kl_key *keys, struct kl_item *items, const int *results)
+{
+    for (int i = 0; i < MANY; i++) {
+        bool stored = keys[i].p[0] == 'm';
+        if (results[i] != (stored ? KL_E_OK : KL_E_NOT_FOUND)) {
+            many_bad++;
+            continue;
+        }
+        if (!stored)
+            continue;
+        char v[64];
+        int n = snprintf(v, sizeof v, "value of %.*s", (int)keys[i].len, keys[i].p);
+        many_bad += items[i].vlen != (uint32_t)n || memcmp(items[i].value, v, (size_t)n) != 0;
+        kl_engine_release(eng, &items[i]);
+    }
+}
+
+static uint64_t iterations(void)
+{
+    struct kl_reactor_stats s;
+    kl_reactor_stats(&s);
+    return s.iterations;
+}
+
+static intptr_t many_reader(void *arg)
+{
+    bool cancel_self = arg != NULL;
+    char names[MANY][16];
+    struct kl_key keys[MANY];
+    struct kl_item items[MANY];
+    int results[MANY];
+    many_keys(names, keys);
+    uint64_t t0 = iterations();
+    for (int i = 0; i < MANY; i++)
+        results[i] = kl_engine_lookup(eng, keys[i].p, keys[i].len, NULL, &items[i]);
+    iters_serial = iterations() - t0;
+    check_many(keys, items, results);
+    if (cancel_self)
+        kl_fiber_cancel(kl_fiber_self());
+    t0 = iterations();
+    kl_engine_lookup_many(eng, MANY, keys, items, results);
+    iters_many = iterations() - t0;
+    check_many(keys, items, results);
+    many_bad += cancel_self != kl_fiber_cancelled();
+    return 0;
+}
+
+static void run_many(enum kl_reactor_backend b)
+{
+    snprintf(dir, sizeof dir, "/tmp/keel-disk-fibers-XXXXXX");
+    KT_REQUIRE(mkdtemp(dir) != NULL);
+    struct kl_engine_opts o = {
+        .engine = "disk", .data_dir = dir, .sync = KL_SYNC_NONE, .compact_pct = 100, .now = 1};
+    KT_REQUIRE(kl_engine_open(&o, &eng) == 0);
+    for (int i = 0; i < MANY; i++) {
+        char k[16], v[64];
+        snprintf(k, sizeof k, "many%d", i);
+        int n = snprintf(v, sizeof v, "value of %s", k);
+        KT_EQ_I(kl_engine_store(eng, KL_SET, k, strlen(k), v, (uint32_t)n, 0, 0, 0, NULL),
+                KL_E_STORED);
+    }
+    many_bad = 0;
+    rk_spawn("many", many_reader, NULL);
+    KT_EQ_I(kl_reactor_run(), 0);
+    KT_EQ_I(many_bad, 0);
+    printf("  %s: %llu iterations one by one, %llu in one batch\n", kl_reactor_backend_name(b),
+           (unsigned long long)iters_serial, (unsigned long long)iters_many);
+    KT_CHECK(iters_serial >= MANY * 3 / 4); /* a read each: the stored keys */
+    KT_CHECK(iters_many * 4 <= iters_serial);
+    rk_spawn("many-cancelled", many_reader, (void *)1);
+    KT_EQ_I(kl_reactor_run(), 0);
+    KT_EQ_I(many_bad, 0);
+    kl_engine_close(eng);
+    dk_rmdir(dir);
+}
+
+KT_TEST(lookup_many_overlaps_reads) { rk_each_backend(run_many); }

@@ -194,6 +194,36 @@ KT_TEST(cancel_fiber_waiting_in_join)
     down();
 }
 
+/* Awaits the sleeper (through a cancel), then reports whether it is still
+ * cancelled and whether the sleeper had ended. */
+static intptr_t await_sleeper(void *arg)
+{
+    kl_fiber_id *sleeper = arg;
+    intptr_t r = 0;
+    int rc = kl_fiber_await(*sleeper, &r);
+    if (rc != 0)
+        return 1000 - rc;
+    return kl_fiber_cancelled() ? r : 2000 + r;
+}
+
+KT_TEST(await_is_not_cut_short_by_cancel)
+{
+    up(16);
+    kl_fiber_id sleeper, awaiter;
+    KT_EQ_I(kl_fiber_spawn(&sleeper, "sleeper", suspend_once, NULL, KL_FIBER_PRIO_NORMAL), 0);
+    KT_EQ_I(kl_fiber_spawn(&awaiter, "awaiter", await_sleeper, &sleeper, KL_FIBER_PRIO_NORMAL), 0);
+    KT_EQ_I(kl_sched_run(), 2);
+    KT_EQ_I(kl_fiber_cancel(awaiter), 0);
+    KT_EQ_I(kl_sched_run(), 2); /* the cancel woke it; it went back to waiting */
+    KT_EQ_I(kl_fiber_state(awaiter), KL_FIBER_SUSPENDED);
+    KT_EQ_I(kl_fiber_resume(sleeper, 9), 0);
+    intptr_t r = 0;
+    KT_EQ_I(kl_fiber_join(awaiter, &r), 0);
+    KT_EQ_I(r, 9); /* it got the sleeper's result and is still cancelled */
+    KT_EQ_I(kl_fiber_await(awaiter, NULL), -ESRCH);
+    down();
+}
+
 KT_TEST(stale_id_rejected_after_slot_reuse)
 {
     up(4);

@@ -196,6 +196,7 @@ static const struct kl_engine_ops disk_ops = {
     .close = disk_close,
     .tick = disk_tick,
     .lookup = disk_lookup_op,
+    .lookup_many = disk_lookup_many_op,
     .release = disk_release_op,
     .reserve = disk_reserve_op,
     .commit = disk_commit_op,

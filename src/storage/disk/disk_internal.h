@@ -292,6 +292,8 @@ int disk_compact(struct disk_engine *de, double below);
 /* Operations (disk_ops.c). */
 int disk_lookup_op(struct kl_engine *e, const char *key, size_t klen,
                    const struct kl_lookup_opts *o, struct kl_item *it);
+void disk_lookup_many_op(struct kl_engine *e, size_t n, const struct kl_key *keys,
+                         struct kl_item *items, int *results);
 void disk_release_op(struct kl_engine *e, struct kl_item *it);
 int disk_reserve_op(struct kl_engine *e, const char *key, size_t klen, uint32_t vlen,
                     uint32_t flags, uint32_t exptime, struct kl_store *st);

@@ -1,0 +1,58 @@
+/* storage/disk/lookup_many.c: the disk engine's batched lookup: every read
+ * of a batch in flight at once.
+ *
+ * A lookup parks its fiber until its record is read, so n lookups one after
+ * the other keep one read in flight. kl_engine_lookup_many() instead runs
+ * each key but the first in a fiber of its own (the calling fiber takes the
+ * first), so the reactor hands all n reads to the kernel in one submission
+ * and the device sees the batch's whole depth; then the caller awaits the
+ * fibers. They write into the caller's arrays, so the caller waits for them
+ * even when it is cancelled (kl_fiber_await). Where no fiber can be spawned
+ * (outside a reactor, or every slot taken) keys are looked up in turn.
+ */
+#include "disk_internal.h"
+
+#include "keel/assert.h"
+#include "keel/fiber.h"
+#include "keel/reactor.h"
+
+struct one_lookup {
+    struct kl_engine *e;
+    const struct kl_key *key;
+    struct kl_item *item;
+    int *result;
+};
+
+static intptr_t lookup_fiber(void *arg)
+{
+    struct one_lookup *l = arg;
+    *l->result = disk_lookup_op(l->e, l->key->p, l->key->len, NULL, l->item);
+    return 0;
+}
+
+void disk_lookup_many_op(struct kl_engine *e, size_t n, const struct kl_key *keys,
+                         struct kl_item *items, int *results)
+{
+    KL_ASSERT(n <= KL_LOOKUP_MANY_MAX, "%zu keys in one batch", n);
+    struct one_lookup jobs[KL_LOOKUP_MANY_MAX];
+    kl_fiber_id ids[KL_LOOKUP_MANY_MAX];
+    bool fibers =
+        n > 1 && kl_reactor_active() && !kl_fiber_id_eq(kl_fiber_self(), KL_FIBER_ID_NONE);
+    for (size_t i = 1; i < n; i++) {
+        jobs[i] = (struct one_lookup){e, &keys[i], &items[i], &results[i]};
+        ids[i] = KL_FIBER_ID_NONE;
+        if (fibers &&
+            kl_fiber_spawn(&ids[i], "disk-get", lookup_fiber, &jobs[i], KL_FIBER_PRIO_NORMAL) != 0)
+            ids[i] = KL_FIBER_ID_NONE;
+    }
+    if (n > 0)
+        results[0] = disk_lookup_op(e, keys[0].p, keys[0].len, NULL, &items[0]);
+    for (size_t i = 1; i < n; i++) {
+        if (kl_fiber_id_eq(ids[i], KL_FIBER_ID_NONE)) {
+            lookup_fiber(&jobs[i]);
+            continue;
+        }
+        int rc = kl_fiber_await(ids[i], NULL);
+        KL_ASSERT(rc == 0, "await of a lookup fiber: %d", rc);
+    }
+}
