@@ -24,7 +24,7 @@ data size (--data-mb, 4096 by default):
    connection (the engine opens before the listeners), after a clean stop
    (SIGTERM) and after a SIGKILL that follows 2 s of overwrites; median of 3
    each. Index memory per key: keeld's `stats` figure for the index
-   (disk_index_bytes, else another STAT naming index and bytes) over
+   (keel_disk_index_bytes) over
    curr_items, and, beside it, the RSS of keeld holding the keys minus that
    of keeld on an empty data dir, over the keys.
 3. Crash safety: tests/integration/disk_crash.py with --crash-cycles (100).
@@ -283,11 +283,11 @@ def compare(a, base, direct, disk_why):
 def index_figure(port):
     st = stats(port)
     items = int(st.get("curr_items", 0))
-    names = ["disk_index_bytes"] + sorted(k for k in st if "index" in k and "bytes" in k)
+    names = ["keel_disk_index_bytes"] + sorted(k for k in st if "index" in k and "bytes" in k)
     for n in names:
         if n in st and items:
             return int(st[n]) / items, "stats %s / curr_items (%d)" % (n, items)
-    return None, "no STAT names the index's bytes (looked for disk_index_bytes)"
+    return None, "no STAT names the index's bytes (looked for keel_disk_index_bytes)"
 
 
 def rss(pid):

@@ -94,6 +94,7 @@ void keeld_stats_general(const struct keeld_stats_view *v, keeld_stat_emit emit,
         num(&o, KEELD_STAT_GAUGE, "keel_disk_dead_bytes", f->disk_dead_bytes);
         num(&o, KEELD_STAT_COUNTER, "keel_disk_compactions", f->disk_compactions);
         num(&o, KEELD_STAT_COUNTER, "keel_disk_group_syncs", f->disk_group_syncs);
+        num(&o, KEELD_STAT_GAUGE, "keel_disk_index_bytes", f->hash_bytes); /* the index */
     }
 }
 

@@ -11,6 +11,10 @@ Cases:
   keel-bench names them ("kb" + the index zero-padded to 16 bytes), each
   value "@KEY|..." (cut to its length) of a length within [min, max]; key N
   is missing;
+- the same keys pipelined, 100 commands in one write (get, and gets of two
+  keys each, the missing key among them): every reply in order (keeld reads
+  a run of gets together);
+- `stats` gives keel_disk_index_bytes (= hash_bytes), at least 16 bytes a key;
 - keel-bench's get-only run over the same key space sees only hits.
 Prints "N passed, N failed".
 """
@@ -37,6 +41,36 @@ def get(sock, f, key):
     value = f.read(n + 2)[:-2]
     f.readline()
     return value
+
+
+def pipelined(sock, f):
+    """Every key once, 100 commands a write; gets alternate with gets of two keys."""
+    keys = [b"kb%014d" % k for k in range(KEYS + 1)]  # the last is missing
+    cmds, expect, i = [], [], 0
+    while i < len(keys):
+        if i % 3 == 2 and i + 1 < len(keys):
+            cmds.append(b"gets %s %s\r\n" % (keys[i], keys[i + 1]))
+            expect.append(keys[i:i + 2])
+            i += 2
+        else:
+            cmds.append(b"get %s\r\n" % keys[i])
+            expect.append(keys[i:i + 1])
+            i += 1
+    for at in range(0, len(cmds), 100):
+        sock.sendall(b"".join(cmds[at:at + 100]))
+        for want in expect[at:at + 100]:
+            got = []
+            while True:
+                line = f.readline()
+                if line == b"END\r\n":
+                    break
+                if not line.startswith(b"VALUE "):
+                    return False
+                got.append(line.split()[1])
+                f.read(int(line.split()[3]) + 2)
+            if got != [k for k in want if k != keys[-1]]:
+                return False
+    return True
 
 
 def main():
@@ -70,6 +104,12 @@ def main():
                     bad += 1
             check("keeld serves every key with its value", bad == 0, "%d bad" % bad)
             check("key N is not there", get(sock, f, b"kb%014d" % KEYS) is None)
+            check("pipelined gets answer in order", pipelined(sock, f))
+            st = servers.talk(s.port, b"stats\r\n", b"END\r\n").decode()
+            st = dict(l.split()[1:3] for l in st.splitlines() if l.startswith("STAT "))
+            ib = int(st.get("keel_disk_index_bytes", -1))
+            check("stats keel_disk_index_bytes is the index (hash_bytes), >= 16 B a key",
+                  ib == int(st.get("hash_bytes", -2)) and ib >= 16 * KEYS, st)
             sock.close()
             p = subprocess.run([bench, "--server", "127.0.0.1:%d" % s.port, "--json",
                                 "--keys", str(KEYS), "--mix", "get=100", "--duration", "1"],
