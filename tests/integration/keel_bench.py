@@ -294,6 +294,15 @@ def read_window(binary):
           "reached", w and max(w) == 8 and w.count(8) >= len(w) // 2, w[:40])
 
 
+def error_named(binary, port):
+    """An error reply is reported with the server's own message."""
+    rc, rep, err = bench(binary, port, "--mix", "set=100", "--keys", 4, "--value-size", 1048576,
+                         "--duration", 0.3, "--connections", 1)
+    first = (rep or {}).get("first_error") or ""
+    check("an error reply names the server's message (SERVER_ERROR object too large ...)",
+          rc != 0 and "SERVER_ERROR object too large" in first, (rc, first, err[-300:]))
+
+
 def main():
     if len(sys.argv) not in (2, 3):
         print(__doc__)
@@ -307,6 +316,7 @@ def main():
         load_then_verify(binary, s.port)
         mix_verify(binary, s.port)
         text_report(binary, s.port)
+        error_named(binary, s.port)
         mget_pipeline(binary, s.port)
         coordinated_omission(binary, s)
         behind_the_back(binary, s.port, "overwrite")

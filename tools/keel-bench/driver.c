@@ -279,6 +279,18 @@ static void req_error(struct conn *c, enum kb_err kind, const struct kb_req *q, 
     kb_error(c->t, kind, "%s to %s of key %u", what, kb_cmd_names[q->cmd], q->keys[i]);
 }
 
+/* An error reply: named with the server's own message ("SERVER_ERROR out of space"). */
+static void error_reply(struct conn *c, const struct kb_req *q, const struct kl_mc_reply *r)
+{
+    const char *code = r->type == KL_MC_REPLY_SERVER_ERROR   ? "SERVER_ERROR"
+                       : r->type == KL_MC_REPLY_CLIENT_ERROR ? "CLIENT_ERROR"
+                                                             : "ERROR";
+    char what[96];
+    int n = (int)(r->value.len < 64 ? r->value.len : 64);
+    snprintf(what, sizeof what, "%s%s%.*s", code, n ? " " : "", n, r->value.p);
+    req_error(c, KB_E_SERVER, q, what);
+}
+
 static void complete(struct conn *c, uint64_t now)
 {
     struct kb_req *q = &c->ring[c->head];
@@ -312,10 +324,7 @@ static int on_reply(struct conn *c, const struct kl_mc_reply *r, uint64_t now)
     struct kb_req *q = &c->ring[c->head];
     uint8_t t = r->type;
     if (t == KL_MC_REPLY_ERROR || t == KL_MC_REPLY_CLIENT_ERROR || t == KL_MC_REPLY_SERVER_ERROR) {
-        req_error(c, KB_E_SERVER, q,
-                  t == KL_MC_REPLY_SERVER_ERROR   ? "SERVER_ERROR"
-                  : t == KL_MC_REPLY_CLIENT_ERROR ? "CLIENT_ERROR"
-                                                  : "ERROR");
+        error_reply(c, q, r);
         if (q->cmd == KB_SET || q->cmd == KB_MS)
             store_failed(c, q);
         complete(c, now);
