@@ -31,7 +31,7 @@ static void fresh_dir(void)
     KT_REQUIRE(mkdtemp(dir) != NULL);
 }
 
-static struct kl_engine *open_disk(enum kl_sync_mode sync, uint64_t file_bytes)
+static struct kl_engine *open_disk_at(enum kl_sync_mode sync, uint64_t file_bytes, uint32_t now)
 {
     struct kl_engine_opts o = {.engine = "disk",
                                .data_dir = dir,
@@ -39,11 +39,16 @@ static struct kl_engine *open_disk(enum kl_sync_mode sync, uint64_t file_bytes)
                                .file_bytes = file_bytes,
                                .item_max = file_bytes ? 16384 : 0,
                                .compact_pct = 100,
-                               .now = T0};
+                               .now = now};
     struct kl_engine *e = NULL;
     int r = kl_engine_open(&o, &e);
     KT_EQ_I(r, 0);
     return e;
+}
+
+static struct kl_engine *open_disk(enum kl_sync_mode sync, uint64_t file_bytes)
+{
+    return open_disk_at(sync, file_bytes, T0);
 }
 
 static int put(struct kl_engine *e, enum kl_store_mode m, const char *k, const char *v,
@@ -226,6 +231,58 @@ static void replay_case(bool keep_ckpt)
 KT_TEST(replay_after_reopen_without_checkpoint) { replay_case(false); }
 
 KT_TEST(replay_after_reopen_with_checkpoint) { replay_case(true); }
+
+/* A delayed flush_all outlives a restart (from its record, or from the
+ * checkpoint): still pending, it runs when due and takes what was stored
+ * before, across the restart; fallen due while the server was down, it runs
+ * at open; a later flush_all 0 cancels it, as in memcached. */
+static void delayed_flush_case(bool keep_ckpt)
+{
+    fresh_dir();
+    struct kl_engine *e = open_disk(KL_SYNC_NONE, 0);
+    KT_EQ_I(put(e, KL_SET, "a", "1", 0, 0, NULL), KL_E_STORED);
+    kl_engine_flush(e, 10); /* due at T0 + 10 */
+    KT_EQ_I(put(e, KL_SET, "b", "2", 0, 0, NULL), KL_E_STORED);
+    kl_engine_close(e);
+    if (!keep_ckpt)
+        remove_ckpt();
+    e = open_disk_at(KL_SYNC_NONE, 0, T0 + 5); /* still pending */
+    KT_EQ_STR(get(e, "a", NULL), "1");
+    KT_EQ_STR(get(e, "b", NULL), "2");
+    KT_EQ_I(put(e, KL_SET, "c", "3", 0, 0, NULL), KL_E_STORED);
+    kl_engine_tick(e, T0 + 10);
+    KT_EQ_STR(get(e, "a", NULL), "");
+    KT_EQ_STR(get(e, "b", NULL), "");
+    KT_EQ_STR(get(e, "c", NULL), "");
+    KT_EQ_I(put(e, KL_SET, "d", "4", 0, 0, NULL), KL_E_STORED);
+    kl_engine_flush(e, 10); /* due at T0 + 20: the server goes down before */
+    KT_EQ_I(put(e, KL_SET, "e", "5", 0, 0, NULL), KL_E_STORED);
+    kl_engine_close(e);
+    if (!keep_ckpt)
+        remove_ckpt();
+    e = open_disk_at(KL_SYNC_NONE, 0, T0 + 30); /* fell due while down */
+    struct kl_engine_stats st;
+    kl_engine_stats(e, &st);
+    KT_EQ_U(st.items, 0);
+    KT_EQ_STR(get(e, "d", NULL), "");
+    KT_EQ_STR(get(e, "e", NULL), "");
+    KT_EQ_I(put(e, KL_SET, "f", "6", 0, 0, NULL), KL_E_STORED);
+    kl_engine_flush(e, 10); /* due at T0 + 40, then cancelled by a flush now */
+    kl_engine_flush(e, 0);
+    KT_EQ_I(put(e, KL_SET, "g", "7", 0, 0, NULL), KL_E_STORED);
+    kl_engine_close(e);
+    if (!keep_ckpt)
+        remove_ckpt();
+    e = open_disk_at(KL_SYNC_NONE, 0, T0 + 50);
+    KT_EQ_STR(get(e, "f", NULL), "");
+    KT_EQ_STR(get(e, "g", NULL), "7");
+    kl_engine_close(e);
+    dk_rmdir(dir);
+}
+
+KT_TEST(delayed_flush_survives_restart_from_its_record) { delayed_flush_case(false); }
+
+KT_TEST(delayed_flush_survives_restart_from_the_checkpoint) { delayed_flush_case(true); }
 
 /* Records written after the checkpoint are replayed on top of it. */
 KT_TEST(checkpoint_plus_tail_replay)

@@ -49,34 +49,47 @@ static bool flush_drop(void *arg, struct ix_entry e)
     return true;
 }
 
-void disk_do_flush(struct disk_engine *de)
+/* Append a flush record whose exptime is `due` (0: a flush now; else a
+ * delayed flush_all, which recovery schedules again); its file (pinned) and
+ * place, or NULL when the device has no room. */
+static struct dfile *append_flush(struct disk_engine *de, uint32_t due, uint64_t *off)
 {
-    /* a flush record, so that recovery forgets what came before it */
-    pthread_mutex_lock(&de->ckpt_lock);
     char rec[REC_HDR + 8];
-    rec_start(rec, REC_FLUSH, "", 0, 0, 0, 0, 0, 0);
+    rec_start(rec, REC_FLUSH, "", 0, 0, 0, due, 0, 0);
     uint32_t body = rec_crc_body(rec), size = rec_size(0, 0);
     struct dfile *d;
-    uint64_t off = 0, seq;
-    struct flush_at fa = {.de = de, .file = IX_FILES, .off = 0};
+    uint64_t seq;
     for (;;) {
         pthread_spin_lock(&de->files.alloc);
-        d = files_claim(&de->files, size, &off, &seq);
+        d = files_claim(&de->files, size, off, &seq);
         pthread_spin_unlock(&de->files.alloc);
         if (d || files_room(&de->files, size) != 0)
             break;
     }
-    if (d) {
-        rec_seal(rec, seq, body);
+    if (d == NULL) {
+        atomic_fetch_add(&de->st_no_space, 1);
+        return NULL;
+    }
+    rec_seal(rec, seq, body);
+    if (due == 0)
         atomic_store(&de->flush_seq, seq);
+    if (files_write(d, rec, size, *off) != 0)
+        atomic_fetch_add(&de->st_io_errors, 1);
+    atomic_fetch_add(&d->dead, size);
+    return d;
+}
+
+void disk_do_flush(struct disk_engine *de)
+{
+    /* a flush record, so that recovery forgets what came before it */
+    pthread_mutex_lock(&de->ckpt_lock);
+    struct flush_at fa = {.de = de, .file = IX_FILES, .off = 0};
+    struct dfile *d = append_flush(de, 0, &fa.off);
+    if (d) {
         fa.file = d->id;
-        fa.off = off;
-        if (files_write(d, rec, size, off) != 0)
-            atomic_fetch_add(&de->st_io_errors, 1);
-        atomic_fetch_add(&d->dead, size);
         files_unpin(d);
-    } else {
-        atomic_fetch_add(&de->st_no_space, 1); /* flushed in memory only */
+    } else { /* flushed in memory only */
+        fa.off = 0;
         pthread_spin_lock(&de->files.alloc);
         atomic_store(&de->flush_seq, de->files.seq);
         pthread_spin_unlock(&de->files.alloc);
@@ -100,8 +113,15 @@ static void disk_flush(struct kl_engine *e, uint32_t delay)
     if (delay == 0) {
         atomic_store(&de->flush_at, 0);
         disk_do_flush(de);
-    } else {
-        atomic_store(&de->flush_at, atomic_load(&de->now) + delay);
+    } else { /* on file too, so that a restart before it is due keeps it */
+        uint32_t due = atomic_load(&de->now) + delay;
+        pthread_mutex_lock(&de->ckpt_lock);
+        atomic_store(&de->flush_at, due);
+        uint64_t off;
+        struct dfile *d = append_flush(de, due, &off);
+        if (d)
+            files_unpin(d);
+        pthread_mutex_unlock(&de->ckpt_lock);
     }
 }
 
@@ -237,6 +257,8 @@ int kl_disk_open(const struct kl_engine_opts *opts, struct kl_engine **out)
         r = files_open(&de->files, opts->data_dir, opts->direct, file_bytes);
     if (r == 0)
         r = disk_recover(de);
+    if (r == 0)
+        disk_clock(de); /* a delayed flush_all that fell due while down runs now */
     if (r == 0 && pthread_create(&de->bg, NULL, bg_main, de) != 0)
         r = -EAGAIN;
     if (r != 0) {

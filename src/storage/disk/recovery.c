@@ -8,6 +8,11 @@
  * number wins (compaction copies records with their old sequence number,
  * later in file order); a tombstone is kept as a TOMB entry until the end so
  * that no older copy comes back; a flush record drops everything before it.
+ * A delayed flush_all left its own flush record (exptime = when it is due):
+ * the newest one, unless a flush came after it, is scheduled again (or done
+ * at once, by the first operation, if it fell due while the server was
+ * down: whatever is on file was stored before it was due). The checkpoint
+ * keeps the one pending when it was taken.
  * A record that fails its check is skipped when a valid one follows (a write
  * that never landed among ones that did) and cut off when none does (a torn
  * tail).
@@ -37,7 +42,7 @@ struct ckpt_head {
     uint64_t magic;
     uint64_t entries;
     uint64_t flush_seq, cas_next, seq_next;
-    uint32_t nfiles, pad;
+    uint32_t nfiles, flush_due; /* flush_due: a delayed flush_all pending, 0 none */
 };
 
 struct ckpt_file {
@@ -51,6 +56,8 @@ struct scan {
     uint64_t maplen[IX_FILES];
     uint64_t covered[IX_FILES]; /* checkpointed bytes of each file */
     uint64_t max_seq, max_cas;
+    uint64_t due_seq; /* the flush record that set `due` (0: the checkpoint) */
+    uint32_t due;     /* a delayed flush_all pending, 0 none */
 };
 
 static const char *rec_at(struct scan *sc, struct ix_entry e)
@@ -128,11 +135,15 @@ static uint64_t scan_file(struct scan *sc, struct dfile *d)
             pos = q;
             continue;
         }
-        if (rec_hdr(m + pos)->kind == REC_FLUSH &&
-            rec_hdr(m + pos)->seq > atomic_load(&de->flush_seq)) {
-            atomic_store(&de->flush_seq, rec_hdr(m + pos)->seq);
+        const struct rec_hdr *h = rec_hdr(m + pos);
+        if (h->kind == REC_FLUSH && h->exptime == 0 && h->seq > atomic_load(&de->flush_seq)) {
+            atomic_store(&de->flush_seq, h->seq);
             struct before b = {d->id, pos};
             ix_sweep(&de->ix, drop_before, &b);
+        }
+        if (h->kind == REC_FLUSH && h->seq > sc->due_seq) { /* the newest flush decides */
+            sc->due_seq = h->seq;
+            sc->due = h->exptime;
         }
         apply(sc, d->id, pos, n);
         atomic_fetch_add(&de->st_recovered, 1);
@@ -207,6 +218,7 @@ static bool load_ckpt(struct scan *sc)
         }
     }
     atomic_store(&de->flush_seq, h.flush_seq);
+    sc->due = h.flush_due;
     sc->max_cas = h.cas_next ? h.cas_next - 1 : 0;
     sc->max_seq = h.seq_next ? h.seq_next - 1 : 0;
     ok = true;
@@ -289,6 +301,7 @@ int disk_recover(struct disk_engine *de)
         f->active = last;
         f->room = atomic_load(&last->end);
     }
+    atomic_store(&de->flush_at, sc->due); /* disk_clock() runs it once due */
 out:
     for (uint32_t i = 1; i < IX_FILES; i++)
         if (sc->map[i])
@@ -334,7 +347,9 @@ int disk_checkpoint(struct disk_engine *de)
     if (ce == NULL || cf == NULL || tmp == NULL || final == NULL)
         goto out;
     pthread_mutex_lock(&de->ckpt_lock);
-    struct ckpt_head h = {.magic = CKPT_MAGIC, .flush_seq = atomic_load(&de->flush_seq)};
+    struct ckpt_head h = {.magic = CKPT_MAGIC,
+                          .flush_seq = atomic_load(&de->flush_seq),
+                          .flush_due = atomic_load(&de->flush_at)};
     pthread_spin_lock(&f->alloc);
     h.seq_next = f->seq;
     for (uint32_t i = 1; i < IX_FILES; i++) {
