@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -515,6 +516,69 @@ KT_TEST(direct_reads_and_more_semantics)
     KT_REQUIRE(kl_engine_open(&o, &e) == 0);
     KT_EQ_STR(get(e, "big", NULL), big);
     KT_EQ_STR(get(e, "t", NULL), "");
+    kl_engine_close(e);
+    dk_rmdir(dir);
+}
+
+/* A direct read of a file's last record reads only as far as the record:
+ * where the file ends just past it (recovery and rotation cut the tail off)
+ * the first read comes back short, and a second read from there would be
+ * unaligned, which O_DIRECT refuses once the file has grown meanwhile (a
+ * writer preallocating). Here a thread grows and cuts the file in a loop
+ * while gets read its last record: every one must be the value. */
+static volatile bool grower_stop;
+
+static void *grower(void *arg)
+{
+    off_t end = *(off_t *)arg;
+    int fd = data_fd(O_WRONLY);
+    for (unsigned i = 0; fd >= 0 && !grower_stop; i++)
+        if (ftruncate(fd, end + (i % 2 ? 8192 : 0)) != 0)
+            break;
+    if (fd >= 0) {
+        if (ftruncate(fd, end) != 0) { /* the test then fails on its reads */
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+KT_TEST(direct_read_of_the_last_record_while_the_file_grows)
+{
+    fresh_dir();
+    struct kl_engine_opts o = {
+        .engine = "disk", .data_dir = dir, .direct = true, .compact_pct = 100, .now = T0};
+    struct kl_engine *e = NULL;
+    int r = kl_engine_open(&o, &e);
+    if (r == -EINVAL) {
+        dk_rmdir(dir);
+        KT_SKIP("this file system refuses O_DIRECT");
+    }
+    KT_REQUIRE(r == 0);
+    KT_EQ_I(put(e, KL_SET, "first", "1", 0, 0, NULL), KL_E_STORED);
+    KT_EQ_I(put(e, KL_SET, "last", "the last record", 0, 0, NULL), KL_E_STORED);
+    kl_engine_close(e); /* cuts the preallocated tail: the file ends at the record */
+    KT_REQUIRE(kl_engine_open(&o, &e) == 0);
+    struct stat st;
+    int fd = data_fd(O_RDONLY);
+    KT_REQUIRE(fd >= 0 && fstat(fd, &st) == 0);
+    close(fd);
+    KT_CHECK(st.st_size % 4096 != 0);
+    off_t end = st.st_size;
+    grower_stop = false;
+    pthread_t t;
+    KT_REQUIRE(pthread_create(&t, NULL, grower, &end) == 0);
+    int bad = 0;
+    const char *first_bad = "";
+    for (int i = 0; i < 200000 && bad < 10; i++) {
+        const char *v = get(e, "last", NULL);
+        if (strcmp(v, "the last record") != 0 && bad++ == 0)
+            first_bad = strdup(v);
+    }
+    grower_stop = true;
+    pthread_join(t, NULL);
+    KT_EQ_STR(first_bad, "");
+    KT_EQ_I(bad, 0);
     kl_engine_close(e);
     dk_rmdir(dir);
 }

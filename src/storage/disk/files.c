@@ -303,18 +303,21 @@ int files_read(struct dfiles *f, struct bufpool *bp, struct dfile *d, uint64_t o
     char *b = buf_get(bp, (uint32_t)(stop - start), cls);
     if (b == NULL)
         return -ENOMEM;
-    uint64_t got = 0;
-    while (got < stop - start) {
+    /* Read until the record is in: a direct read's last block may be short
+     * (the file ends just past the record), and a second read from there
+     * would be unaligned, which O_DIRECT refuses once the file grew. */
+    uint64_t got = 0, need = off + len - start;
+    while (got < need) {
         ssize_t n = do_pread(d->rfd, b + got, stop - start - got, start + got);
         if (n < 0) {
             buf_put(bp, b, *cls);
             return (int)n;
         }
         if (n == 0)
-            break; /* end of file: a direct read's last block may be short */
+            break; /* end of file before the record's end */
         got += (uint64_t)n;
     }
-    if (got < off + len - start) {
+    if (got < need) {
         buf_put(bp, b, *cls);
         return -EIO;
     }
