@@ -19,7 +19,7 @@ data size (--data-mb, 4096 by default):
    system calls per GET: perf stat -e raw_syscalls:sys_enter on keeld's pid
    for the middle of the run, over the GETs keeld counted (stats cmd_get)
    in that window.
-2. Restart: a keel-mkdata data set of --restart-keys keys (10 million, values
+2. Restart (0 skips it): a keel-mkdata data set of --restart-keys keys (10 million, values
    of 64-256 B); the time from starting keeld to its first accepted
    connection (the engine opens before the listeners), after a clean stop
    (SIGTERM) and after a SIGKILL that follows 2 s of overwrites; median of 3
@@ -27,7 +27,7 @@ data size (--data-mb, 4096 by default):
    (keel_disk_index_bytes) over
    curr_items, and, beside it, the RSS of keeld holding the keys minus that
    of keeld on an empty data dir, over the keys.
-3. Crash safety: tests/integration/disk_crash.py with --crash-cycles (100).
+3. Crash safety (0 skips it): tests/integration/disk_crash.py with --crash-cycles (100).
 
 Prints `result disk_vs_fio X x`, `result disk_syscalls_per_get X calls`,
 `result disk_restart_10m_s X s` (the slower of clean and SIGKILL; the name
@@ -383,15 +383,20 @@ def main():
             print("\nSKIP keeld's side (no result lines): %s" % disk_why)
             return 0
         print("%-28s %12s %12.3f" % ("system calls per GET", "", ke["syscalls"]))
-        clean, killed, per_key = restart(a, base, direct)
+        if a.restart_keys > 0:
+            clean, killed, per_key = restart(a, base, direct)
+        else:
+            print("\n2. restart: SKIP (--restart-keys 0)")
         failed = crash(a, direct)
         print()
         print("result disk_vs_fio %.3f x" % (ke["iops"] / fio_iops if fio_iops else float("nan")))
         print("result disk_syscalls_per_get %.3f calls" % ke["syscalls"])
-        print("result disk_restart_%s_s %.3f s" % (key_count_name(a.restart_keys),
-                                                  max(clean, killed)))
-        print("result disk_index_bytes_per_key %.1f B" % per_key)
-        print("result disk_crash_failed_checks %d count" % failed)
+        if a.restart_keys > 0:
+            print("result disk_restart_%s_s %.3f s" % (key_count_name(a.restart_keys),
+                                                      max(clean, killed)))
+            print("result disk_index_bytes_per_key %.1f B" % per_key)
+        if a.crash_cycles > 0:
+            print("result disk_crash_failed_checks %d count" % failed)
     finally:
         if not a.keep:
             for sub in ("fio.dat", "gets", "gets.dataset", "restart", "restart.dataset", "empty"):
