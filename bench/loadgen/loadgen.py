@@ -12,7 +12,9 @@ is printed, then the medians:
 - throughput: the requests per second each generator drove;
 - CPU per request: the generator's own user + system time, read from
   /proc/PID/stat once it has exited but before it is reaped (a zombie keeps
-  its times), divided by the requests it completed.
+  its times), divided by the requests it completed; each round also shows
+  the user and system parts (us/req), where the system part holds the
+  loopback TCP work each request costs whoever sends it.
 Prints `result loadgen_tput_vs_memcaslap` (keel-bench / memcaslap, target
 >= 1.0) and `result loadgen_cpu_per_req_vs_memcaslap` (keel-bench /
 memcaslap, target <= 0.5). The machine must be quiet for the figures to mean
@@ -35,13 +37,13 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def run_timed(argv):
-    """Run argv to its end; (stdout, stderr, CPU seconds it used)."""
+    """Run argv to its end; (stdout, stderr, (user, system) CPU seconds it used, status)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         p = subprocess.Popen(argv, stdout=out, stderr=err)
         os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
         with open("/proc/%d/stat" % p.pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+        cpu = (int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK)  # utime, stime (14, 15)
         p.wait()
         out.seek(0)
         err.seek(0)
@@ -89,8 +91,8 @@ def main():
         print("loadgen: memcached on 127.0.0.1:%d, %d connections, %d threads, 90/10 get/set, "
               "%d B values, %d rounds of %d s" % (srv.port, CONNS, THREADS, VALUE, rounds,
                                                    seconds))
-        print("%-6s %-11s %12s %12s %14s" % ("round", "generator", "requests", "req/s",
-                                             "cpu us/req"))
+        print("%-6s %-11s %12s %12s %14s %8s %8s" % ("round", "generator", "requests", "req/s",
+                                                      "cpu us/req", "user", "sys"))
         res = {"keel-bench": [], "memcaslap": []}
         for r in range(rounds):
             for name in ("keel-bench", "memcaslap"):
@@ -98,14 +100,14 @@ def main():
                     n, tput, cpu = keel_bench(binary, srv.port, seconds)
                 else:
                     n, tput, cpu = memcaslap(srv.port, seconds, cfg.name)
-                per = cpu / n * 1e6 if n else float("inf")
-                res[name].append((tput, per))
-                print("%-6d %-11s %12d %12.0f %14.3f" % (r + 1, name, n, tput, per))
+                usr, sys_ = (x / n * 1e6 if n else float("inf") for x in cpu)
+                res[name].append((tput, usr + sys_, usr, sys_))
+                print("%-6d %-11s %12d %12.0f %14.3f %8.3f %8.3f" % (r + 1, name, n, tput,
+                                                                   usr + sys_, usr, sys_))
                 sys.stdout.flush()
-    med = {k: (statistics.median(t for t, _ in v), statistics.median(c for _, c in v))
-           for k, v in res.items()}
-    print("median  keel-bench %.0f req/s, %.3f cpu us/req; memcaslap %.0f req/s, %.3f cpu us/req"
-          % (med["keel-bench"] + med["memcaslap"]))
+    med = {k: tuple(statistics.median(x[i] for x in v) for i in range(4)) for k, v in res.items()}
+    for k in ("keel-bench", "memcaslap"):
+        print("median  %-11s %.0f req/s, %.3f cpu us/req (user %.3f, sys %.3f)" % ((k,) + med[k]))
     print("result loadgen_keel_bench_tput %.0f req/s" % med["keel-bench"][0])
     print("result loadgen_memcaslap_tput %.0f req/s" % med["memcaslap"][0])
     print("result loadgen_tput_vs_memcaslap %.3f x" % (med["keel-bench"][0] / med["memcaslap"][0]))
