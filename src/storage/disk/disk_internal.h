@@ -137,11 +137,14 @@ static inline uint64_t ix_w1(uint32_t len, uint32_t exptime, uint64_t state)
 struct ix_shard {
     pthread_spinlock_t lock;
     uint32_t cap, count;
+    bool in_arena; /* e lies in the index's arena (else it was malloc'ed) */
     struct ix_entry *e;
 };
 
 struct ix {
     struct ix_shard *shards;
+    char *arena; /* every shard's first table, one mapping (huge pages) */
+    size_t arena_len;
 };
 
 /* The shard of a hash, and the tag kept in its entries. */

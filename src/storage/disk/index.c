@@ -6,11 +6,20 @@
  * backward shift without the key. A table grows by a quarter when it passes
  * 85% full, which keeps it above 68% full after growing: 16-byte entries
  * then cost at most about 24 bytes per key, whatever the key's length.
+ *
+ * The shards' first tables are carved from one mapping (the arena), sized
+ * for the keys expected (a checkpoint's count at start-up) and asked for
+ * huge pages: 10 million keys are 200 MB of index, and faulting that in
+ * 4 KiB at a time was most of a restart. Fresh mappings are zero, so
+ * nothing is cleared either. A table that grows moves to malloc'ed memory
+ * and gives the whole pages of its old place back to the kernel.
  */
 #include "disk_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define MIN_CAP 16u
 
@@ -26,22 +35,47 @@ static int shard_alloc(struct ix_shard *s, uint32_t cap)
         return -ENOMEM;
     s->e = e;
     s->cap = cap;
+    s->in_arena = false;
     return 0;
+}
+
+/* Release a shard's table: free() it, or return its whole pages in the arena. */
+static void table_release(struct ix_entry *e, uint32_t cap, bool in_arena)
+{
+    if (!in_arena) {
+        free(e);
+        return;
+    }
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t from = ((uintptr_t)e + page - 1) & ~(page - 1);
+    uintptr_t to = ((uintptr_t)(e + cap)) & ~(page - 1);
+    if (to > from)
+        madvise((void *)from, to - from, MADV_DONTNEED); /* advice: failure only costs memory */
 }
 
 int ix_init(struct ix *x, uint64_t expect_keys)
 {
+    x->arena = NULL;
     x->shards = calloc(IX_NSHARDS, sizeof *x->shards);
     if (x->shards == NULL)
         return -ENOMEM;
     uint64_t per = expect_keys / IX_NSHARDS * 100 / 80 + MIN_CAP;
     uint32_t cap = per > (1u << 20) ? (1u << 20) : (uint32_t)per;
+    x->arena_len = (size_t)IX_NSHARDS * cap * sizeof(struct ix_entry);
+    void *m = mmap(NULL, x->arena_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        free(x->shards);
+        x->shards = NULL;
+        return -ENOMEM;
+    }
+    madvise(m, x->arena_len, MADV_HUGEPAGE); /* advice: without it, 4 KiB pages */
+    x->arena = m;
     for (uint32_t i = 0; i < IX_NSHARDS; i++) {
-        pthread_spin_init(&x->shards[i].lock, PTHREAD_PROCESS_PRIVATE);
-        if (shard_alloc(&x->shards[i], cap) != 0) {
-            ix_free(x);
-            return -ENOMEM;
-        }
+        struct ix_shard *s = &x->shards[i];
+        pthread_spin_init(&s->lock, PTHREAD_PROCESS_PRIVATE);
+        s->e = (struct ix_entry *)(x->arena + (size_t)i * cap * sizeof(struct ix_entry));
+        s->cap = cap;
+        s->in_arena = true;
     }
     return 0;
 }
@@ -51,11 +85,15 @@ void ix_free(struct ix *x)
     if (x->shards == NULL)
         return;
     for (uint32_t i = 0; i < IX_NSHARDS; i++) {
-        free(x->shards[i].e);
+        if (!x->shards[i].in_arena)
+            free(x->shards[i].e);
         pthread_spin_destroy(&x->shards[i].lock);
     }
     free(x->shards);
     x->shards = NULL;
+    if (x->arena)
+        munmap(x->arena, x->arena_len);
+    x->arena = NULL;
 }
 
 uint32_t ix_find(struct ix_shard *s, uint32_t tag, uint32_t *slots, uint32_t max)
@@ -91,9 +129,10 @@ int ix_insert(struct ix_shard *s, struct ix_entry e)
         for (uint32_t i = 0; i < s->cap; i++)
             if (s->e[i].w1 & IX_USED)
                 place(&n, s->e[i]);
-        free(s->e);
+        table_release(s->e, s->cap, s->in_arena);
         s->e = n.e;
         s->cap = n.cap;
+        s->in_arena = false;
     }
     place(s, e);
     s->count++;

@@ -111,12 +111,6 @@ static bool drop_before(void *arg, struct ix_entry e)
     return ix_before(e, b->file, b->off);
 }
 
-static bool drop_tomb(void *arg, struct ix_entry e)
-{
-    (void)arg;
-    return (e.w1 & IX_TOMB) != 0;
-}
-
 /* Scan file d from sc->covered; cut a torn tail; returns the valid end. */
 static uint64_t scan_file(struct scan *sc, struct dfile *d)
 {
@@ -231,9 +225,11 @@ out:
     return ok;
 }
 
-/* Sum each file's live bytes (the sweep drops nothing). */
-static bool live_sum(void *arg, struct ix_entry e)
+/* Drop the tombstones kept during the scan; sum each file's live bytes. */
+static bool tomb_or_live(void *arg, struct ix_entry e)
 {
+    if (e.w1 & IX_TOMB)
+        return true;
     uint64_t *live = arg;
     live[ix_file(e)] += ix_len(e);
     return false;
@@ -279,13 +275,12 @@ int disk_recover(struct disk_engine *de)
         atomic_store(&d->dead, end);
         last = d;
     }
-    ix_sweep(&de->ix, drop_tomb, NULL);
     uint64_t *live = calloc(IX_FILES, sizeof *live);
     if (live == NULL) {
         r = -ENOMEM;
         goto out;
     }
-    ix_sweep(&de->ix, live_sum, live);
+    ix_sweep(&de->ix, tomb_or_live, live);
     for (uint32_t i = 1; i < IX_FILES; i++) {
         struct dfile *d = atomic_load(&f->tab[i]);
         if (d) {
