@@ -56,7 +56,7 @@ struct scan {
     uint64_t maplen[IX_FILES];
     uint64_t covered[IX_FILES]; /* checkpointed bytes of each file */
     uint64_t max_seq, max_cas;
-    uint64_t due_seq; /* the flush record that set `due` (0: the checkpoint) */
+    uint64_t due_seq; /* the flush record that set `due` (the checkpoint: its last seq) */
     uint32_t due;     /* a delayed flush_all pending, 0 none */
 };
 
@@ -213,6 +213,9 @@ static bool load_ckpt(struct scan *sc)
     }
     atomic_store(&de->flush_seq, h.flush_seq);
     sc->due = h.flush_due;
+    /* flush records below seq_next are in it (flush_due), even where a
+     * file shorter than it says is scanned again from its start */
+    sc->due_seq = h.seq_next ? h.seq_next - 1 : 0;
     sc->max_cas = h.cas_next ? h.cas_next - 1 : 0;
     sc->max_seq = h.seq_next ? h.seq_next - 1 : 0;
     ok = true;
