@@ -342,7 +342,7 @@ KT_TEST(rescanned_old_delayed_flush_is_not_scheduled_again)
     KT_REQUIRE(st.disk_files >= 2);
     kl_engine_tick(e, T0 + 10); /* it runs: its flush record goes to the last file */
     KT_EQ_I(put(e, KL_SET, "after", "kept", 0, 0, NULL), KL_E_STORED);
-    kl_engine_close(e); /* a checkpoint: nothing pending */
+    kl_engine_close(e);       /* a checkpoint: nothing pending */
     int fd = data_fd(O_RDWR); /* file 1 loses its last bytes */
     struct stat fs;
     KT_REQUIRE(fd >= 0 && fstat(fd, &fs) == 0);
