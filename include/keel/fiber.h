@@ -153,6 +153,11 @@ void kl_sched_dump(int fd);
 /* Replace the hogger reporter (NULL restores the default, which writes to stderr). */
 void kl_sched_set_hog_reporter(kl_fiber_hog_fn fn);
 
+/* This thread's fiber slots: free now, and in all (max_fibers). A fiber
+ * that spawns helpers for its own work (not one per client) can keep a
+ * reserve free for the fibers the thread needs to go on serving. */
+void kl_sched_slots(uint32_t *free, uint32_t *total);
+
 /* Context switches made by this thread's scheduler so far. */
 uint64_t kl_sched_switches(void);
 

@@ -215,6 +215,7 @@ static void release_slot(struct kl_sched *s, struct kl_fiber *f)
     f->state = KL_FIBER_FREE;
     f->incarnation = f->incarnation == UINT32_MAX ? 1 : f->incarnation + 1;
     kl_queue_push_front(&s->free_slots, &f->slot_node);
+    s->nfree++;
 }
 
 /* ---- fiber life ----------------------------------------------------------- */
@@ -266,6 +267,7 @@ int kl_fiber_spawn(kl_fiber_id *id, const char *name, kl_fiber_fn fn, void *arg,
     struct kl_queue_node *n = kl_queue_pop_front(&s->free_slots);
     if (n == NULL)
         return -EAGAIN;
+    s->nfree--;
     struct kl_fiber *f = kl_container_of(n, struct kl_fiber, slot_node);
     KL_ASSERT(f->state == KL_FIBER_FREE, "free slot %u is %s", f->index,
               kl_fiber__state_name(f->state));
@@ -573,6 +575,13 @@ void kl_sched_set_hooks(const struct kl_sched_hooks *hooks)
 
 uint64_t kl_sched_switches(void) { return kl_sched__get()->switches; }
 
+void kl_sched_slots(uint32_t *free, uint32_t *total)
+{
+    struct kl_sched *s = kl_sched__get();
+    *free = s->nfree;
+    *total = s->capacity;
+}
+
 enum kl_stack_guard kl_sched_stack_guard(void) { return kl_sched__get()->guard_kind; }
 
 uint32_t kl_sched_trim(uint32_t keep)
@@ -704,6 +713,7 @@ int kl_sched_init(const struct kl_sched_config *cfg)
         f->asan_stack_bottom = f->stack_lo;
         f->asan_stack_size = stack;
         kl_queue_push_back(&s->free_slots, &f->slot_node);
+        s->nfree++;
     }
 
     s->main.sched = s;

@@ -76,6 +76,7 @@ struct kl_sched {
     struct kl_fiber *fibers;
     uint32_t capacity;
     struct kl_queue free_slots; /* LIFO: the most recently used stack is the warmest */
+    uint32_t nfree;             /* slots in free_slots */
     char *map;                  /* [guard][stack][guard][stack]..., one mapping */
     size_t map_len;
     size_t stack_size;

@@ -36,20 +36,28 @@ void keeld_run_add(struct keeld_run *run, const struct kl_mc_cmd *cmd)
 
 /* Where the walk over the run's keys stands. */
 struct walk {
-    uint32_t ci; /* command */
-    size_t pos;  /* kl_mc_next_key's position in its keys */
+    uint32_t ci;         /* command */
+    size_t pos;          /* kl_mc_next_key's position in its keys */
+    struct kl_mc_cmd kc; /* the command's keys, as kl_mc_next_key reads them */
 };
+
+static void walk_start(struct walk *at, const struct keeld_run *run)
+{
+    at->ci = 0;
+    at->pos = 0;
+    at->kc = (struct kl_mc_cmd){.keys = run->n ? run->cmd[0].keys : (struct kl_mc_str){0}};
+}
 
 static bool next_key(const struct keeld_run *run, struct walk *at, struct kl_mc_str *key,
                      uint32_t *owner)
 {
     while (at->ci < run->n) {
-        struct kl_mc_cmd keys = {.keys = run->cmd[at->ci].keys};
-        if (kl_mc_next_key(&keys, &at->pos, key)) {
+        if (kl_mc_next_key(&at->kc, &at->pos, key)) {
             *owner = at->ci;
             return true;
         }
-        at->ci++;
+        if (++at->ci < run->n)
+            at->kc.keys = run->cmd[at->ci].keys;
         at->pos = 0;
     }
     return false;
@@ -124,7 +132,8 @@ int keeld_run_answer(struct keeld_worker *w, struct kl_conn *c, struct keeld_run
     uint32_t owner[KL_LOOKUP_MANY_MAX];
     struct kl_item items[KL_LOOKUP_MANY_MAX];
     int results[KL_LOOKUP_MANY_MAX];
-    struct walk at = {0, 0};
+    struct walk at;
+    walk_start(&at, run);
     uint32_t cur = 0; /* the command whose reply is being queued */
     struct tally t = {0, 0, 0};
     int rc = 0;
@@ -144,10 +153,9 @@ int keeld_run_answer(struct keeld_worker *w, struct kl_conn *c, struct keeld_run
                 rc = finish(w, c, &run->cmd[cur], &t, rc);
                 t = (struct tally){0, 0, 0};
             }
-            if (rc != 0) { /* the writer failed: release, count, queue nothing */
+            if (rc != 0) { /* the writer failed: release, queue nothing, count no more */
                 if (results[i] == KL_E_OK)
                     kl_engine_release(e, &items[i]);
-                t.keys++;
                 continue;
             }
             rc = answer(w, c, &run->cmd[cur], strs[i], &items[i], results[i], &t);

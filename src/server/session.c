@@ -44,13 +44,13 @@ int keeld_session(struct kl_conn *c, void *arg)
         enum kl_mc_status st = kl_mc_parse(&cfg, buf + off, len - off, &cmd);
         if (st == KL_MC_NEED_MORE)
             break;
-        if (KL_UNLIKELY(keeld_tracing(w)))
-            keeld_trace(kl_conn_fd(c), '<', buf + off, len - off);
         if (run.n > 0 && (st == KL_MC_ERROR || !keeld_run_takes(w, &run, &cmd))) {
             rc = keeld_run_answer(w, c, &run); /* replies keep the commands' order */
             if (rc != 0)
                 break;
         }
+        if (KL_UNLIKELY(keeld_tracing(w)))
+            keeld_trace(kl_conn_fd(c), '<', buf + off, len - off);
         if (st == KL_MC_ERROR) {
             if (KL_UNLIKELY(keeld_tracing(w)) && cmd.reply.len > 0)
                 keeld_trace(kl_conn_fd(c), '>', cmd.reply.p, cmd.reply.len);

@@ -219,3 +219,71 @@ static void run_many(enum kl_reactor_backend b)
 }
 
 KT_TEST(lookup_many_overlaps_reads) { rk_each_backend(run_many); }
+
+/* A batch's fibers are not the only ones a worker needs: keeld's connection
+ * runners (up to 64) and posted jobs (the drain on SIGTERM, `stats conns`)
+ * take slots too, and a post that finds none is dropped. Readers that
+ * batch at once take 31 slots each; here 9 of them on a scheduler of 256
+ * slots, and a fiber that wants to start one while their reads are in
+ * flight must still get a slot. */
+#define READERS 9
+
+static int probe_rc;
+
+static intptr_t nothing(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static intptr_t batch_reader(void *arg)
+{
+    (void)arg;
+    char names[MANY][16];
+    struct kl_key keys[MANY];
+    struct kl_item items[MANY];
+    int results[MANY];
+    many_keys(names, keys);
+    kl_engine_lookup_many(eng, MANY, keys, items, results);
+    check_many(keys, items, results);
+    return 0;
+}
+
+static intptr_t prober(void *arg)
+{
+    (void)arg;
+    kl_fiber_id id;
+    probe_rc = kl_fiber_spawn(&id, "probe", nothing, NULL, KL_FIBER_PRIO_NORMAL);
+    if (probe_rc == 0)
+        kl_fiber_detach(id);
+    return 0;
+}
+
+static void run_slots(enum kl_reactor_backend b)
+{
+    (void)b;
+    snprintf(dir, sizeof dir, "/tmp/keel-disk-fibers-XXXXXX");
+    KT_REQUIRE(mkdtemp(dir) != NULL);
+    struct kl_engine_opts o = {
+        .engine = "disk", .data_dir = dir, .sync = KL_SYNC_NONE, .compact_pct = 100, .now = 1};
+    KT_REQUIRE(kl_engine_open(&o, &eng) == 0);
+    for (int i = 0; i < MANY; i++) {
+        char k[16], v[64];
+        snprintf(k, sizeof k, "many%d", i);
+        int n = snprintf(v, sizeof v, "value of %s", k);
+        KT_EQ_I(kl_engine_store(eng, KL_SET, k, strlen(k), v, (uint32_t)n, 0, 0, 0, NULL),
+                KL_E_STORED);
+    }
+    many_bad = 0;
+    probe_rc = 1;
+    for (int i = 0; i < READERS; i++)
+        rk_spawn("batch-reader", batch_reader, NULL);
+    rk_spawn("prober", prober, NULL); /* runs once every reader is in its batch */
+    KT_EQ_I(kl_reactor_run(), 0);
+    KT_EQ_I(many_bad, 0);
+    KT_EQ_I(probe_rc, 0);
+    kl_engine_close(eng);
+    dk_rmdir(dir);
+}
+
+KT_TEST(lookup_many_leaves_fiber_slots_for_others) { rk_each_backend(run_slots); }

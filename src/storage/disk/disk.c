@@ -19,8 +19,8 @@ uint32_t disk_clock(struct disk_engine *de)
 {
     uint32_t now = atomic_load_explicit(&de->now, memory_order_acquire);
     uint32_t fa = atomic_load_explicit(&de->flush_at, memory_order_acquire);
-    if (KL_UNLIKELY(fa != 0 && now >= fa) && atomic_compare_exchange_strong(&de->flush_at, &fa, 0))
-        disk_do_flush(de);
+    if (KL_UNLIKELY(fa != 0 && now >= fa))
+        disk_do_flush(de, fa);
     return now;
 }
 
@@ -79,10 +79,18 @@ static struct dfile *append_flush(struct disk_engine *de, uint32_t due, uint64_t
     return d;
 }
 
-void disk_do_flush(struct disk_engine *de)
+void disk_do_flush(struct disk_engine *de, uint32_t due)
 {
-    /* a flush record, so that recovery forgets what came before it */
+    /* a flush record, so that recovery forgets what came before it; the
+     * pending delayed flush changes under ckpt_lock only, so a checkpoint
+     * never records it gone before this record is placed */
     pthread_mutex_lock(&de->ckpt_lock);
+    uint32_t pending = atomic_load(&de->flush_at);
+    if (due != 0 && pending != due) { /* run or replaced meanwhile */
+        pthread_mutex_unlock(&de->ckpt_lock);
+        return;
+    }
+    atomic_store(&de->flush_at, 0);
     struct flush_at fa = {.de = de, .file = IX_FILES, .off = 0};
     struct dfile *d = append_flush(de, 0, &fa.off);
     if (d) {
@@ -111,8 +119,7 @@ static void disk_flush(struct kl_engine *e, uint32_t delay)
 {
     struct disk_engine *de = disk_of(e);
     if (delay == 0) {
-        atomic_store(&de->flush_at, 0);
-        disk_do_flush(de);
+        disk_do_flush(de, 0);
     } else { /* on file too, so that a restart before it is due keeps it */
         uint32_t due = atomic_load(&de->now) + delay;
         pthread_mutex_lock(&de->ckpt_lock);

@@ -308,8 +308,10 @@ int disk_delete_op(struct kl_engine *e, const char *key, size_t klen, uint64_t c
 int disk_arith_op(struct kl_engine *e, const char *key, size_t klen, bool incr, uint64_t delta,
                   uint64_t cas_in, uint64_t *value, uint64_t *cas_out);
 int disk_touch_op(struct kl_engine *e, const char *key, size_t klen, uint32_t exptime);
-/* Append a flush record and empty the index. */
-void disk_do_flush(struct disk_engine *de);
+/* Append a flush record and empty the index, and clear the delayed flush
+ * pending; with `due` non-zero only if that delayed flush is still the one
+ * pending (the clock's call when it falls due). */
+void disk_do_flush(struct disk_engine *de, uint32_t due);
 /* Account a record that stopped being live. */
 void disk_dead(struct disk_engine *de, struct ix_entry e);
 

@@ -7,8 +7,11 @@
  * first), so the reactor hands all n reads to the kernel in one submission
  * and the device sees the batch's whole depth; then the caller awaits the
  * fibers. They write into the caller's arrays, so the caller waits for them
- * even when it is cancelled (kl_fiber_await). Where no fiber can be spawned
- * (outside a reactor, or every slot taken) keys are looked up in turn.
+ * even when it is cancelled (kl_fiber_await). A batch leaves a quarter of
+ * the thread's fiber slots free: the server's connection runners and posted
+ * jobs (a drain, `stats conns`) need slots too, and many connections' batches
+ * at once could take them all. Keys without a fiber (outside a reactor, or
+ * past that reserve) are looked up in turn.
  */
 #include "disk_internal.h"
 
@@ -36,13 +39,18 @@ void disk_lookup_many_op(struct kl_engine *e, size_t n, const struct kl_key *key
     KL_ASSERT(n <= KL_LOOKUP_MANY_MAX, "%zu keys in one batch", n);
     struct one_lookup jobs[KL_LOOKUP_MANY_MAX];
     kl_fiber_id ids[KL_LOOKUP_MANY_MAX];
-    bool fibers =
-        n > 1 && kl_reactor_active() && !kl_fiber_id_eq(kl_fiber_self(), KL_FIBER_ID_NONE);
+    uint32_t spare = 0, total = 0;
+    if (n > 1 && kl_reactor_active() && !kl_fiber_id_eq(kl_fiber_self(), KL_FIBER_ID_NONE)) {
+        kl_sched_slots(&spare, &total);
+        spare = spare > total / 4 ? spare - total / 4 : 0; /* the reserve stays free */
+    }
     for (size_t i = 1; i < n; i++) {
         jobs[i] = (struct one_lookup){e, &keys[i], &items[i], &results[i]};
         ids[i] = KL_FIBER_ID_NONE;
-        if (fibers &&
-            kl_fiber_spawn(&ids[i], "disk-get", lookup_fiber, &jobs[i], KL_FIBER_PRIO_NORMAL) != 0)
+        if (spare > 0 &&
+            kl_fiber_spawn(&ids[i], "disk-get", lookup_fiber, &jobs[i], KL_FIBER_PRIO_NORMAL) == 0)
+            spare--;
+        else
             ids[i] = KL_FIBER_ID_NONE;
     }
     if (n > 0)
