@@ -11,6 +11,7 @@
  *                No pins, expiry, CAS or frequency: what this machine's
  *                memory charges for the two dependent reads a get needs.
  *   set          ns per set (reserve, copy, commit) of a present key
+ *   insert       ns per set of a new key, 1M into an empty engine
  *   mixed        90% get / 10% set: ops/s with 1 and 2 threads sharing the
  *                engine; the scaling ratio is 2 threads over 1
  *   metadata     after loading the 1M keys into an engine that holds them:
@@ -24,6 +25,7 @@
  *                runs on the same stream in this program. Segments of
  *                64 KiB there (see missratio_seg).
  * Figures are medians of ROUNDS runs. Wall-clock figures need a quiet machine.
+ * --quick: the miss ratios alone; --memory: inserts, metadata and items/MiB.
  */
 #include <math.h>
 #include <pthread.h>
@@ -304,9 +306,17 @@ static void speed(bool zipf, const char *name)
 static double metadata(unsigned hp)
 {
     struct kl_engine *e = open_engine((size_t)128 << 20, KL_EVICT_MERGE, hp);
-    for (uint32_t k = 0; k < NKEYS; k++)
-        set_key(e, k);
     struct kl_engine_stats s;
+    double lo = 1e9, hi = 0; /* the table's bytes per item along the load */
+    for (uint32_t k = 0; k < NKEYS; k++) {
+        set_key(e, k);
+        if ((k + 1) % 50000 == 0 && k + 1 >= 100000) {
+            kl_engine_stats(e, &s);
+            double b = (double)s.hash_bytes / (double)s.items;
+            lo = b < lo ? b : lo;
+            hi = b > hi ? b : hi;
+        }
+    }
     kl_engine_stats(e, &s);
     double meta =
         ((double)s.seg_used_bytes + (double)s.hash_bytes - (double)s.items * (KLEN + VLEN)) /
@@ -317,12 +327,34 @@ static double metadata(unsigned hp)
            meta, hash, meta - hash, (unsigned long long)s.hash_buckets,
            hp ? "--hash-power" : "default for -m 128 MiB", (unsigned long long)s.items,
            (unsigned long long)s.hash_overflow_used);
+    printf("hash table bytes per item along the load (every 50k items from 100k): %.2f to %.2f\n",
+           lo, hi);
     kl_engine_close(e);
     return meta;
 }
 
+/* ns per set of a new key while 1M keys go into an empty engine (the table
+ * grows and moves entries to make room: what an overwrite never does). */
+static void inserts(void)
+{
+    double ns[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        struct kl_engine *e = open_engine((size_t)128 << 20, KL_EVICT_MERGE, 0);
+        uint64_t t0 = kl_now();
+        for (uint32_t k = 0; k < NKEYS; k++)
+            set_key(e, k);
+        ns[r] = (double)(kl_now() - t0) / NKEYS;
+        kl_engine_close(e);
+        printf("  insert round %d: %.1f ns\n", r + 1, ns[r]);
+    }
+    double m = median(ns, ROUNDS);
+    printf("insert of a new key (1M into an empty engine): %.1f ns\n", m);
+    printf("result seg_insert_ns %.1f ns\n", m);
+}
+
 static void memory(void)
 {
+    inserts();
     double meta = metadata(0);
     printf("result seg_meta_bytes_per_item %.2f B\n", meta);
     struct kl_engine_stats s;
@@ -471,10 +503,12 @@ static void miss_ratios(void)
 
 int main(int argc, char **argv)
 {
-    bool quick = false;
+    bool quick = false, mem_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = true;
+        else if (strcmp(argv[i], "--memory") == 0)
+            mem_only = true;
         else if (strcmp(argv[i], "--seg-size") == 0 && i + 1 < argc)
             missratio_seg = strtoul(argv[++i], NULL, 0);
     }
@@ -484,12 +518,16 @@ int main(int argc, char **argv)
         snprintf(keys[k], sizeof keys[k], "key:%010u", k);
     memset(value, 'v', VLEN);
     zipf_init(&zipf99, NKEYS, 0.99);
-    if (!quick) {
-        speed(true, "zipf");
-        speed(false, "uniform");
-        memory();
+    if (mem_only) {
+        memory(); /* inserts, metadata, items per MiB */
+    } else {
+        if (!quick) {
+            speed(true, "zipf");
+            speed(false, "uniform");
+            memory();
+        }
+        miss_ratios();
     }
-    miss_ratios();
     free(keys);
     return 0;
 }

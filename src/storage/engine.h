@@ -152,7 +152,7 @@ struct kl_engine_stats {
     uint64_t reclaimed;         /* space of replaced/deleted items reused */
     /* engine figures */
     uint64_t segs_total, segs_free, seg_evictions, seg_expirations, seg_merges;
-    uint64_t hash_bytes; /* hash table bytes in use (first buckets + overflow taken) */
+    uint64_t hash_bytes; /* hash table bytes in use (first buckets, overflow taken, hints) */
     uint64_t hash_buckets, hash_overflow_used, hash_overflow_total;
     uint64_t hash_moves;     /* entries moved to their other bucket to make room */
     uint64_t seg_used_bytes; /* bytes written in segments in use (live and dead) */

@@ -2,10 +2,18 @@
  *
  * Buckets of 64 bytes, 8 slots of 64 bits. A key may live in either of two
  * chains (two-choice hashing: an insert goes to the chain with room in its
- * first bucket, so buckets fill to ~90% before any overflow); a writer locks
- * both, lower index first. When both first buckets are full, an insert
- * first tries to move one of their entries to the other first bucket of
- * that entry's own pair (one cuckoo step), then chains an overflow bucket.
+ * first bucket); a writer locks both, lower index first. The second chain's
+ * hash is the first's XOR a mix of the key's 12-bit tag, so an entry's other
+ * bucket follows from the bucket it is in and its tag, without reading the
+ * item (but for the one bit an unsplit bucket does not tell: see alt_in).
+ * When both first buckets are full, an insert makes room by cuckoo moves:
+ * an entry goes to its own other first bucket, which may first send one of
+ * its entries to theirs, up to DISPLACE_DEPTH moves, each bucket of the path
+ * taken with a try-lock (never waited for: lock order); only when that fails
+ * does it chain an overflow bucket. Linear hashing leaves unsplit buckets
+ * with twice the keys of split ones; these moves spread them, so the first
+ * buckets fill to 15/16 with almost no overflow bucket (one step alone left
+ * half of them full at 4/5 and overflowed beyond).
  * A move bumps a version in both buckets' slot 0 (odd while it runs); a
  * lock-free reader that misses looks again if its first bucket's version
  * changed. Slot 0 of a chain's first bucket holds the chain's spin lock
@@ -43,21 +51,33 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* Grow when occupied slots exceed this share of the first buckets' 7 slots. */
-#define LOAD_NUM 4
-#define LOAD_DEN 5
+/* Checks that cost a cache miss or more: in debug builds (make asan) only. */
+#ifdef NDEBUG
+#define KL_DEBUG_ASSERT(cond, ...) ((void)0)
+#else
+#define KL_DEBUG_ASSERT(cond, ...) KL_ASSERT(cond, __VA_ARGS__)
+#endif
+
+/* Grow when occupied slots exceed this share of the first buckets' 7 slots
+ * (64 / (7 * 15/16) = 9.75 bytes of table per item). */
+#define LOAD_NUM       15
+#define LOAD_DEN       16
+/* Moves an insert may chain to free a slot in a full first bucket. */
+#define DISPLACE_DEPTH 3
 
 int ht_init(struct seg_engine *se, uint32_t nb, uint32_t nb_max)
 {
     KL_ASSERT(nb >= 1 && nb <= nb_max, "hash table of %u buckets, at most %u", nb, nb_max);
     se->nb_max = nb_max;
     se->novf = (uint32_t)(nb_max / 2 + 16); /* address space; touched only when used */
-    size_t bytes = ((size_t)nb_max + se->novf) * 64;
+    size_t words = ((size_t)nb_max + 63) / 64;
+    size_t bytes = ((size_t)nb_max + se->novf) * 64 + (words * 8 + 63) / 64 * 64;
     void *p = seg_map(bytes, false); /* mostly never touched */
     if (p == NULL)
         return -ENOMEM;
     se->table = p;
     se->ovf = se->table + (size_t)nb_max * 8;
+    se->full_bits = se->ovf + (size_t)se->novf * 8;
     /* overflow buckets are few and taken in order: small pages, so that the
      * first one does not cost a 2 MiB page */
     uintptr_t ovf_page = ((uintptr_t)se->ovf + 4095) & ~(uintptr_t)4095;
@@ -94,9 +114,31 @@ static inline uint32_t lin(uint32_t x, uint32_t nb)
 
 static inline uint32_t idx1(uint32_t nb, uint64_t h) { return lin((uint32_t)h, nb); }
 
+/* The mask from a key's first hash to its second: a mix of its tag alone,
+ * so that an entry's other bucket follows from its bucket and slot. */
+static inline uint32_t tag_mix(uint32_t tag)
+{
+    uint32_t x = tag * 0x9e3779b1u;
+    x ^= x >> 15;
+    x *= 0x85ebca6bu;
+    return x ^ (x >> 13);
+}
+
 static inline uint32_t idx2(uint32_t nb, uint64_t h)
 {
-    return lin((uint32_t)((h * 0x9e3779b97f4a7c15ull) >> 32), nb);
+    return lin((uint32_t)h ^ tag_mix(hash_tag(h)), nb);
+}
+
+/* The other first bucket, among nb, of the entry v found in bucket bi, from
+ * bi and v's tag: a split bucket tells the low L+1 bits of the hash that led
+ * there, an unsplit one only L; UINT32_MAX when the missing bit decides. */
+static inline uint32_t alt_in(uint32_t nb, uint32_t bi, uint64_t v)
+{
+    uint32_t lo = 1u << (31 - __builtin_clz(nb)), m = tag_mix(SLOT_TAG(v));
+    if (bi < nb - lo || bi >= lo)
+        return lin(bi ^ (m & (2 * lo - 1)), nb);
+    uint32_t y = (bi ^ m) & (lo - 1);
+    return y < nb - lo ? UINT32_MAX : y;
 }
 
 static inline _Atomic uint64_t *bucket(struct seg_engine *se, uint32_t i)
@@ -175,10 +217,34 @@ void ht_lock(struct seg_engine *se, uint64_t h)
 
 void ht_unlock(struct seg_engine *se, uint64_t h) { unlock_pair(se, pair_of(se, h)); }
 
+/* The full-bucket hints: bit bi set when first bucket bi was last seen
+ * with no empty slot. A hint only: whoever relies on it looks at the bucket
+ * under its lock; a wrong bit costs a miss (set) or a skipped move (clear).
+ * Every slot emptied clears its bucket's bit (ht_count), so a bucket with
+ * room is never left marked full. */
+static inline bool hint_full(struct seg_engine *se, uint32_t bi)
+{
+    return (atomic_load_explicit(&se->full_bits[bi / 64], memory_order_relaxed) >> (bi % 64)) & 1;
+}
+
+static void hint_set(struct seg_engine *se, uint32_t bi, bool full)
+{
+    _Atomic uint64_t *w = &se->full_bits[bi / 64];
+    uint64_t bit = 1ull << (bi % 64);
+    if (((atomic_load_explicit(w, memory_order_relaxed) & bit) != 0) == full)
+        return; /* no write: the word is shared by 64 buckets */
+    if (full)
+        atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
+    else
+        atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed);
+}
+
 void ht_count(struct seg_engine *se, _Atomic uint64_t *slot, int delta)
 {
     atomic_fetch_add_explicit(&se->ht_items[((uintptr_t)slot >> 6) & 7].n, delta,
                               memory_order_relaxed);
+    if (delta < 0 && slot < se->ovf)
+        hint_set(se, (uint32_t)((slot - se->table) / 8), false);
 }
 
 static int64_t items_in_table(struct seg_engine *se)
@@ -270,42 +336,107 @@ static _Atomic uint64_t *empty_in(_Atomic uint64_t *b, int *n)
     return first;
 }
 
-/* Under the pair's locks, with bucket b (index bi) full: move one of its
- * entries to the other first bucket of its own key, if that has room and
- * its lock is free. Returns the slot freed, or NULL. */
-static _Atomic uint64_t *displace(struct seg_engine *se, _Atomic uint64_t *b, uint32_t bi)
+/* The other first bucket of the entry v in the locked bucket bi (bi itself
+ * for a key with one chain): from the tag, else from the item's key. */
+static uint32_t alt_of(struct seg_engine *se, uint32_t bi, uint64_t v)
 {
-    for (int i = 1; i < 8; i++) {
-        uint64_t v = atomic_load_explicit(&b[i], memory_order_relaxed);
-        uint64_t kh = hash_at(se, v);
-        struct pair kp = pair_of(se, kh);
-        uint32_t ai = kp.a == bi ? kp.b : kp.a;
-        if (ai == bi)
-            continue; /* a key with one chain */
-        _Atomic uint64_t *ab = bucket(se, ai);
+    uint32_t nb = ht_buckets(se), ai = alt_in(nb, bi, v);
+    if (ai != UINT32_MAX)
+        return ai;
+    struct pair kp = pair_in(nb, hash_at(se, v));
+    KL_ASSERT(kp.a == bi || kp.b == bi, "entry of bucket %u/%u found in %u", kp.a, kp.b, bi);
+    return kp.a == bi ? kp.b : kp.a;
+}
+
+static _Atomic uint64_t *displace(struct seg_engine *se, _Atomic uint64_t *b, uint32_t bi,
+                                  int depth);
+
+/* Move entry b[i] (value v) to its other first bucket ai if that has room
+ * or, with depth > 1, can be given room; the slot freed, or NULL. */
+static _Atomic uint64_t *move_out(struct seg_engine *se, _Atomic uint64_t *b, uint32_t bi, int i,
+                                  uint64_t v, uint32_t ai, int depth)
+{
+    _Atomic uint64_t *ab = bucket(se, ai);
+    uint64_t s0 = atomic_load_explicit(&ab[0], memory_order_relaxed);
+    if ((s0 & 1) || !atomic_compare_exchange_strong_explicit(
+                        &ab[0], &s0, s0 | 1, memory_order_acquire, memory_order_relaxed))
+        return NULL; /* busy (or on our own path): cannot wait for it here (lock order) */
+    /* a split of ai may have run before we locked it */
+    _Atomic uint64_t *to = NULL;
+    if (alt_of(se, bi, v) == ai) {
         int n;
-        if (empty_in(ab, &n) == NULL)
-            continue;
-        uint64_t s0 = atomic_load_explicit(&ab[0], memory_order_relaxed);
-        if ((s0 & 1) || !atomic_compare_exchange_strong_explicit(
-                            &ab[0], &s0, s0 | 1, memory_order_acquire, memory_order_relaxed))
-            continue; /* busy: cannot wait for it here (lock order) */
-        /* a split of ai may have run before we locked it */
-        struct pair now = pair_of(se, kh);
-        _Atomic uint64_t *to = (now.a == ai || now.b == ai) ? empty_in(ab, &n) : NULL;
-        if (to) {
-            ver_bump(&b[0]); /* odd: a move runs */
-            ver_bump(&ab[0]);
-            move_slot(&b[i], to, v);
-            ver_bump(&ab[0]);
-            ver_bump(&b[0]); /* even again */
-            atomic_fetch_add_explicit(&se->st_hash_moves, 1, memory_order_relaxed);
-        }
-        unlock_one(&ab[0]);
-        if (to)
-            return &b[i];
+        to = empty_in(ab, &n);
+        KL_DEBUG_ASSERT(!(to && hint_full(se, ai)), "bucket %u marked full with room", ai);
+        hint_set(se, ai, to == NULL || n == 1); /* full now, or once v is in */
+        if (to == NULL && depth > 1)
+            to = displace(se, ab, ai, depth - 1);
     }
-    return NULL;
+    if (to) {
+#ifndef NDEBUG
+        struct pair kp = pair_of(se, hash_at(se, v)); /* the tag told the truth */
+#endif
+        KL_DEBUG_ASSERT((kp.a == bi && kp.b == ai) || (kp.a == ai && kp.b == bi),
+                        "move of an entry of %u/%u from %u to %u", kp.a, kp.b, bi, ai);
+        ver_bump(&b[0]); /* odd: a move runs */
+        ver_bump(&ab[0]);
+        move_slot(&b[i], to, v);
+        ver_bump(&ab[0]);
+        ver_bump(&b[0]); /* even again */
+        atomic_fetch_add_explicit(&se->st_hash_moves, 1, memory_order_relaxed);
+    }
+    unlock_one(&ab[0]);
+    return to ? &b[i] : NULL; /* b stays full: its caller fills the slot */
+}
+
+/* Under bucket b's lock (index bi), b full: move one of its entries to the
+ * other first bucket of its own key, if that has room, or (depth > 1) can
+ * be given room the same way with depth - 1 moves. First the entries whose
+ * other bucket the tag tells and the hints say has room (no cache miss but
+ * the move's own), then those whose item must tell it, then the deeper
+ * moves, their buckets prefetched together so that the misses overlap.
+ * Returns the slot freed, or NULL. */
+static _Atomic uint64_t *displace(struct seg_engine *se, _Atomic uint64_t *b, uint32_t bi,
+                                  int depth)
+{
+    uint64_t v[8];
+    uint32_t alt[8], nb = ht_buckets(se);
+    _Atomic uint64_t *freed = NULL;
+    bool by_key = false;
+    for (int i = 1; i < 8 && freed == NULL; i++) {
+        v[i] = atomic_load_explicit(&b[i], memory_order_relaxed);
+        alt[i] = alt_in(nb, bi, v[i]);
+        if (alt[i] == UINT32_MAX)
+            by_key = true;
+        else if (alt[i] != bi && !hint_full(se, alt[i]))
+            freed = move_out(se, b, bi, i, v[i], alt[i], 1);
+    }
+    if (freed)
+        return freed;
+    /* an unsplit bucket's entry: its other bucket y or y + 2^L (both split) */
+    uint32_t lo = 1u << (31 - __builtin_clz(nb));
+    bool read[8] = {false};
+    for (int i = 1; i < 8 && by_key; i++) {
+        if (alt[i] != UINT32_MAX)
+            continue;
+        uint32_t y = (bi ^ tag_mix(SLOT_TAG(v[i]))) & (lo - 1);
+        read[i] = depth > 1 || !hint_full(se, y) || !hint_full(se, y + lo);
+        if (read[i])
+            __builtin_prefetch(seg_data(se, SLOT_SEG(v[i])) + SLOT_OFF(v[i]));
+    }
+    for (int i = 1; i < 8 && by_key && freed == NULL; i++) {
+        if (alt[i] == UINT32_MAX && read[i]) {
+            alt[i] = alt_of(se, bi, v[i]);
+            if (alt[i] != bi && !hint_full(se, alt[i]))
+                freed = move_out(se, b, bi, i, v[i], alt[i], 1);
+        }
+    }
+    if (freed || depth <= 1)
+        return freed;
+    for (int i = 1; i < 8; i++)
+        __builtin_prefetch(bucket(se, alt[i]));
+    for (int i = 1; i < 8 && freed == NULL; i++)
+        freed = alt[i] == bi ? NULL : move_out(se, b, bi, i, v[i], alt[i], depth);
+    return freed;
 }
 
 /* A fresh overflow bucket chained after tail; its first slot, or NULL. */
@@ -327,12 +458,23 @@ _Atomic uint64_t *ht_free_slot(struct seg_engine *se, uint64_t h, uint64_t *drop
     int n1, n2;
     _Atomic uint64_t *b1 = bucket(se, p.a), *b2 = bucket(se, p.b);
     _Atomic uint64_t *e1 = empty_in(b1, &n1), *e2 = empty_in(b2, &n2);
-    if (e1 || e2)
-        return n1 >= n2 ? e1 : e2;
+    KL_DEBUG_ASSERT(!(e1 && hint_full(se, p.a)) && !(e2 && hint_full(se, p.b)),
+                    "bucket %u or %u marked full with room", p.a, p.b);
+    if (e1 || e2) {
+        bool one = n1 >= n2;
+        if ((one ? n1 : n2) == 1) /* full once the caller fills it */
+            hint_set(se, one ? p.a : p.b, true);
+        return one ? e1 : e2;
+    }
+    hint_set(se, p.a, true);
+    hint_set(se, p.b, true);
     *full = true;
-    _Atomic uint64_t *moved = displace(se, b1, p.a);
-    if (moved == NULL && p.b != p.a)
-        moved = displace(se, b2, p.b);
+    _Atomic uint64_t *moved = NULL;
+    for (int d = 1; d <= DISPLACE_DEPTH && moved == NULL; d++) {
+        moved = displace(se, b1, p.a, d);
+        if (moved == NULL && p.b != p.a)
+            moved = displace(se, b2, p.b, d);
+    }
     if (moved)
         return moved;
     /* then any overflow bucket; else chain one to the shorter chain */
@@ -505,6 +647,12 @@ void ht_clear_all(struct seg_engine *se)
         unlock_one(bucket(se, hb));
     }
     pthread_mutex_unlock(&se->grow_lock);
+}
+
+uint64_t ht_bytes_used(struct seg_engine *se)
+{
+    uint64_t nb = ht_buckets(se);
+    return (nb + ht_overflow_used(se)) * 64 + (nb + 63) / 64 * 8;
 }
 
 uint32_t ht_overflow_used(struct seg_engine *se)

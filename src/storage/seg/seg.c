@@ -153,7 +153,7 @@ static void seg_stats(struct kl_engine *e, struct kl_engine_stats *s)
     s->seg_evictions = atomic_load(&se->st_seg_evictions);
     s->seg_expirations = atomic_load(&se->st_seg_expirations);
     s->seg_merges = atomic_load(&se->st_seg_merges);
-    s->hash_bytes = ((uint64_t)ht_buckets(se) + ht_overflow_used(se)) * 64;
+    s->hash_bytes = ht_bytes_used(se);
     s->hash_buckets = ht_buckets(se);
     s->hash_overflow_used = ht_overflow_used(se);
     s->hash_overflow_total = se->novf;

@@ -155,7 +155,8 @@ struct seg_engine {
     /* hash table (hashtable.c) */
     _Atomic uint64_t *table;
     _Atomic uint64_t *ovf;
-    uint32_t nb_max; /* buckets the mapping has room for */
+    _Atomic uint64_t *full_bits; /* a bit a first bucket: seen full (a hint) */
+    uint32_t nb_max;             /* buckets the mapping has room for */
     uint32_t novf;
     _Atomic uint32_t ovf_used;
     size_t hash_bytes;
@@ -267,6 +268,8 @@ void ht_bump(_Atomic uint64_t *slot, uint64_t v);
 /* Walk every slot of the table (for flush), each bucket chain under its lock. */
 void ht_clear_all(struct seg_engine *se);
 uint32_t ht_overflow_used(struct seg_engine *se);
+/* Bytes of table in use: first buckets, overflow buckets taken, full hints. */
+uint64_t ht_bytes_used(struct seg_engine *se);
 
 /* ---- segments (segment.c) ---- */
 
