@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -562,7 +563,7 @@ KT_TEST(direct_reads_and_more_semantics)
  * unaligned, which O_DIRECT refuses once the file has grown meanwhile (a
  * writer preallocating). Here a thread grows and cuts the file in a loop
  * while gets read its last record: every one must be the value. */
-static volatile bool grower_stop;
+static atomic_bool grower_stop;
 
 static void *grower(void *arg)
 {
