@@ -189,13 +189,17 @@ static intptr_t many_reader(void *arg)
     return 0;
 }
 
-static void run_many(enum kl_reactor_backend b)
+/* A fresh engine holding keys many0..many31 (the "many" ones many_keys()
+ * names); false (the case failed) if it cannot be made. */
+static bool open_with_many_keys(void)
 {
     snprintf(dir, sizeof dir, "/tmp/keel-disk-fibers-XXXXXX");
-    KT_REQUIRE(mkdtemp(dir) != NULL);
     struct kl_engine_opts o = {
         .engine = "disk", .data_dir = dir, .sync = KL_SYNC_NONE, .compact_pct = 100, .now = 1};
-    KT_REQUIRE(kl_engine_open(&o, &eng) == 0);
+    if (mkdtemp(dir) == NULL || kl_engine_open(&o, &eng) != 0) {
+        kt_fail(__FILE__, __LINE__, "cannot open a disk engine in %s", dir);
+        return false;
+    }
     for (int i = 0; i < MANY; i++) {
         char k[16], v[64];
         snprintf(k, sizeof k, "many%d", i);
@@ -204,6 +208,13 @@ static void run_many(enum kl_reactor_backend b)
                 KL_E_STORED);
     }
     many_bad = 0;
+    return true;
+}
+
+static void run_many(enum kl_reactor_backend b)
+{
+    if (!open_with_many_keys())
+        return;
     rk_spawn("many", many_reader, NULL);
     KT_EQ_I(kl_reactor_run(), 0);
     KT_EQ_I(many_bad, 0);
@@ -262,19 +273,8 @@ static intptr_t prober(void *arg)
 static void run_slots(enum kl_reactor_backend b)
 {
     (void)b;
-    snprintf(dir, sizeof dir, "/tmp/keel-disk-fibers-XXXXXX");
-    KT_REQUIRE(mkdtemp(dir) != NULL);
-    struct kl_engine_opts o = {
-        .engine = "disk", .data_dir = dir, .sync = KL_SYNC_NONE, .compact_pct = 100, .now = 1};
-    KT_REQUIRE(kl_engine_open(&o, &eng) == 0);
-    for (int i = 0; i < MANY; i++) {
-        char k[16], v[64];
-        snprintf(k, sizeof k, "many%d", i);
-        int n = snprintf(v, sizeof v, "value of %s", k);
-        KT_EQ_I(kl_engine_store(eng, KL_SET, k, strlen(k), v, (uint32_t)n, 0, 0, 0, NULL),
-                KL_E_STORED);
-    }
-    many_bad = 0;
+    if (!open_with_many_keys())
+        return;
     probe_rc = 1;
     for (int i = 0; i < READERS; i++)
         rk_spawn("batch-reader", batch_reader, NULL);
