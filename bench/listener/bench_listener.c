@@ -42,6 +42,7 @@
 #include "keel/conn.h"
 #include "keel/listener.h"
 #include "keel/workers.h"
+#include "../conn/line_echo.h"
 
 #include "../conn/bench_conn.h"
 
@@ -54,7 +55,7 @@
 
 /* ---- the server (a child process) ------------------------------------------- */
 
-enum { C_OPENED, C_CLOSED, C_COUNT };
+enum { C_OPENED = LINE_ECHO_OPENED, C_CLOSED = LINE_ECHO_CLOSED, C_COUNT };
 
 static struct {
     enum kl_listener_mode mode;
@@ -82,7 +83,6 @@ static void stats_reply(struct kl_conn *c)
 /* Echo every complete line; "stats" first in the input answers instead. */
 static int handler(struct kl_conn *c, void *arg)
 {
-    (void)arg;
     size_t len;
     const char *in = kl_conn_input(c, &len);
     if (len >= 6 && memcmp(in, "stats\n", 6) == 0) {
@@ -90,26 +90,7 @@ static int handler(struct kl_conn *c, void *arg)
         kl_conn_consume(c, 6);
         return KL_CONN_MORE;
     }
-    const char *nl = memrchr(in, '\n', len);
-    if (nl == NULL)
-        return KL_CONN_MORE;
-    size_t n = (size_t)(nl - in) + 1;
-    int rc = kl_conn_write(c, in, n);
-    kl_conn_consume(c, n);
-    return rc < 0 ? rc : KL_CONN_MORE;
-}
-
-static void on_open(struct kl_conn *c, void *arg)
-{
-    (void)c;
-    kl_counter_add(&((kl_counter *)arg)[C_OPENED], 1);
-}
-
-static void on_close(struct kl_conn *c, int reason, void *arg)
-{
-    (void)c;
-    (void)reason;
-    kl_counter_add(&((kl_counter *)arg)[C_CLOSED], 1);
+    return line_echo(c, arg);
 }
 
 static void serve_worker(struct kl_worker *w, void *arg)
@@ -118,8 +99,8 @@ static void serve_worker(struct kl_worker *w, void *arg)
     uint32_t i = kl_worker_index(w);
     struct kl_connset_config cc = {.max_conns = 8192,
                                    .handler = handler,
-                                   .on_open = on_open,
-                                   .on_close = on_close,
+                                   .on_open = line_echo_opened,
+                                   .on_close = line_echo_closed,
                                    .arg = kl_worker_counters(w)};
     int rc = kl_connset_init(&srv.set[i], &cc);
     if (rc == 0 && (srv.mode == KL_LISTENER_REUSEPORT || i == 0))

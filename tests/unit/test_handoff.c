@@ -34,13 +34,14 @@
 #include "keel/workers.h"
 
 #include "kt.h"
+#include "line_echo.h"
 #include "reactor_kit.h"
 
 #define MAXW     4
 #define DEADLINE (20 * SEC) /* generous: ASan on a loaded 2-core machine */
 #define REFUSAL  "SERVER_ERROR too many open connections\r\n"
 
-enum { C_OPEN, C_CLOSED, C_REFUSED, C_COUNT };
+enum { C_OPEN = LINE_ECHO_OPENED, C_CLOSED = LINE_ECHO_CLOSED, C_REFUSED, C_COUNT };
 
 /* The server: the listeners, each worker's set, the shared limit. */
 static struct {
@@ -59,34 +60,6 @@ static struct {
     uint64_t dropped; /* HANDOFF, at the last hk_down: sockets closed unserved */
 } hk;
 
-/* Echo every complete line. */
-static int echo(struct kl_conn *c, void *arg)
-{
-    (void)arg;
-    size_t len;
-    const char *in = kl_conn_input(c, &len);
-    const char *nl = memrchr(in, '\n', len);
-    if (nl == NULL)
-        return KL_CONN_MORE;
-    size_t n = (size_t)(nl - in) + 1;
-    int rc = kl_conn_write(c, in, n);
-    kl_conn_consume(c, n);
-    return rc < 0 ? rc : KL_CONN_MORE;
-}
-
-static void on_open(struct kl_conn *c, void *arg)
-{
-    (void)c;
-    kl_counter_add(&((kl_counter *)arg)[C_OPEN], 1);
-}
-
-static void on_close(struct kl_conn *c, int reason, void *arg)
-{
-    (void)c;
-    (void)reason;
-    kl_counter_add(&((kl_counter *)arg)[C_CLOSED], 1);
-}
-
 /* On the thread that refuses: its own counters are `arg`. */
 static void refuse(int fd, void *arg)
 {
@@ -103,9 +76,9 @@ static void worker_main(struct kl_worker *w, void *arg)
     struct kl_connset_config cc = {
         .max_conns = 256,
         .quota = hk.use_quota ? &hk.quota : NULL,
-        .handler = echo,
-        .on_open = on_open,
-        .on_close = on_close,
+        .handler = line_echo,
+        .on_open = line_echo_opened,
+        .on_close = line_echo_closed,
         .arg = counters,
     };
     bool serves = !(hk.lone_acceptor && i == 0);
@@ -572,7 +545,7 @@ static void gone_main(struct kl_worker *w, void *arg)
     (void)w;
     (void)arg;
     int rc = kl_connset_init(
-        &gone_set, &(struct kl_connset_config){.handler = echo, .arg = kl_worker_counters(w)});
+        &gone_set, &(struct kl_connset_config){.handler = line_echo, .arg = kl_worker_counters(w)});
     if (rc == 0)
         rc = kl_listener_join(&hk.l[0], &gone_set, NULL);
     atomic_store(&gone_joined, rc == 0 ? 1 : rc);
