@@ -17,10 +17,9 @@
 
 #include "keel/assert.h"
 
-bool keeld_run_takes(const struct keeld_worker *w, const struct keeld_run *run,
-                     const struct kl_mc_cmd *cmd)
+bool keeld_run_takes(const struct keeld_worker *w, const struct kl_mc_cmd *cmd)
 {
-    return (cmd->type == KL_MC_GET || cmd->type == KL_MC_GETS) && run->n < KEELD_RUN_MAX &&
+    return (cmd->type == KL_MC_GET || cmd->type == KL_MC_GETS) &&
            kl_engine_overlaps(w->shared->engine);
 }
 

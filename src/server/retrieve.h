@@ -25,9 +25,9 @@ struct keeld_run {
     } cmd[KEELD_RUN_MAX];
 };
 
-/* True when cmd may join a run on this worker's engine (and the run has room). */
-bool keeld_run_takes(const struct keeld_worker *w, const struct keeld_run *run,
-                     const struct kl_mc_cmd *cmd);
+/* True when cmd joins runs on this worker's engine (a get or gets, and an
+ * engine that overlaps lookups); a full run is answered before it joins. */
+bool keeld_run_takes(const struct keeld_worker *w, const struct kl_mc_cmd *cmd);
 
 /* Add a retrieval command to the run. */
 void keeld_run_add(struct keeld_run *run, const struct kl_mc_cmd *cmd);

@@ -44,7 +44,8 @@ int keeld_session(struct kl_conn *c, void *arg)
         enum kl_mc_status st = kl_mc_parse(&cfg, buf + off, len - off, &cmd);
         if (st == KL_MC_NEED_MORE)
             break;
-        if (run.n > 0 && (st == KL_MC_ERROR || !keeld_run_takes(w, &run, &cmd))) {
+        bool joins = st != KL_MC_ERROR && keeld_run_takes(w, &cmd);
+        if (run.n > 0 && (!joins || run.n == KEELD_RUN_MAX)) {
             rc = keeld_run_answer(w, c, &run); /* replies keep the commands' order */
             if (rc != 0)
                 break;
@@ -60,7 +61,7 @@ int keeld_session(struct kl_conn *c, void *arg)
                 rc = keeld_reply(w, c, cmd.reply.p, cmd.reply.len);
             if (rc == 0 && cmd.close)
                 rc = KL_CONN_CLOSE;
-        } else if (keeld_run_takes(w, &run, &cmd)) {
+        } else if (joins) {
             keeld_run_add(&run, &cmd);
         } else {
             rc = keeld_exec(w, c, &cmd);
