@@ -13,6 +13,17 @@
  * treat it as "try reading". `fn` must not block; it typically marks the
  * owner ready and resumes or hands it to a fiber.
  *
+ * A receiving watch (kl_watch_recv_start) also reads the first bytes. On
+ * io_uring each arm is one IORING_OP_RECV that selects a buffer from the
+ * thread's receive buffer ring (provided buffers: KL_WATCH_RECV_BUFS of
+ * KL_WATCH_RECV_BUF bytes, shared by every receiving watch of the thread)
+ * only when bytes come, so an idle socket still holds no buffer, and the
+ * bytes come with the event instead of one receive later. The watch holds
+ * them (kl_watch_held) until the owner copies them out (kl_watch_take), which
+ * gives the buffer back to the ring. When the ring is empty, or the kernel
+ * has no buffer rings, the event is a plain "try reading" as above. On epoll
+ * it is a readiness watch.
+ *
  * One watch per fd. An armed watch counts as I/O in flight, so the loop
  * waits for it rather than reporting a deadlock, and kl_reactor_destroy()
  * refuses while one is armed. Stop the watch before closing the fd.
@@ -28,9 +39,10 @@
 
 struct kl_watch;
 
-/* Called on the reactor's thread, main context. A readiness watch: `res` is
- * a POLLIN/POLLHUP/POLLERR/POLLRDHUP mask, or -errno. An accept watch: the
- * accepted socket (close-on-exec, now the callee's), or -errno. */
+/* Called on the reactor's thread, main context. A readiness or receiving
+ * watch: `res` is a POLLIN/POLLHUP/POLLERR/POLLRDHUP mask, or -errno (a
+ * receiving watch's bytes are in kl_watch_held() when it calls). An accept
+ * watch: the accepted socket (close-on-exec, now the callee's), or -errno. */
 typedef void (*kl_watch_fn)(struct kl_watch *w, int32_t res);
 
 /* Caller-owned; must stay valid and unmoved from kl_watch_start() until
@@ -41,13 +53,37 @@ struct kl_watch {
     bool armed;          /* the backend watches fd */
     bool stopping;       /* kl_watch_stop() waits for the backend to let go */
     bool accept;         /* an accept watch (kl_watch_accept_start) */
+    bool recv;           /* a receiving watch on a buffer ring (io_uring) */
     kl_fiber_id stopper; /* the fiber in kl_watch_stop() */
+    uint16_t bid;        /* receiving: the ring buffer holding the bytes */
+    uint16_t held_off;   /* receiving: the held bytes are [held_off, +held_len) */
+    uint16_t held_len;   /* of buffer bid (0: none held) */
+    bool held_full;      /* the receive filled its buffer: more may wait */
 };
+
+/* The receive buffer ring of each io_uring reactor that uses one. */
+#define KL_WATCH_RECV_BUFS 64
+#define KL_WATCH_RECV_BUF  16384
 
 /* Watch socket `fd` and arm: `fn` comes when it is readable (at once if
  * bytes are already there). 0, -EBUSY (fd already watched), -EBADF,
  * -ENOMEM, or the backend's error. */
 int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn);
+
+/* Like kl_watch_start(), and on io_uring each arm receives the first bytes
+ * into a ring buffer that the watch holds for the owner (see above). */
+int kl_watch_recv_start(struct kl_watch *w, int fd, kl_watch_fn fn);
+
+/* Bytes a receiving watch holds (0 for other watches). */
+static inline size_t kl_watch_held(const struct kl_watch *w) { return w->held_len; }
+
+/* Whether the receive that brought the held bytes filled its buffer, so the
+ * socket may hold more (read on after taking them). */
+static inline bool kl_watch_held_full(const struct kl_watch *w) { return w->held_full; }
+
+/* Copy up to `cap` held bytes to `dst` (the oldest first); the ring buffer
+ * goes back once all of them are taken. Bytes copied. */
+size_t kl_watch_take(struct kl_watch *w, void *dst, size_t cap);
 
 /* io_uring only: accept on listening socket `fd` with one multishot
  * IORING_OP_ACCEPT; `fn` gets each new socket. The watch disarms itself on
@@ -56,13 +92,14 @@ int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn);
  * -EBADF, -ENOMEM. Stop it with kl_watch_stop() from a fiber. */
 int kl_watch_accept_start(struct kl_watch *w, int fd, kl_watch_fn fn);
 
-/* Ask for the next event (a no-op while armed). 0 or the backend's error. */
+/* Ask for the next event (a no-op while armed). A receiving watch must hold
+ * no bytes. 0 or the backend's error. */
 int kl_watch_arm(struct kl_watch *w);
 
 /* Stop the watch; on return `fn` is no longer called and the kernel holds
- * nothing of it. From a fiber when armed on io_uring (it waits for the
- * poll's completion, whatever cancels arrive; a cancel is kept for the next
- * wait). 0, or -EINVAL if the watch was not started or is stopping. */
+ * nothing of it (held bytes are dropped, their buffer given back). From a fiber when armed on
+ * io_uring (it waits for the poll's completion, whatever cancels arrive; a cancel is kept for the
+ * next wait). 0, or -EINVAL if the watch was not started or is stopping. */
 int kl_watch_stop(struct kl_watch *w);
 
 /* True when `fd` is watched on this thread. */

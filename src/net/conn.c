@@ -5,8 +5,9 @@
  * per connection with a touched stack of a few KiB would cost 5-10 times
  * that. So here an idle connection is only its struct kl_conn (120
  * bytes, from a pool) and its socket, which the reactor watches without a
- * fiber (keel/watch.h: a one-shot poll armed when it goes idle on io_uring,
- * the fd's one edge-triggered registration on epoll). Everything else is
+ * fiber (keel/watch.h: on io_uring a one-shot receive into the reactor's
+ * ring of provided buffers, armed when it goes idle, which brings the first
+ * bytes with the event; the fd's one edge-triggered registration on epoll). Everything else is
  * lent while the connection has work and taken back after:
  *
  *   idle --edge--> ready --runner free--> active --no input left--> idle
@@ -435,7 +436,7 @@ int kl_connset_add(struct kl_connset *set, int fd, struct kl_conn **out)
     memset(c, 0, sizeof *c);
     c->set = set;
     kl_list_node_init(&c->node);
-    int rc = kl_watch_start(&c->watch, fd, on_edge);
+    int rc = kl_watch_recv_start(&c->watch, fd, on_edge);
     if (rc < 0) {
         kl_pool_put(&set->conns, c);
         quota_give(set->cfg.quota);

@@ -15,9 +15,13 @@
  * the watch's event; a receive that fills the space sets it again (there
  * may be more). So an event that comes while a receive is in flight, or
  * while the handler runs, is never lost, and a short receive ends the
- * reading. Bytes that come with no event (io_uring arms its one-shot poll
- * only when the connection goes idle or waits in kl_conn_fill) fire the
- * poll as soon as it is armed.
+ * reading. Bytes that come with no event (io_uring arms its one-shot
+ * receive only when the connection goes idle or waits in kl_conn_fill)
+ * complete it as soon as it is armed. On io_uring the watch is a receiving
+ * one (keel/watch.h): its event brings the first bytes in a ring buffer,
+ * which the next read copies out instead of asking the kernel, so waking an
+ * idle connection costs no receive of its own; a receive that filled the
+ * ring buffer leaves `readable` set, and the next read asks for the rest.
  *
  * Writer. Copied pieces go into the batch's area (adjacent ones share one
  * iovec), borrowed pieces get an iovec of their own and a release callback.
@@ -101,6 +105,17 @@ ssize_t conn_read(struct kl_conn *c)
     if (rc < 0)
         return rc;
     uint32_t space = c->rcap - c->rend;
+    if (kl_watch_held(&c->watch) > 0) { /* the watch's receive brought them */
+        size_t n = kl_watch_take(&c->watch, c->rbuf + c->rend, space);
+        c->rend += (uint32_t)n;
+        c->fresh = true;
+        c->set->stats.reads++;
+        c->set->stats.read_bytes += n;
+        /* bytes left in the watch, or a full receive (more may wait), or a
+         * hang-up: read on */
+        c->readable = kl_watch_held(&c->watch) > 0 || kl_watch_held_full(&c->watch) || c->hup;
+        return (ssize_t)n;
+    }
     c->readable = false; /* an edge from now on sets it again */
     ssize_t n = kl_recv_ready(c->watch.fd, c->rbuf + c->rend, space);
     if (n > 0) {

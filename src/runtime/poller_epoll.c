@@ -272,7 +272,7 @@ static int epoll_poll(struct kl_reactor *r, uint64_t timeout_ns)
             continue;
         }
         if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) /* a watch is for input */
-            kl_watch__event(r, fd, (int32_t)ev, false);        /* returns at once if none */
+            kl_watch__event(r, fd, (int32_t)ev, -1, false);    /* returns at once if none */
         if ((size_t)fd >= e->nfds)
             continue;
         struct fd_state *st = &e->fds[fd];

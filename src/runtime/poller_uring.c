@@ -22,6 +22,12 @@
  * kernel answer -EAGAIN instead of waiting; the fiber then waits for
  * readiness with IORING_OP_POLL_ADD and tries again.
  *
+ * Receiving watches (watch.c) draw on one ring of provided buffers per
+ * reactor (buffer group 0), set up at the first such watch's arm: the
+ * kernel takes a buffer only when bytes come, so a buffer is held from a
+ * receive's CQE until its owner copies the bytes out. A kernel without
+ * buffer rings (before 5.19) turns those watches into readiness watches.
+ *
  * A read of the reactor's wake-up eventfd (xthread.c) stays armed, with
  * user_data WAKE_UDATA (never a fiber id: incarnations start at 1). It is not
  * counted in flight, so it neither keeps the loop alive nor blocks destroy;
@@ -37,6 +43,9 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#include "keel/watch.h"
 
 #include "keel/assert.h"
 #include "keel/log.h"
@@ -67,7 +76,69 @@ struct uring_state {
     bool deferred;       /* DEFER_TASKRUN: completions wait for our io_uring_enter */
     uint32_t unreaped;   /* non-blocking polls since completions were last reaped */
     uint64_t wake_count; /* the wake-up read's buffer */
+    /* the receive buffer ring (receiving watches), set up on first use */
+    bool recv_tried, recv_ok;
+    struct io_uring_buf_ring *recv_ring;
+    char *recv_bufs; /* KL_WATCH_RECV_BUFS buffers of KL_WATCH_RECV_BUF bytes */
 };
+
+#define RECV_GROUP     0
+#define RECV_RING_SIZE (KL_WATCH_RECV_BUFS * sizeof(struct io_uring_buf))
+
+static void recv_ring_add(struct uring_state *u, uint16_t bid)
+{
+    io_uring_buf_ring_add(u->recv_ring, u->recv_bufs + (size_t)bid * KL_WATCH_RECV_BUF,
+                          KL_WATCH_RECV_BUF, bid, io_uring_buf_ring_mask(KL_WATCH_RECV_BUFS), 0);
+    io_uring_buf_ring_advance(u->recv_ring, 1);
+}
+
+/* Map and register the receive buffer ring; false (for good) if the
+ * kernel or memory refuses. */
+static bool recv_ring_setup(struct uring_state *u)
+{
+    if (u->recv_tried)
+        return u->recv_ok;
+    u->recv_tried = true;
+    void *ring =
+        mmap(NULL, RECV_RING_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *bufs = mmap(NULL, (size_t)KL_WATCH_RECV_BUFS * KL_WATCH_RECV_BUF, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (ring != MAP_FAILED && bufs != MAP_FAILED) {
+        struct io_uring_buf_reg reg = {
+            .ring_addr = (uintptr_t)ring, .ring_entries = KL_WATCH_RECV_BUFS, .bgid = RECV_GROUP};
+        int rc = io_uring_register_buf_ring(&u->ring, &reg, 0);
+        if (rc == 0) {
+            u->recv_ring = ring;
+            u->recv_bufs = bufs;
+            io_uring_buf_ring_init(u->recv_ring);
+            for (uint16_t bid = 0; bid < KL_WATCH_RECV_BUFS; bid++)
+                recv_ring_add(u, bid);
+            u->recv_ok = true;
+            return true;
+        }
+        if (rc != -EINVAL && rc != -ENOENT)
+            KL_WARN("reactor: io_uring buffer ring: %d; receiving watches poll instead", rc);
+    }
+    if (ring != MAP_FAILED)
+        munmap(ring, RECV_RING_SIZE);
+    if (bufs != MAP_FAILED)
+        munmap(bufs, (size_t)KL_WATCH_RECV_BUFS * KL_WATCH_RECV_BUF);
+    return false;
+}
+
+static char *uring_recv_buf(struct kl_reactor *r, uint16_t bid)
+{
+    struct uring_state *u = r->backend_state;
+    KL_ASSERT(u->recv_ok && bid < KL_WATCH_RECV_BUFS, "receive buffer %u of no ring", bid);
+    return u->recv_bufs + (size_t)bid * KL_WATCH_RECV_BUF;
+}
+
+static void uring_recv_buf_put(struct kl_reactor *r, uint16_t bid)
+{
+    struct uring_state *u = r->backend_state;
+    KL_ASSERT(u->recv_ok && bid < KL_WATCH_RECV_BUFS, "receive buffer %u of no ring", bid);
+    recv_ring_add(u, bid);
+}
 
 static struct io_uring_sqe *get_sqe(struct kl_reactor *r, struct uring_state *u)
 {
@@ -308,10 +379,13 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
             continue;
         }
         KL_ASSERT(r->inflight > 0, "a CQE with nothing in flight");
-        if (data >= WATCH_UDATA_MIN && (data >> 32) == 0) { /* a watch's poll (watch.c) */
+        if (data >= WATCH_UDATA_MIN && (data >> 32) == 0) { /* a watch's request (watch.c) */
             bool final = !(cqe->flags & IORING_CQE_F_MORE);
+            int32_t bid = cqe->flags & IORING_CQE_F_BUFFER
+                              ? (int32_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT)
+                              : -1;
             r->inflight -= final;
-            kl_watch__event(r, (int)(data - WATCH_UDATA_MIN), cqe->res, final);
+            kl_watch__event(r, (int)(data - WATCH_UDATA_MIN), cqe->res, bid, final);
             continue;
         }
         r->inflight--;
@@ -326,9 +400,10 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
     return 0;
 }
 
-/* A watch (watch.c): arm one one-shot poll (or, for an accept watch, one
- * multishot accept) with user_data fd + 2; stop: remove (cancel) it if
- * armed, else there is nothing to wait for. */
+/* A watch (watch.c): arm one one-shot poll (an accept watch: one multishot
+ * accept; a receiving watch: one receive selecting a ring buffer) with
+ * user_data fd + 2; stop: remove (cancel) it if armed, else there is
+ * nothing to wait for. */
 static int uring_watch(struct kl_reactor *r, struct kl_watch *w, bool on)
 {
     struct uring_state *u = r->backend_state;
@@ -339,14 +414,21 @@ static int uring_watch(struct kl_reactor *r, struct kl_watch *w, bool on)
     if (sqe == NULL)
         return -EBUSY;
     uint64_t data = (uint64_t)fd + WATCH_UDATA_MIN;
-    if (on && w->accept) {
+    if (on && w->recv && !recv_ring_setup(u))
+        w->recv = false; /* no buffer ring: a readiness watch */
+    if (on && w->recv) {
+        io_uring_prep_recv(sqe, fd, NULL, KL_WATCH_RECV_BUF, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = RECV_GROUP;
+        io_uring_sqe_set_data64(sqe, data);
+    } else if (on && w->accept) {
         io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
         io_uring_sqe_set_data64(sqe, data);
     } else if (on) {
         io_uring_prep_poll_add(sqe, fd, POLLIN | POLLRDHUP);
         io_uring_sqe_set_data64(sqe, data);
     } else {
-        if (w->accept)
+        if (w->accept || w->recv)
             io_uring_prep_cancel64(sqe, data, 0);
         else
             io_uring_prep_poll_remove(sqe, data);
@@ -406,6 +488,10 @@ static void uring_destroy(struct kl_reactor *r)
         KL_WARN("reactor: no SQE to cancel the wake-up read; the ring's exit stops it");
     }
     io_uring_queue_exit(&u->ring);
+    if (u->recv_ok) {
+        munmap(u->recv_ring, RECV_RING_SIZE);
+        munmap(u->recv_bufs, (size_t)KL_WATCH_RECV_BUFS * KL_WATCH_RECV_BUF);
+    }
     free(u->fd_busy);
     free(u);
     r->backend_state = NULL;
@@ -416,6 +502,8 @@ static const struct kl_poller_ops uring_ops = {
     .poll = uring_poll,
     .io = uring_io,
     .watch = uring_watch,
+    .recv_buf = uring_recv_buf,
+    .recv_buf_put = uring_recv_buf_put,
     .forget = uring_forget,
     .destroy = uring_destroy,
 };

@@ -83,6 +83,10 @@ struct kl_poller_ops {
      * stop returns 1 when nothing is armed, else asks for the poll's removal
      * (0) and its CQE reaches kl_watch__event() with `final` set. */
     int (*watch)(struct kl_reactor *r, struct kl_watch *w, bool on);
+    /* io_uring's receive buffer ring (receiving watches): the bytes of
+     * buffer `bid`, and its return to the ring. NULL on epoll. */
+    char *(*recv_buf)(struct kl_reactor *r, uint16_t bid);
+    void (*recv_buf_put)(struct kl_reactor *r, uint16_t bid);
     /* Forget per-fd state before `fd` is closed. */
     void (*forget)(struct kl_reactor *r, int fd);
     void (*destroy)(struct kl_reactor *r);
@@ -162,10 +166,11 @@ void kl_xthread__drain(struct kl_reactor *r);
  * message waits. The loop then blocks instead of reporting a deadlock. */
 bool kl_xthread__may_receive(const struct kl_reactor *r);
 
-/* A readiness event for the watch of `fd` (watch.c): `res` is the poll mask
- * or -errno; `final` when the backend no longer watches (io_uring's last
- * CQE of a multishot poll). */
-void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, bool final);
+/* An event for the watch of `fd` (watch.c): `res` is the poll mask, an
+ * accepted socket, a receive's byte count, or -errno; `bid` the ring buffer
+ * a receive filled (-1: none); `final` when the backend no longer watches
+ * (io_uring's last CQE of a multishot request, or a one-shot's CQE). */
+void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, int32_t bid, bool final);
 
 /* Backend constructors: fill r->backend_state and r->ops; 0 or -errno. */
 int kl_poller_uring_init(struct kl_reactor *r);

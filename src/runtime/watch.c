@@ -18,6 +18,16 @@
  * for the armed poll's removal and parks, through the reactor's per-slot
  * wait table, until the poll's completion arrives.
  *
+ * A receiving watch arms, on io_uring, one one-shot IORING_OP_RECV with
+ * IOSQE_BUFFER_SELECT instead of the poll: it completes as the poll would
+ * (a one-shot: no re-arm storms), but with the first bytes in a buffer of
+ * the reactor's ring, which the watch holds for its owner. The kernel picks
+ * the buffer only when bytes come. A receive that found the ring empty
+ * (-ENOBUFS), the end of input (0) or an error becomes a plain poll mask for
+ * the owner, whose own receive then finds out; so does every event of a
+ * reactor whose kernel refused the ring (the backend clears w->recv and arms
+ * polls). Held bytes go back to the ring when taken, or at the stop.
+ *
  * An accept watch (io_uring only) is one multishot IORING_OP_ACCEPT: every
  * CQE with IORING_CQE_F_MORE carries a new socket; the last one (an error,
  * or the kernel ending it) disarms the watch, and the owner re-arms when it
@@ -85,14 +95,19 @@ static void table_remove(struct kl_watch *w)
     }
 }
 
-static int start(struct kl_watch *w, int fd, kl_watch_fn fn, bool accept)
+enum watch_kind { WATCH_READY, WATCH_ACCEPT, WATCH_RECV };
+
+static int start(struct kl_watch *w, int fd, kl_watch_fn fn, enum watch_kind kind)
 {
     struct kl_reactor *r = kl_reactor__get();
     if (fd < 0 || fd >= (1 << 30))
         return -EBADF;
-    if (accept && r->backend != KL_REACTOR_URING)
+    if (kind == WATCH_ACCEPT && r->backend != KL_REACTOR_URING)
         return -EOPNOTSUPP;
-    *w = (struct kl_watch){.fn = fn, .fd = fd, .accept = accept};
+    *w = (struct kl_watch){.fn = fn,
+                           .fd = fd,
+                           .accept = kind == WATCH_ACCEPT,
+                           .recv = kind == WATCH_RECV && r->ops->recv_buf != NULL};
     int rc = table_add(w, fd);
     if (rc < 0)
         return rc;
@@ -105,11 +120,44 @@ static int start(struct kl_watch *w, int fd, kl_watch_fn fn, bool accept)
     return 0;
 }
 
-int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn) { return start(w, fd, fn, false); }
+int kl_watch_start(struct kl_watch *w, int fd, kl_watch_fn fn)
+{
+    return start(w, fd, fn, WATCH_READY);
+}
+
+int kl_watch_recv_start(struct kl_watch *w, int fd, kl_watch_fn fn)
+{
+    return start(w, fd, fn, WATCH_RECV);
+}
 
 int kl_watch_accept_start(struct kl_watch *w, int fd, kl_watch_fn fn)
 {
-    return start(w, fd, fn, true);
+    return start(w, fd, fn, WATCH_ACCEPT);
+}
+
+/* Give the held buffer back to the ring. */
+static void drop_held(struct kl_reactor *r, struct kl_watch *w)
+{
+    if (w->held_len == 0)
+        return;
+    r->ops->recv_buf_put(r, w->bid);
+    w->held_len = w->held_off = 0;
+}
+
+size_t kl_watch_take(struct kl_watch *w, void *dst, size_t cap)
+{
+    if (w->held_len == 0)
+        return 0;
+    struct kl_reactor *r = kl_reactor__get();
+    size_t n = cap < w->held_len ? cap : w->held_len;
+    memcpy(dst, r->ops->recv_buf(r, w->bid) + w->held_off, n);
+    w->held_off = (uint16_t)(w->held_off + n);
+    w->held_len = (uint16_t)(w->held_len - n);
+    if (w->held_len == 0) {
+        w->held_off = 0;
+        r->ops->recv_buf_put(r, w->bid);
+    }
+    return n;
 }
 
 /* Let the loop run for a millisecond, whatever cancels arrive (kept). */
@@ -147,6 +195,7 @@ int kl_watch_stop(struct kl_watch *w)
         r->waits[slot] = NULL;
         KL_ASSERT(!w->armed, "watch of fd %d still armed after its last completion", w->fd);
     }
+    drop_held(r, w);
     table_remove(w);
     w->stopping = false;
     return 0;
@@ -157,6 +206,8 @@ int kl_watch_arm(struct kl_watch *w)
     struct kl_reactor *r = kl_reactor__get();
     if (w->armed || w->stopping || lookup(w->fd) != w)
         return 0;
+    KL_ASSERT(w->held_len == 0, "receiving watch of fd %d armed with %u bytes held", w->fd,
+              w->held_len);
     int rc = r->ops->watch(r, w, true);
     if (rc == 0)
         w->armed = true;
@@ -165,11 +216,36 @@ int kl_watch_arm(struct kl_watch *w)
 
 bool kl_watch_active(int fd) { return lookup(fd) != NULL; }
 
-void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, bool final)
+/* A receiving watch's completion: hold the bytes, or tell the owner to read. */
+static void recv_event(struct kl_reactor *r, struct kl_watch *w, int32_t res, int32_t bid)
+{
+    KL_ASSERT(w->held_len == 0, "receive completed on fd %d with %u bytes still held", w->fd,
+              w->held_len);
+    if (res > 0 && bid >= 0) {
+        KL_ASSERT(res <= KL_WATCH_RECV_BUF, "receive of %d bytes into a ring buffer", res);
+        w->bid = (uint16_t)bid;
+        w->held_off = 0;
+        w->held_len = (uint16_t)res;
+        w->held_full = res == KL_WATCH_RECV_BUF;
+        w->fn(w, POLLIN);
+        return;
+    }
+    if (bid >= 0)
+        r->ops->recv_buf_put(r, (uint16_t)bid);
+    w->held_full = false;
+    /* the end of input, no buffer in the ring, or an error: the owner's own
+     * receive finds out which */
+    w->fn(w, res == 0 ? POLLIN | POLLRDHUP : res == -ENOBUFS ? POLLIN : POLLIN | POLLERR);
+}
+
+void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, int32_t bid, bool final)
 {
     struct kl_watch *w = lookup(fd);
-    if (w == NULL)
+    if (w == NULL) {
+        if (bid >= 0)
+            r->ops->recv_buf_put(r, (uint16_t)bid);
         return;
+    }
     if (final) {
         w->armed = false;
         if (w->stopping && kl_fiber_id_raw(w->stopper) != 0)
@@ -181,9 +257,14 @@ void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, bool final)
          * completion queue being full, ends with a socket in that one) */
         if (w->accept && res >= 0)
             close(res);
+        if (bid >= 0) /* received in the race with the stop */
+            r->ops->recv_buf_put(r, (uint16_t)bid);
         return;
     }
-    w->fn(w, res);
+    if (w->recv)
+        recv_event(r, w, res, bid);
+    else
+        w->fn(w, res);
 }
 
 ssize_t kl_recv_ready(int fd, void *buf, size_t len)
