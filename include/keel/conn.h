@@ -19,6 +19,10 @@
  * the batch's area and borrows large ones (a release callback runs once they
  * are sent); it flushes when the handler returns, when the area or its
  * iovec array is full, or on kl_conn_flush(), within `write_timeout_ns`.
+ * On io_uring the last flush before the connection goes idle is a
+ * send-behind: handed to the kernel with the loop's next submission while
+ * the runner moves on (the bytes a full socket did not take are sent by a
+ * runner later, within the deadline).
  *
  * Not thread-safe: a connset belongs to the thread whose reactor it uses.
  * The one thing sets of several threads may share is a struct kl_conn_quota:
@@ -55,7 +59,9 @@ typedef void (*kl_conn_close_fn)(struct kl_conn *c, int reason, void *arg);
 /* Called when a connection has been adopted (kl_connset_add). */
 typedef void (*kl_conn_open_fn)(struct kl_conn *c, void *arg);
 
-/* Called after a borrowed piece has been sent (or dropped with its connection). */
+/* Called after a borrowed piece has been sent (or dropped with its
+ * connection); from a fiber, or from the loop's main context after a
+ * send-behind: it must not park. */
 typedef void (*kl_conn_release_fn)(void *arg);
 
 /* A connection limit shared by several sets (threads): kl_connset_add takes
@@ -86,7 +92,8 @@ struct kl_connset_stats {
     uint64_t idle_timeouts;      /* closed by the idle deadline */
     uint64_t activations;        /* times a runner took a connection */
     uint64_t reads, read_bytes;  /* receives that returned bytes */
-    uint64_t flushes, written;   /* writev calls (incl. retries of short writes), bytes */
+    uint64_t flushes, written;   /* writev/sendmsg calls (incl. retries of short writes), bytes */
+    uint64_t sends_short;        /* send-behinds the socket took in part: a runner sent the rest */
     uint64_t compactions, grows; /* read buffer moves and growths past rbuf_size */
     uint64_t input_full;         /* connections closed at rbuf_max */
     uint32_t open, active;       /* connections open now, of them held by a runner */
@@ -106,6 +113,8 @@ struct kl_connset {
     bool keeper_parked;  /* it sleeps with no deadline: wake it when one comes */
     kl_fiber_id stopper; /* the fiber in kl_connset_stop() */
     bool stopping, stopped;
+    bool no_send_behind; /* the backend has none (epoll) */
+    uint32_t sending;    /* send-behinds in flight */
     struct kl_connset_stats stats;
 };
 

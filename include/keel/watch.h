@@ -1,4 +1,5 @@
-/* keel/watch.h: fd readiness without a fiber, and a receive that never waits.
+/* keel/watch.h: fd readiness without a fiber, and a receive and a send that
+ * never wait.
  *
  * A struct kl_watch asks the calling thread's reactor to call `fn` (on the
  * main context, within a loop iteration) when its fd may have become
@@ -45,6 +46,10 @@ struct kl_watch;
  * watch: the accepted socket (close-on-exec, now the callee's), or -errno. */
 typedef void (*kl_watch_fn)(struct kl_watch *w, int32_t res);
 
+/* Completion of kl_watch_send(), on the reactor's thread, main context: the
+ * bytes sent, or -errno (-EAGAIN: the socket took none). */
+typedef void (*kl_watch_sent_fn)(struct kl_watch *w, int32_t res);
+
 /* Caller-owned; must stay valid and unmoved from kl_watch_start() until
  * kl_watch_stop() has returned. */
 struct kl_watch {
@@ -54,11 +59,13 @@ struct kl_watch {
     bool stopping;       /* kl_watch_stop() waits for the backend to let go */
     bool accept;         /* an accept watch (kl_watch_accept_start) */
     bool recv;           /* a receiving watch on a buffer ring (io_uring) */
+    bool sending;        /* a kl_watch_send() is in flight */
     kl_fiber_id stopper; /* the fiber in kl_watch_stop() */
-    uint16_t bid;        /* receiving: the ring buffer holding the bytes */
-    uint16_t held_off;   /* receiving: the held bytes are [held_off, +held_len) */
-    uint16_t held_len;   /* of buffer bid (0: none held) */
-    bool held_full;      /* the receive filled its buffer: more may wait */
+    kl_watch_sent_fn sent;
+    uint16_t bid;      /* receiving: the ring buffer holding the bytes */
+    uint16_t held_off; /* receiving: the held bytes are [held_off, +held_len) */
+    uint16_t held_len; /* of buffer bid (0: none held) */
+    bool held_full;    /* the receive filled its buffer: more may wait */
 };
 
 /* The receive buffer ring of each io_uring reactor that uses one. */
@@ -101,6 +108,16 @@ int kl_watch_arm(struct kl_watch *w);
  * io_uring (it waits for the poll's completion, whatever cancels arrive; a cancel is kept for the
  * next wait). 0, or -EINVAL if the watch was not started or is stopping. */
 int kl_watch_stop(struct kl_watch *w);
+
+/* io_uring only: send what `msg` gathers without waiting for room
+ * (sendmsg, MSG_DONTWAIT | MSG_NOSIGNAL) as one SQE riding with the loop's
+ * next submission; `sent` gets the result in that loop iteration, as soon
+ * as the kernel has run it. `msg` and the bytes it points to must stay
+ * untouched until then. One send at a time per watch; kl_watch_stop()
+ * waits for it (and `sent` still comes). 0, -EOPNOTSUPP (epoll: send it
+ * yourself), -EBUSY (a send in flight, a stop, or no SQE free). */
+struct msghdr;
+int kl_watch_send(struct kl_watch *w, const struct msghdr *msg, kl_watch_sent_fn sent);
 
 /* True when `fd` is watched on this thread. */
 bool kl_watch_active(int fd);

@@ -166,14 +166,14 @@ static void close_conn(struct kl_connset *set, struct kl_conn *c, int reason)
     if (c->state == CONN_ACTIVE)
         set->stats.active--;
     c->state = CONN_CLOSING;
+    if (set->cfg.on_close)
+        set->cfg.on_close(c, reason, set->cfg.arg);
+    kl_watch_stop(&c->watch); /* waits for a send-behind: the kernel lets go of the batch */
     conn_batch_drop(c);
     if (c->batch) {
         kl_pool_put(&set->batches, c->batch);
         c->batch = NULL;
     }
-    if (set->cfg.on_close)
-        set->cfg.on_close(c, reason, set->cfg.arg);
-    kl_watch_stop(&c->watch);
     kl_close(c->watch.fd);
     c->rstart = c->rend = 0;
     conn_rbuf_release(c);
@@ -189,8 +189,10 @@ static void close_conn(struct kl_connset *set, struct kl_conn *c, int reason)
  * (armed by the caller: bytes that came meanwhile fire it at once). */
 static void go_idle(struct kl_connset *set, struct kl_conn *c)
 {
-    kl_pool_put(&set->batches, c->batch);
-    c->batch = NULL;
+    if (!c->sending) { /* else the send's completion gives the batch back */
+        kl_pool_put(&set->batches, c->batch);
+        c->batch = NULL;
+    }
     conn_rbuf_release(c);
     kl_list_remove(&set->active, &c->node);
     set->stats.active--;
@@ -202,6 +204,68 @@ static void go_idle(struct kl_connset *set, struct kl_conn *c)
         wake(set->keeper);
 }
 
+/* A send-behind's completion (main context): account the bytes; all sent,
+ * an idle connection gives its batch back; the rest (the socket was full)
+ * or an error is a runner's to deal with: flush within the deadline, or close. */
+static void on_sent(struct kl_watch *w, int32_t res)
+{
+    struct kl_conn *c = kl_container_of(w, struct kl_conn, watch);
+    struct kl_connset *set = c->set;
+    KL_ASSERT(c->sending && set->sending > 0, "a send-behind completion with none in flight");
+    c->sending = false;
+    set->sending--;
+    if (res > 0)
+        conn_batch_sent(c, (size_t)res);
+    else if (res < 0 && res != -EAGAIN) {
+        c->werr = res;
+        conn_batch_drop(c);
+    }
+    bool done = c->batch->first == c->batch->niov && c->werr == 0;
+    if (c->state == CONN_IDLE) {
+        if (done) {
+            kl_pool_put(&set->batches, c->batch);
+            c->batch = NULL;
+        } else {
+            set->stats.sends_short++;
+            kl_list_remove(&set->idle, &c->node);
+            make_ready(set, c);
+        }
+    } else if (c->state == CONN_ACTIVE && c->waiting) {
+        wake(c->runner);
+    }
+}
+
+/* The runner's first duty to a connection it takes: the end of a
+ * send-behind, and the bytes the socket did not take then. 0 or -errno. */
+static int settle_output(struct kl_conn *c)
+{
+    while (c->sending) { /* its completion comes in this loop iteration */
+        c->waiting = true;
+        int rc = kl_fiber_suspend("conn-send-behind", KL_FIBER_FOREVER);
+        c->waiting = false;
+        if (rc == -ECANCELED)
+            return rc; /* close_conn() still waits for the send */
+    }
+    if (c->werr)
+        return c->werr;
+    return c->batch->first < c->batch->niov ? kl_conn_flush(c) : 0;
+}
+
+/* Hand the batch's unsent bytes to a send-behind if one may start: io_uring,
+ * and fewer in flight than runners, so that batches (twice the runners)
+ * never run out. 0, or -errno: flush them now. */
+static int try_send_behind(struct kl_connset *set, struct kl_conn *c)
+{
+    if (set->no_send_behind || set->sending >= set->cfg.max_active)
+        return -EBUSY;
+    int rc = conn_send_behind(c, on_sent);
+    if (rc == 0)
+        set->sending++;
+    else if (rc == -EOPNOTSUPP)
+        set->no_send_behind = true;
+    return rc;
+}
+
 /* Serve one ready connection until it has no input left (or closes). */
 static void serve(struct kl_connset *set, struct kl_conn *c)
 {
@@ -211,13 +275,15 @@ static void serve(struct kl_connset *set, struct kl_conn *c)
     kl_list_push_back(&set->active, &c->node);
     set->stats.active++;
     set->stats.activations++;
-    c->batch = kl_pool_get(&set->batches);
-    KL_ASSERT(c->batch != NULL, "more runners than write batches");
-    c->batch->niov = c->batch->first = c->batch->used = 0;
-    c->batch->pending = 0;
+    if (c->batch == NULL) { /* else kept by a send-behind */
+        c->batch = kl_pool_get(&set->batches);
+        KL_ASSERT(c->batch != NULL, "more runners and send-behinds than write batches");
+        c->batch->niov = c->batch->first = c->batch->used = 0;
+        c->batch->pending = 0;
+    }
 
-    int reason = 0;
-    for (int round = 1;; round++) {
+    int reason = settle_output(c);
+    for (int round = 1; reason == 0; round++) {
         bool full = false;
         if (c->shut) {
             reason = -ESHUTDOWN;
@@ -250,7 +316,10 @@ static void serve(struct kl_connset *set, struct kl_conn *c)
                 break;
             }
         }
-        if (c->batch->first < c->batch->niov) {
+        /* the replies: flushed now while more input is to be read (or the
+         * connection ends); else sent behind as it goes idle */
+        bool idle_next = !c->readable && !c->eof && !set->stopping;
+        if (c->batch->first < c->batch->niov && (!idle_next || try_send_behind(set, c) != 0)) {
             int rc = kl_conn_flush(c);
             if (rc < 0) {
                 reason = rc;
@@ -400,7 +469,7 @@ int kl_connset_init(struct kl_connset *set, const struct kl_connset_config *cfg)
         rc = kl_pool_init(&set->rbufs, "read buffers", c.rbuf_size, c.max_conns);
     if (rc == 0)
         rc = kl_pool_init(&set->batches, "write batches", sizeof(struct batch) + c.wbuf_size,
-                          c.max_active);
+                          2 * c.max_active); /* runners' and send-behinds' */
     set->parked = calloc(c.max_active, sizeof *set->parked);
     if (rc == 0 && set->parked == NULL)
         rc = -ENOMEM;

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -33,6 +34,7 @@ struct kl_conn {
     bool hup;            /* an edge said the peer hung up: read on until the 0 */
     bool waiting;        /* the runner is parked in kl_conn_fill() */
     bool shut;           /* kl_conn_shutdown() was called */
+    bool sending;        /* a send-behind of the batch is in flight */
     int werr;            /* a flush failed: later writes fail with it */
     struct batch *batch; /* while a runner holds it */
     kl_fiber_id runner;
@@ -53,6 +55,7 @@ struct batch {
     uint32_t niov, first; /* iov[first, niov) are not yet sent */
     uint32_t used;        /* bytes of area taken */
     size_t pending;       /* bytes not yet sent */
+    struct msghdr msg;    /* a send-behind's, while in flight */
     char area[];
 };
 
@@ -65,5 +68,11 @@ ssize_t conn_read(struct kl_conn *c);
 void conn_rbuf_release(struct kl_conn *c);
 /* Release every borrowed piece not yet sent and empty the batch. */
 void conn_batch_drop(struct kl_conn *c);
+/* Account `n` bytes of the batch as sent: release the pieces sent whole,
+ * advance into a piece sent in part; empty the batch when all went. */
+void conn_batch_sent(struct kl_conn *c, size_t n);
+/* Send the batch's unsent bytes without waiting (io_uring); `sent` gets the
+ * completion. 0, or -errno (-EOPNOTSUPP on epoll): flush it instead. */
+int conn_send_behind(struct kl_conn *c, kl_watch_sent_fn sent);
 
 #endif /* KEEL_NET_CONN_INTERNAL_H */

@@ -29,10 +29,19 @@
  * through the iovecs (releasing the ones fully sent) and tries again, all
  * within write_timeout_ns. On error every borrowed piece is released and the
  * error sticks (c->werr), so the handler's later writes fail fast.
+ *
+ * Send-behind (io_uring). The last flush before a connection goes idle need
+ * not hold the runner: conn_send_behind() hands the unsent iovecs to the
+ * watch's non-waiting send (keel/watch.h), which rides with the loop's next
+ * submission, and the connection goes idle keeping its batch; the
+ * completion (conn.c) accounts the bytes with conn_batch_sent() and gives
+ * the batch back, or, when the socket took less than all, queues the
+ * connection for a runner, whose flush sends the rest within the deadline.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "keel/assert.h"
 #include "keel/clock.h"
@@ -223,22 +232,43 @@ int kl_conn_flush(struct kl_conn *c)
             conn_batch_drop(c);
             return (int)n;
         }
-        set->stats.written += (uint64_t)n;
-        b->pending -= (size_t)n;
-        size_t left = (size_t)n;
-        while (b->first < b->niov && left >= b->iov[b->first].iov_len) {
-            left -= b->iov[b->first].iov_len;
-            if (b->rel[b->first].fn)
-                b->rel[b->first].fn(b->rel[b->first].arg);
-            b->first++;
-        }
-        if (left > 0) { /* short write within one piece */
-            b->iov[b->first].iov_base = (char *)b->iov[b->first].iov_base + left;
-            b->iov[b->first].iov_len -= left;
-        }
+        conn_batch_sent(c, (size_t)n);
     }
     batch_reset(b);
     return 0;
+}
+
+void conn_batch_sent(struct kl_conn *c, size_t n)
+{
+    struct batch *b = c->batch;
+    c->set->stats.written += (uint64_t)n;
+    b->pending -= n;
+    size_t left = n;
+    while (b->first < b->niov && left >= b->iov[b->first].iov_len) {
+        left -= b->iov[b->first].iov_len;
+        if (b->rel[b->first].fn)
+            b->rel[b->first].fn(b->rel[b->first].arg);
+        b->first++;
+    }
+    if (left > 0) { /* short write within one piece */
+        b->iov[b->first].iov_base = (char *)b->iov[b->first].iov_base + left;
+        b->iov[b->first].iov_len -= left;
+    }
+    if (b->first == b->niov)
+        batch_reset(b);
+}
+
+int conn_send_behind(struct kl_conn *c, kl_watch_sent_fn sent)
+{
+    struct batch *b = c->batch;
+    KL_ASSERT(b != NULL && b->first < b->niov && !c->sending, "send-behind with nothing to send");
+    b->msg = (struct msghdr){.msg_iov = b->iov + b->first, .msg_iovlen = b->niov - b->first};
+    int rc = kl_watch_send(&c->watch, &b->msg, sent);
+    if (rc == 0) {
+        c->sending = true;
+        c->set->stats.flushes++;
+    }
+    return rc;
 }
 
 int kl_conn_write(struct kl_conn *c, const void *buf, size_t len)

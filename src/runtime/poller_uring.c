@@ -54,8 +54,10 @@
 
 /* The user_data of the wake-up read: slot 1, incarnation 0. */
 #define WAKE_UDATA      1u
-/* A watch's poll: fd + WATCH_UDATA_MIN, high half zero (watch.c). */
+/* A watch's poll: fd + WATCH_UDATA_MIN, high half zero (watch.c); its
+ * send: the same with WATCH_SEND_TAG (fds stay under 2^30). */
 #define WATCH_UDATA_MIN 2u
+#define WATCH_SEND_TAG  (1u << 31)
 
 /* The most one read or write transfers (Linux's MAX_RW_COUNT with 4 KiB pages). */
 #define MAX_RW 0x7ffff000u
@@ -379,6 +381,12 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
             continue;
         }
         KL_ASSERT(r->inflight > 0, "a CQE with nothing in flight");
+        if (data >= WATCH_UDATA_MIN && (data >> 32) == 0 && (data & WATCH_SEND_TAG)) {
+            r->inflight--; /* a watch's send (watch.c) */
+            kl_watch__sent(r, (int)((data & ~(uint64_t)WATCH_SEND_TAG) - WATCH_UDATA_MIN),
+                           cqe->res);
+            continue;
+        }
         if (data >= WATCH_UDATA_MIN && (data >> 32) == 0) { /* a watch's request (watch.c) */
             bool final = !(cqe->flags & IORING_CQE_F_MORE);
             int32_t bid = cqe->flags & IORING_CQE_F_BUFFER
@@ -434,6 +442,19 @@ static int uring_watch(struct kl_reactor *r, struct kl_watch *w, bool on)
             io_uring_prep_poll_remove(sqe, data);
         io_uring_sqe_set_data64(sqe, 0);
     }
+    r->inflight++;
+    r->stats.submissions++;
+    return 0;
+}
+
+static int uring_watch_send(struct kl_reactor *r, struct kl_watch *w, const struct msghdr *msg)
+{
+    struct uring_state *u = r->backend_state;
+    struct io_uring_sqe *sqe = get_sqe(r, u);
+    if (sqe == NULL)
+        return -EBUSY;
+    io_uring_prep_sendmsg(sqe, w->fd, msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, ((uint64_t)w->fd + WATCH_UDATA_MIN) | WATCH_SEND_TAG);
     r->inflight++;
     r->stats.submissions++;
     return 0;
@@ -504,6 +525,7 @@ static const struct kl_poller_ops uring_ops = {
     .watch = uring_watch,
     .recv_buf = uring_recv_buf,
     .recv_buf_put = uring_recv_buf_put,
+    .watch_send = uring_watch_send,
     .forget = uring_forget,
     .destroy = uring_destroy,
 };

@@ -87,6 +87,8 @@ struct kl_poller_ops {
      * buffer `bid`, and its return to the ring. NULL on epoll. */
     char *(*recv_buf)(struct kl_reactor *r, uint16_t bid);
     void (*recv_buf_put)(struct kl_reactor *r, uint16_t bid);
+    /* kl_watch_send(): queue the send; 0 or -EBUSY. NULL on epoll. */
+    int (*watch_send)(struct kl_reactor *r, struct kl_watch *w, const struct msghdr *msg);
     /* Forget per-fd state before `fd` is closed. */
     void (*forget)(struct kl_reactor *r, int fd);
     void (*destroy)(struct kl_reactor *r);
@@ -171,6 +173,9 @@ bool kl_xthread__may_receive(const struct kl_reactor *r);
  * a receive filled (-1: none); `final` when the backend no longer watches
  * (io_uring's last CQE of a multishot request, or a one-shot's CQE). */
 void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, int32_t bid, bool final);
+
+/* The completion of a watch's send (kl_watch_send): bytes sent or -errno. */
+void kl_watch__sent(struct kl_reactor *r, int fd, int32_t res);
 
 /* Backend constructors: fill r->backend_state and r->ops; 0 or -errno. */
 int kl_poller_uring_init(struct kl_reactor *r);

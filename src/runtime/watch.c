@@ -28,6 +28,11 @@
  * reactor whose kernel refused the ring (the backend clears w->recv and arms
  * polls). Held bytes go back to the ring when taken, or at the stop.
  *
+ * A watch's send (io_uring only) is one IORING_OP_SENDMSG with MSG_DONTWAIT:
+ * it never waits in the kernel, so its completion comes in the loop
+ * iteration that submits it, and the owner need not park a fiber for it.
+ * Its user_data is the watch's with WATCH_SEND_TAG set. A stop waits for it.
+ *
  * An accept watch (io_uring only) is one multishot IORING_OP_ACCEPT: every
  * CQE with IORING_CQE_F_MORE carries a new socket; the last one (an error,
  * or the kernel ending it) disarms the watch, and the owner re-arms when it
@@ -182,7 +187,9 @@ int kl_watch_stop(struct kl_watch *w)
         pause_1ms(r);
     if (rc == 1)
         w->armed = false;
-    if (w->armed) { /* io_uring: wait for the poll's last completion */
+    /* io_uring: wait for the armed request's last completion and for a send
+     * in flight (its completion still reaches the owner) */
+    while (w->armed || w->sending) {
         struct kl_fiber *cur = r->sched->current;
         KL_ASSERT(cur != &r->sched->main, "kl_watch_stop() on io_uring outside a fiber");
         uint64_t id = kl_fiber_id_raw(kl_fiber__id(cur));
@@ -193,7 +200,6 @@ int kl_watch_stop(struct kl_watch *w)
         w->stopper = kl_fiber_id_from(id);
         kl_reactor__wait_done(r, &wait);
         r->waits[slot] = NULL;
-        KL_ASSERT(!w->armed, "watch of fd %d still armed after its last completion", w->fd);
     }
     drop_held(r, w);
     table_remove(w);
@@ -215,6 +221,31 @@ int kl_watch_arm(struct kl_watch *w)
 }
 
 bool kl_watch_active(int fd) { return lookup(fd) != NULL; }
+
+int kl_watch_send(struct kl_watch *w, const struct msghdr *msg, kl_watch_sent_fn sent)
+{
+    struct kl_reactor *r = kl_reactor__get();
+    if (r->ops->watch_send == NULL)
+        return -EOPNOTSUPP;
+    if (w->sending || w->stopping || lookup(w->fd) != w)
+        return -EBUSY;
+    int rc = r->ops->watch_send(r, w, msg);
+    if (rc == 0) {
+        w->sent = sent;
+        w->sending = true;
+    }
+    return rc;
+}
+
+void kl_watch__sent(struct kl_reactor *r, int fd, int32_t res)
+{
+    struct kl_watch *w = lookup(fd);
+    KL_ASSERT(w != NULL && w->sending, "a send completion on fd %d with no send of a watch", fd);
+    w->sending = false;
+    w->sent(w, res); /* also while stopping: the owner learns its bytes are free */
+    if (w->stopping && kl_fiber_id_raw(w->stopper) != 0)
+        kl_reactor__complete(r, kl_fiber_id_raw(w->stopper), 0);
+}
 
 /* A receiving watch's completion: hold the bytes, or tell the owner to read. */
 static void recv_event(struct kl_reactor *r, struct kl_watch *w, int32_t res, int32_t bid)

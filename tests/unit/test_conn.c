@@ -3,6 +3,8 @@
  * grow and compact), the input bound, deep pipelining gathered into few writes, a client
  * that sends but never reads (backpressure, write deadline, others served),
  * a client that resets the connection mid-write (borrowed pieces released),
+ * a reply larger than the socket takes at once (io_uring's send-behind
+ * sends part, a runner the rest, in order),
  * the connection limit (refused with a line), the idle deadline, shutting a
  * connection down from another fiber, and graceful stops. */
 #include <arpa/inet.h>
@@ -284,6 +286,53 @@ static void reset_case(enum kl_reactor_backend b)
 }
 
 KT_TEST(client_resets_mid_write) { rk_each_backend(reset_case); }
+
+/* ---- a send-behind the socket takes in part ---------------------------------------- */
+
+#define BEHIND_BIGS 32 /* 8 MiB of replies to one read: more than a socket takes at once */
+
+static intptr_t behind_driver(void *arg)
+{
+    (void)arg;
+    int fd = ck_connect();
+    if (fd < 0)
+        return 0;
+    char req[4 * BEHIND_BIGS];
+    for (int i = 0; i < BEHIND_BIGS; i++)
+        memcpy(req + 4 * i, "big\n", 4);
+    static char back[CK_BIG];
+    for (int round = 0; round < 2; round++) {
+        KT_CHECK(ck_send(fd, req, sizeof req));
+        kl_sleep(20 * MS); /* the socket fills meanwhile */
+        for (int i = 0; i < BEHIND_BIGS; i++) {
+            KT_CHECK(ck_recv_exact(fd, back, sizeof back, 2 * SEC));
+            if (memcmp(back, ck_big(), sizeof back) != 0) {
+                kt_fail(__FILE__, __LINE__, "round %d: reply %d differs", round, i);
+                break;
+            }
+        }
+        char hi[4]; /* and a small reply after them, in order */
+        KT_CHECK(ck_send(fd, "hi!\n", 4) && ck_recv_exact(fd, hi, 4, SEC));
+        KT_CHECK(memcmp(hi, "hi!\n", 4) == 0);
+    }
+    kl_close(fd);
+    ck_finish();
+    return 0;
+}
+
+static void behind_case(enum kl_reactor_backend b)
+{
+    run_case(&(struct kl_connset_config){0}, behind_driver);
+    KT_EQ_U(ck.big_queued, 2 * BEHIND_BIGS);
+    KT_EQ_U(ck.big_released, 2 * BEHIND_BIGS);
+    if (b == KL_REACTOR_URING) /* the rest went with a runner's flush */
+        KT_CHECK(ck.set.stats.sends_short >= 1);
+    else
+        KT_EQ_U(ck.set.stats.sends_short, 0);
+    KT_EQ_U(kl_pool_in_use(&ck.set.batches), 0);
+}
+
+KT_TEST(send_behind_taken_in_part_sends_the_rest_in_order) { rk_each_backend(behind_case); }
 
 /* ---- the connection limit ------------------------------------------------------------- */
 
