@@ -4,7 +4,9 @@
  * Throughput. A pipelined line echo: 32 connections, each sending 16 lines
  * at once and waiting for their 16 echoes (then 1 line at a time), from one
  * client thread (load.c), in BENCH_ROUNDS rounds (default 5) with the
- * servers in a rotating order, every round printed, medians compared.
+ * servers in a rotating order (KEEL_DEMO_BEFORE=path adds another keel-demo
+ * build on io_uring to the rotation, to compare before and after a change),
+ * every round printed, medians compared.
  * Servers, each in its own process: keel-demo on
  * io_uring, keel-demo on epoll, and the baseline (baseline.c: edge-triggered
  * epoll, one thread per core). System calls per request come from each
@@ -57,11 +59,16 @@ static long rss_of(pid_t pid)
 }
 
 /* Start keel-demo on `backend`; its pid and port, or -1. */
+static pid_t demo_start_at(const char *path, const char *backend, int *port)
+{
+    char *argv[] = {(char *)path, "--port",     "0",   "--backend", (char *)backend,
+                    "--no-check", "--grace-ms", "100", NULL};
+    return bc_spawn(path, argv, "line echo server on 127.0.0.1:", port);
+}
+
 static pid_t demo_start(const char *backend, int *port)
 {
-    char *argv[] = {KEEL_DEMO_PATH, "--port",     "0",   "--backend", (char *)backend,
-                    "--no-check",   "--grace-ms", "100", NULL};
-    return bc_spawn(KEEL_DEMO_PATH, argv, "line echo server on 127.0.0.1:", port);
+    return demo_start_at(KEEL_DEMO_PATH, backend, port);
 }
 
 /* A free port on 127.0.0.1 (bound, read, released). */
@@ -175,19 +182,25 @@ int main(void)
            CONNS, SECS, rounds);
     printf("%-5s %-22s %10s %12s %14s\n", "round", "server", "conns x depth", "requests/s",
            "syscalls/req");
-    enum { URING, EPOLL, BASE, NSERVERS };
-    static const char *const names[NSERVERS] = {"keel-demo io_uring", "keel-demo epoll",
-                                                "epoll baseline"};
-    pid_t pids[NSERVERS];
-    int ports[NSERVERS];
+    /* KEEL_DEMO_BEFORE=path: another keel-demo build (say, before a change)
+     * joins the rotation on io_uring, for a side-by-side comparison */
+    const char *before = getenv("KEEL_DEMO_BEFORE");
+    enum { URING, EPOLL, BASE, BEFORE, NSERVERS_MAX };
+    static const char *const names[NSERVERS_MAX] = {"keel-demo io_uring", "keel-demo epoll",
+                                                    "epoll baseline", "before: io_uring"};
+    int nservers = before ? NSERVERS_MAX : BEFORE;
+    pid_t pids[NSERVERS_MAX];
+    int ports[NSERVERS_MAX];
     pids[URING] = demo_start("uring", &ports[URING]);
     pids[EPOLL] = demo_start("epoll", &ports[EPOLL]);
     pids[BASE] = bc_baseline_start(&ports[BASE]);
-    static double rps[NSERVERS][2][MAX_ROUNDS], per_req[NSERVERS][2][MAX_ROUNDS];
-    int ok[NSERVERS] = {0, 0, 0};
+    if (before)
+        pids[BEFORE] = demo_start_at(before, "uring", &ports[BEFORE]);
+    static double rps[NSERVERS_MAX][2][MAX_ROUNDS], per_req[NSERVERS_MAX][2][MAX_ROUNDS];
+    int ok[NSERVERS_MAX] = {0, 0, 0, 0};
     for (int r = 0; r < rounds; r++) {
-        for (int i = 0; i < NSERVERS; i++) {
-            int k = (r + i) % NSERVERS; /* who goes first rotates */
+        for (int i = 0; i < nservers; i++) {
+            int k = (r + i) % nservers; /* who goes first rotates */
             struct tput t = {0};
             if (ok[k] == 0 && run_tput(pids[k], ports[k], names[k], r + 1, &t) != 0)
                 ok[k] = -1;
@@ -197,11 +210,11 @@ int main(void)
             }
         }
     }
-    for (int i = 0; i < NSERVERS; i++)
+    for (int i = 0; i < nservers; i++)
         bc_stop(pids[i]);
-    struct tput med[NSERVERS];
+    struct tput med[NSERVERS_MAX];
     printf("\nmedians of %d rounds\n", rounds);
-    for (int k = 0; k < NSERVERS; k++) {
+    for (int k = 0; k < nservers; k++) {
         for (int d = 0; d < 2 && ok[k] == 0; d++) {
             med[k].rps[d] = median(rps[k][d], rounds);
             med[k].per_req[d] = median(per_req[k][d], rounds);
