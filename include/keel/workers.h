@@ -77,6 +77,9 @@ struct kl_workers_options {
     const char *name;   /* thread name prefix ("NAME-i", cut to 15 bytes); NULL: "keel-worker" */
     bool crash_reports; /* kl_crash_install() on each worker (its own signal stack), so that
                          * a fiber's stack overflow on a worker is reported and named */
+    uint64_t sched_slice_ns; /* ask for this scheduler slice per worker (sched_setattr:
+                              * EEVDF's custom slice, Linux 6.12+, 100 us to 100 ms; older
+                              * kernels ignore it); 0: the kernel's default */
 };
 
 /* ---- the group (any thread that is not one of its workers) ---------------- */

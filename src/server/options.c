@@ -33,6 +33,7 @@ enum {
     OPT_SYNC,
     OPT_SYNC_MS,
     OPT_LISTENER,
+    OPT_SCHED_SLICE,
 };
 
 static const char short_opts[] = ":p:U:l:m:c:t:I:b:vAFu:hVo:";
@@ -60,6 +61,7 @@ static const struct option long_opts[] = {
     {"log", required_argument, NULL, OPT_LOG},
     {"admin", required_argument, NULL, OPT_ADMIN},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"sched-slice-us", required_argument, NULL, OPT_SCHED_SLICE},
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"hash-power", required_argument, NULL, OPT_HASH_POWER},
     {"seg-size", required_argument, NULL, OPT_SEG_SIZE},
@@ -329,6 +331,12 @@ static int set_keel_option(struct parse *p, int code, const char *name, const ch
         return 0;
     case OPT_SYNC_MS: o->disk_opt_set = true; return parse_u32(p, name, v, 1, 60000, &o->sync_ms);
     case OPT_HASH_POWER: return parse_u32(p, name, v, 16, 32, &o->hash_power);
+    case OPT_SCHED_SLICE:
+        if (parse_u32(p, name, v, 0, 100000, &o->sched_slice_us) < 0)
+            return -1;
+        if (o->sched_slice_us != 0 && o->sched_slice_us < 100)
+            return bad(p, "%s: 0 (the kernel's default) or 100 to 100000 microseconds", name);
+        return 0;
     case OPT_SEG_SIZE: {
         uint64_t bytes;
         if (parse_size(p, name, v, 64 * 1024, 1024 * MB, &bytes) < 0)
@@ -583,6 +591,9 @@ const char *keeld_usage(void)
            "                            them) or handoff (one acceptor on thread 0 deals them\n"
            "                            round-robin)\n"
            "  --idle-timeout=S          close connections idle for S seconds (default: 0, never)\n"
+           "  --sched-slice-us=N        ask the kernel for an N us scheduler slice for the worker\n"
+           "                            threads (Linux 6.12+): a woken worker preempts a busy\n"
+           "                            thread sooner (100-100000; default: 0, the kernel's)\n"
            "  --log=PATH                keel's log (default: $KEEL_LOG or /tmp/keel.log)\n"
            "  --admin=ADDR:PORT         serve /metrics (Prometheus) and /health over HTTP\n"
            "\n"

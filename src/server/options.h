@@ -57,6 +57,7 @@ struct keeld_options {
     uint32_t sync_ms;                /* disk: --sync-ms (default 10) */
     bool disk_opt_set;               /* one of the three was given */
     uint32_t idle_timeout_s;         /* 0 = none */
+    uint32_t sched_slice_us;         /* the workers' scheduler slice; 0 = the kernel's */
     uint32_t hash_power;             /* 0 = sized from -m */
     uint32_t seg_size;               /* bytes; 0 = engine default */
     /* what was accepted but has no effect in keel (memcached -o tunables) */

@@ -473,6 +473,7 @@ static int start(struct server *s, char *err, size_t err_len)
         .counters = KEELD_COUNTERS,
         .crash_reports = true,
         .name = "keeld",
+        .sched_slice_ns = (uint64_t)o->sched_slice_us * 1000u,
     };
     int rc = kl_workers_start(&s->workers, &wo, worker_main, s);
     if (rc != 0) {

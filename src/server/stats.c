@@ -131,6 +131,7 @@ void keeld_stats_settings(const struct keeld_options *s, unsigned verbosity, kee
     text(&o, "keel_backend", keeld_backend_name(s->backend));
     text(&o, "keel_listener", keeld_listener_name(s->listener));
     text(&o, "keel_busy_poll", s->busy_poll ? "yes" : "no");
+    num(&o, KEELD_STAT_GAUGE, "keel_sched_slice_us", s->sched_slice_us);
     text(&o, "keel_evict", s->evict[0] ? s->evict : "merge");
     num(&o, KEELD_STAT_GAUGE, "keel_seg_size", s->seg_size);
     text(&o, "keel_data_dir", s->data_dir[0] ? s->data_dir : "NULL");

@@ -64,16 +64,18 @@ KT_TEST(long_forms_and_keel_options)
     KT_REQUIRE(parse("--port=0", "--memory-limit", "8", "--max-item-size=1k", "--engine", "seg",
                      "--backend=epoll", "--busy-poll", "--evict=s3fifo", "--log=/tmp/x.log",
                      "--admin", "127.0.0.1:9150", "--idle-timeout=5", "--seg-size=4m",
-                     "--hash-power", "18", "--listener=handoff", NULL) == KEELD_RUN);
+                     "--hash-power", "18", "--listener=handoff", "--sched-slice-us=250",
+                     NULL) == KEELD_RUN);
     KT_CHECK(opts.port == 0 && opts.memory_bytes == 8 * MB && opts.max_item_size == 1024);
     KT_CHECK(opts.backend == KEELD_BACKEND_EPOLL && opts.busy_poll);
     KT_CHECK(strcmp(opts.evict, "s3fifo") == 0 && strcmp(opts.log_path, "/tmp/x.log") == 0);
     KT_CHECK(strcmp(opts.admin, "127.0.0.1:9150") == 0 && opts.idle_timeout_s == 5);
     KT_CHECK(opts.seg_size == 4 * MB && opts.hash_power == 18);
-    KT_CHECK(opts.listener == KEELD_LISTENER_HANDOFF);
+    KT_CHECK(opts.listener == KEELD_LISTENER_HANDOFF && opts.sched_slice_us == 250);
     /* the same through -o, with either spelling */
     KT_REQUIRE(parse("-o", "engine=disk,data_dir=/var/lib/keel,backend=io_uring,busy-poll", "-o",
-                     "listener=handoff", NULL) == KEELD_RUN);
+                     "listener=handoff,sched_slice_us=0", NULL) == KEELD_RUN);
+    KT_CHECK(opts.sched_slice_us == 0);
     KT_CHECK(opts.engine == KEELD_ENGINE_DISK && strcmp(opts.data_dir, "/var/lib/keel") == 0);
     KT_CHECK(opts.backend == KEELD_BACKEND_URING && opts.busy_poll);
     KT_CHECK(opts.listener == KEELD_LISTENER_HANDOFF);
@@ -129,6 +131,8 @@ KT_TEST(bad_flags_are_one_line_errors)
         {"--evict", "lru", "not a policy"},
         {"--backend", "kqueue", "not a backend"},
         {"--listener", "steal", "not a listener mode"},
+        {"--sched-slice-us", "50", "100 to 100000"},
+        {"--sched-slice-us", "200000", "out of range"},
         {"--admin", "127.0.0.1", "has no port"},
         {"--admin", "127.0.0.1:http", "not a number"},
         {"-l", "127.0.0.1:99999", "out of range"},

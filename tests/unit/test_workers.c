@@ -17,6 +17,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "keel/clock.h"
@@ -311,6 +312,52 @@ static void pin_workers(enum kl_reactor_backend b)
 }
 
 KT_TEST(pinning_works) { rk_each_backend(pin_workers); }
+
+/* ---- the scheduler slice --------------------------------------------------------- */
+
+/* This thread's EEVDF slice from /proc (ns), or -1 where the kernel shows none. */
+static long long own_slice(void)
+{
+    FILE *f = fopen("/proc/thread-self/sched", "r");
+    long long v = -1;
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "se.slice", 8) == 0)
+            sscanf(strchr(line, ':') + 1, "%lld", &v);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+static void check_slice(struct kl_worker *w, void *arg)
+{
+    (void)arg;
+    kl_counter_add(&kl_worker_counters(w)[own_slice() == 300000 ? C_OK : C_BAD], 1);
+}
+
+static void slice_workers(enum kl_reactor_backend b)
+{
+    backend = b;
+    struct utsname u;
+    int major = 0, minor = 0;
+    if (uname(&u) == 0)
+        sscanf(u.release, "%d.%d", &major, &minor);
+    if (major * 100 + minor < 612 || own_slice() < 0)
+        KT_SKIP("custom scheduler slices came with Linux 6.12; this is %s", u.release);
+    struct kl_workers_options o = options(2);
+    o.sched_slice_ns = 300000;
+    struct kl_workers *g = NULL;
+    KT_REQUIRE(kl_workers_start(&g, &o, check_slice, NULL) == 0);
+    KT_CHECK(wait_for(g, C_OK, 2));
+    uint64_t sums[C_COUNT];
+    kl_workers_stats(g, NULL, sums);
+    KT_EQ_U(sums[C_BAD], 0);
+    KT_CHECK(own_slice() != 300000); /* the starting thread keeps its own */
+    KT_EQ_I(kl_workers_stop(g, 0), 0);
+    kl_workers_destroy(g);
+}
+
+KT_TEST(workers_get_the_scheduler_slice_asked_for) { rk_each_backend(slice_workers); }
 
 /* ---- a stack overflow on a worker ------------------------------------------ */
 
