@@ -114,7 +114,7 @@ struct kl_connset {
     kl_fiber_id stopper; /* the fiber in kl_connset_stop() */
     bool stopping, stopped;
     bool no_send_behind; /* the backend has none (epoll) */
-    uint32_t sending;    /* send-behinds in flight */
+    uint32_t behind;     /* connections no runner holds that keep a batch (send-behind) */
     struct kl_connset_stats stats;
 };
 

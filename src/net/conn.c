@@ -158,9 +158,19 @@ static void on_edge(struct kl_watch *w, int32_t res)
     }
 }
 
+/* A batch a connection kept after a send-behind goes back to the pool. */
+static void give_back_kept(struct kl_connset *set, struct kl_conn *c)
+{
+    KL_ASSERT(c->batch != NULL && set->behind > 0, "no kept batch to give back");
+    kl_pool_put(&set->batches, c->batch);
+    c->batch = NULL;
+    set->behind--;
+}
+
 static void close_conn(struct kl_connset *set, struct kl_conn *c, int reason)
 {
     KL_ASSERT(c->state != CONN_CLOSING, "connection closed twice");
+    bool kept = c->batch != NULL && c->state != CONN_ACTIVE; /* counted in set->behind */
     if (kl_list_node_linked(&c->node))
         kl_list_unlink(&c->node);
     if (c->state == CONN_ACTIVE)
@@ -170,7 +180,9 @@ static void close_conn(struct kl_connset *set, struct kl_conn *c, int reason)
         set->cfg.on_close(c, reason, set->cfg.arg);
     kl_watch_stop(&c->watch); /* waits for a send-behind: the kernel lets go of the batch */
     conn_batch_drop(c);
-    if (c->batch) {
+    if (kept) {
+        give_back_kept(set, c);
+    } else if (c->batch) {
         kl_pool_put(&set->batches, c->batch);
         c->batch = NULL;
     }
@@ -189,7 +201,9 @@ static void close_conn(struct kl_connset *set, struct kl_conn *c, int reason)
  * (armed by the caller: bytes that came meanwhile fire it at once). */
 static void go_idle(struct kl_connset *set, struct kl_conn *c)
 {
-    if (!c->sending) { /* else the send's completion gives the batch back */
+    if (c->sending) { /* kept: the send's completion gives it back */
+        set->behind++;
+    } else {
         kl_pool_put(&set->batches, c->batch);
         c->batch = NULL;
     }
@@ -205,15 +219,16 @@ static void go_idle(struct kl_connset *set, struct kl_conn *c)
 }
 
 /* A send-behind's completion (main context): account the bytes; all sent,
- * an idle connection gives its batch back; the rest (the socket was full)
- * or an error is a runner's to deal with: flush within the deadline, or close. */
+ * a connection no runner holds gives its batch back; the rest (the socket
+ * was full) or an error is a runner's to deal with: flush within the
+ * deadline, or close. A runner that took the connection meanwhile waits for
+ * this (settle_output); a closing one is dealt with by close_conn(). */
 static void on_sent(struct kl_watch *w, int32_t res)
 {
     struct kl_conn *c = kl_container_of(w, struct kl_conn, watch);
     struct kl_connset *set = c->set;
-    KL_ASSERT(c->sending && set->sending > 0, "a send-behind completion with none in flight");
+    KL_ASSERT(c->sending && c->batch != NULL, "a send-behind completion with none in flight");
     c->sending = false;
-    set->sending--;
     if (res > 0)
         conn_batch_sent(c, (size_t)res);
     else if (res < 0 && res != -EAGAIN) {
@@ -221,17 +236,26 @@ static void on_sent(struct kl_watch *w, int32_t res)
         conn_batch_drop(c);
     }
     bool done = c->batch->first == c->batch->niov && c->werr == 0;
-    if (c->state == CONN_IDLE) {
+    if (!done)
+        set->stats.sends_short += res >= 0 || res == -EAGAIN;
+    switch (c->state) {
+    case CONN_IDLE:
         if (done) {
-            kl_pool_put(&set->batches, c->batch);
-            c->batch = NULL;
+            give_back_kept(set, c);
         } else {
-            set->stats.sends_short++;
             kl_list_remove(&set->idle, &c->node);
             make_ready(set, c);
         }
-    } else if (c->state == CONN_ACTIVE && c->waiting) {
-        wake(c->runner);
+        break;
+    case CONN_READY: /* input came first: its runner settles the rest */
+        if (done)
+            give_back_kept(set, c);
+        break;
+    case CONN_ACTIVE:
+        if (c->waiting)
+            wake(c->runner);
+        break;
+    default: break; /* closing: close_conn() drops and gives back */
     }
 }
 
@@ -252,16 +276,15 @@ static int settle_output(struct kl_conn *c)
 }
 
 /* Hand the batch's unsent bytes to a send-behind if one may start: io_uring,
- * and fewer in flight than runners, so that batches (twice the runners)
- * never run out. 0, or -errno: flush them now. */
+ * and fewer batches kept by connections no runner holds than runners, so
+ * that batches (twice the runners) never run out. 0, or -errno: flush them
+ * now. */
 static int try_send_behind(struct kl_connset *set, struct kl_conn *c)
 {
-    if (set->no_send_behind || set->sending >= set->cfg.max_active)
+    if (set->no_send_behind || set->behind >= set->cfg.max_active)
         return -EBUSY;
     int rc = conn_send_behind(c, on_sent);
-    if (rc == 0)
-        set->sending++;
-    else if (rc == -EOPNOTSUPP)
+    if (rc == -EOPNOTSUPP)
         set->no_send_behind = true;
     return rc;
 }
@@ -275,7 +298,10 @@ static void serve(struct kl_connset *set, struct kl_conn *c)
     kl_list_push_back(&set->active, &c->node);
     set->stats.active++;
     set->stats.activations++;
-    if (c->batch == NULL) { /* else kept by a send-behind */
+    if (c->batch != NULL) { /* kept by a send-behind: now the runner's */
+        KL_ASSERT(set->behind > 0, "a kept batch not counted");
+        set->behind--;
+    } else {
         c->batch = kl_pool_get(&set->batches);
         KL_ASSERT(c->batch != NULL, "more runners and send-behinds than write batches");
         c->batch->niov = c->batch->first = c->batch->used = 0;
@@ -555,6 +581,7 @@ int kl_connset_destroy(struct kl_connset *set)
 {
     if (set->stats.open > 0 || set->stats.runners > 0 || kl_fiber_id_raw(set->keeper) != 0)
         return -EBUSY;
+    KL_ASSERT(set->behind == 0, "%u batches kept with every connection closed", set->behind);
     if (set->conns.objects)
         kl_pool_destroy(&set->conns);
     if (set->rbufs.objects)
