@@ -17,7 +17,10 @@
  * padded past the claims, with one pwrite through the O_DIRECT fd. A writer
  * whose record is not yet on file starts the next flush if none is running
  * and there is something to write, else it waits (disk_pause) and looks
- * again; it returns once a completed flush covered its record. So:
+ * again; it returns once a completed flush covered its record, after
+ * running up to FLUSH_MORE more flushes for the writers waiting (a pause
+ * in a fiber lasts a tick of the reactor's timer wheel, 1 ms: without this
+ * the next flush would wait for one). So:
  *
  * - Two writes of one block are never in flight at once, and each flush
  *   writes every block from the whole current ring content, so a later
@@ -55,7 +58,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define BLK ((uint64_t)4096)
+#define BLK        ((uint64_t)4096)
+#define FLUSH_MORE 4 /* flushes a writer may run for others once its record is written */
 
 struct dwin {
     pthread_spinlock_t lock;
@@ -266,12 +270,17 @@ int win_write(struct dfile *d, const void *p, uint32_t len, uint64_t off)
     pthread_spin_lock(&w->lock);
     account(w, d, off, len);
     int r = 0;
-    for (;;) {
-        if (w->written >= stop) {
+    bool mine = false;
+    for (int more = 0;;) {
+        if (!mine && w->written >= stop) {
+            mine = true;
             if (w->err != 0 && off < w->err_hi && stop > w->err_lo)
                 r = w->err;
-            break;
         }
+        /* once ours is written, a few more flushes for the writers waiting
+         * (they look again only after a pause) */
+        if (mine && (more++ == FLUSH_MORE || flush_stop(w, d) == 0))
+            break;
         uint64_t fstop = flush_stop(w, d);
         if (fstop != 0) {
             flush(w, d, fstop);
