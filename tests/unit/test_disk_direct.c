@@ -218,6 +218,30 @@ static struct dfile *claim_rec(struct dfiles *f, char *buf, const char *key, con
     return d;
 }
 
+/* Is w's record on file, byte for byte (read with the buffered fd)? */
+static bool on_file(const struct rec_write *w)
+{
+    char got[4096];
+    int fd = data_fd(w->d->id, O_RDONLY);
+    bool ok = fd >= 0 && w->off + w->size <= sizeof got &&
+              pread(fd, got, sizeof got, 0) >= (ssize_t)(w->off + w->size) &&
+              memcmp(got + w->off, w->rec, w->size) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* A fresh direct dir with the data files open in f (recycled by the cases). */
+static bool open_files(struct dfiles *f)
+{
+    if (!fresh_direct_dir())
+        return false;
+    if (files_open(f, dir, true, 1 << 20, 4096) == 0)
+        return true;
+    kt_fail(__FILE__, __LINE__, "files_open --direct in %s", dir);
+    return false;
+}
+
 static bool waits(struct rec_write *w)
 {
     struct timespec ts = {0, 50 * 1000 * 1000};
@@ -227,10 +251,9 @@ static bool waits(struct rec_write *w)
 
 KT_TEST(record_written_while_its_block_is_in_flight)
 {
-    if (!fresh_direct_dir())
-        return;
     static struct dfiles f;
-    KT_REQUIRE(files_open(&f, dir, true, 1 << 20, 4096) == 0);
+    if (!open_files(&f))
+        return;
     static char a[256] __attribute__((aligned(8))), b[256] __attribute__((aligned(8)));
     static char c[256] __attribute__((aligned(8)));
     struct rec_write wa = {0}, wb = {0}, wc = {0};
@@ -273,15 +296,8 @@ KT_TEST(record_written_while_its_block_is_in_flight)
     KT_EQ_I(atomic_load(&wc.done), 1);
     KT_EQ_I(flushes, 3);
     win_flush_hook = NULL;
-    /* on file, the block holds all three, read with the buffered fd */
-    char got[4096];
-    int fd = data_fd(wa.d->id, O_RDONLY);
-    KT_REQUIRE(fd >= 0);
-    KT_CHECK(pread(fd, got, sizeof got, 0) >= (ssize_t)(wc.off + wc.size));
-    close(fd);
-    KT_CHECK(memcmp(got, a, wa.size) == 0);
-    KT_CHECK(memcmp(got + wb.off, b, wb.size) == 0);
-    KT_CHECK(memcmp(got + wc.off, c, wc.size) == 0);
+    /* on file, the block holds all three */
+    KT_CHECK(on_file(&wa) && on_file(&wb) && on_file(&wc));
     files_close(&f);
     /* and recovery finds them */
     struct kl_engine *e = open_direct(KL_SYNC_NONE, 1 << 20);
@@ -304,10 +320,9 @@ KT_TEST(record_written_while_its_block_is_in_flight)
  * still copying into). */
 KT_TEST(record_after_an_unwritten_claim_waits_for_it)
 {
-    if (!fresh_direct_dir())
-        return;
     static struct dfiles f;
-    KT_REQUIRE(files_open(&f, dir, true, 1 << 20, 4096) == 0);
+    if (!open_files(&f))
+        return;
     static char a[256] __attribute__((aligned(8))), b[256] __attribute__((aligned(8)));
     struct rec_write wa = {0}, wb = {0};
     wa.d = claim_rec(&f, a, "first", "claimed first, written last", &wa.size, &wa.off);
@@ -328,12 +343,7 @@ KT_TEST(record_after_an_unwritten_claim_waits_for_it)
     KT_EQ_I(atomic_load(&wb.done), 1);
     KT_EQ_I(flushes, 1); /* one write carried both */
     win_flush_hook = NULL;
-    char got[4096];
-    int fd = data_fd(wa.d->id, O_RDONLY);
-    KT_REQUIRE(fd >= 0);
-    KT_CHECK(pread(fd, got, sizeof got, 0) >= (ssize_t)(wb.off + wb.size));
-    close(fd);
-    KT_CHECK(memcmp(got, a, wa.size) == 0 && memcmp(got + wb.off, b, wb.size) == 0);
+    KT_CHECK(on_file(&wa) && on_file(&wb));
     files_close(&f);
     dk_rmdir(dir);
 }
