@@ -52,28 +52,43 @@
 #include "disk_internal.h"
 
 #include "keel/assert.h"
+#include "keel/fiber.h"
+#include "keel/reactor.h"
+#include "keel/xthread.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define BLK        ((uint64_t)4096)
-#define FLUSH_MORE 4 /* flushes a writer may run for others once its record is written */
+#define BLK     ((uint64_t)4096)
+#define WAIT_NS ((uint64_t)2000000) /* a fiber looks again after this, woken or not */
+
+/* A fiber waiting for the end of a flush, on its stack (wait_flush()). */
+struct waiter {
+    struct kl_xmsg msg; /* first: the wake-up posted to its thread */
+    struct waiter *next;
+    struct kl_reactor_ref *ref;
+    pthread_t thread;
+    kl_fiber_id id;
+    bool taken;             /* under the lock: a waker took it off the list */
+    _Atomic bool delivered; /* the waker is done with it (it may go) */
+};
 
 struct dwin {
     pthread_spinlock_t lock;
-    char *ring;            /* cap bytes, page-aligned */
-    uint64_t cap;          /* a multiple of BLK */
-    uint32_t *copied;      /* per ring block: claimed bytes copied in */
-    _Atomic uint64_t base; /* file offset of the ring's oldest block */
-    uint64_t done;         /* every claimed byte below is copied */
-    uint64_t written;      /* every byte below is on file */
-    uint64_t fl_end;       /* a flush in flight writes the blocks below this */
-    bool busy;             /* a flush is in flight */
-    bool sealed, gone;     /* the file is sealed; the window is being freed */
-    uint32_t inside;       /* writers in win_write() */
-    int err;               /* the last failed flush: its error and range */
+    char *ring;             /* cap bytes, page-aligned */
+    uint64_t cap;           /* a multiple of BLK */
+    uint32_t *copied;       /* per ring block: claimed bytes copied in */
+    _Atomic uint64_t base;  /* file offset of the ring's oldest block */
+    uint64_t done;          /* every claimed byte below is copied */
+    uint64_t written;       /* every byte below is on file */
+    uint64_t fl_end;        /* a flush in flight writes the blocks below this */
+    bool busy;              /* a flush is in flight */
+    bool sealed, gone;      /* the file is sealed; the window is being freed */
+    uint32_t inside;        /* writers in win_write() */
+    struct waiter *waiters; /* fibers waiting for the flush in flight to end */
+    int err;                /* the last failed flush: its error and range */
     uint64_t err_lo, err_hi;
 };
 
@@ -187,6 +202,81 @@ static int pwrite_all(int fd, const char *p, uint64_t len, uint64_t off)
     return 0;
 }
 
+static bool in_fiber(void)
+{
+    return kl_reactor_active() && !kl_fiber_id_eq(kl_fiber_self(), KL_FIBER_ID_NONE);
+}
+
+/* The message's fn, on the waiter's thread (the waiter is not running). */
+static void wake_msg(struct kl_xmsg *m)
+{
+    struct waiter *ww = (struct waiter *)m;
+    kl_fiber_id id = ww->id;
+    atomic_store_explicit(&ww->delivered, true, memory_order_release);
+    kl_fiber_resume(id, 0);
+}
+
+/* Wake the fibers of a list taken off a window: those of this thread at
+ * once, the others by a message to their thread (its eventfd is written
+ * only if its inbox was empty). */
+static void wake_all(struct waiter *list)
+{
+    bool fiber = in_fiber();
+    pthread_t self = pthread_self();
+    while (list) {
+        struct waiter *ww = list;
+        list = ww->next; /* before it is delivered: then it may go */
+        if (fiber && pthread_equal(ww->thread, self)) {
+            kl_fiber_id id = ww->id;
+            atomic_store_explicit(&ww->delivered, true, memory_order_release);
+            kl_fiber_resume(id, 0); /* -EALREADY if it timed out meanwhile */
+        } else if (kl_reactor_post(ww->ref, &ww->msg) != 0) {
+            atomic_store_explicit(&ww->delivered, true, memory_order_release);
+        }
+    }
+}
+
+/* Park the calling fiber (the lock dropped) until woken or WAIT_NS pass; a
+ * cancelled fiber (keeld's shutdown) cannot park: it lets the others run. */
+static void park(void)
+{
+    if (kl_fiber_suspend("disk-flush", WAIT_NS) == -ECANCELED)
+        kl_fiber_yield();
+}
+
+/* Under the lock: wait for the flush in flight to end (or, with none,
+ * for the next one), the lock dropped meanwhile; a thread polls. */
+static void wait_flush(struct dwin *w)
+{
+    if (!in_fiber()) {
+        pthread_spin_unlock(&w->lock);
+        disk_pause();
+        pthread_spin_lock(&w->lock);
+        return;
+    }
+    struct waiter ww = {.msg.fn = wake_msg,
+                        .next = w->waiters,
+                        .ref = kl_reactor_ref(),
+                        .thread = pthread_self(),
+                        .id = kl_fiber_self()};
+    w->waiters = &ww;
+    pthread_spin_unlock(&w->lock);
+    park();
+    pthread_spin_lock(&w->lock);
+    if (!ww.taken) { /* timed out: off the list */
+        struct waiter **p = &w->waiters;
+        while (*p != &ww)
+            p = &(*p)->next;
+        *p = ww.next;
+    }
+    while (ww.taken && !atomic_load_explicit(&ww.delivered, memory_order_acquire)) {
+        pthread_spin_unlock(&w->lock); /* its waker is on the way */
+        park();
+        pthread_spin_lock(&w->lock);
+    }
+    kl_reactor_unref(ww.ref);
+}
+
 /* Under the lock: where a flush started now would end (from down(written)),
  * or 0 if there is nothing it may write yet. Past done it pads the last
  * block with zeros, unless a claim reaches into that block (its writer may
@@ -238,15 +328,19 @@ static void flush(struct dwin *w, struct dfile *d, uint64_t stop)
     atomic_store_explicit(&w->base, nbase, memory_order_release);
     w->busy = false;
     w->fl_end = 0;
+    struct waiter *list = w->waiters;
+    w->waiters = NULL;
+    for (struct waiter *ww = list; ww; ww = ww->next)
+        ww->taken = true;
     uint64_t end = atomic_load(&d->end);
-    if (w->sealed && w->written >= end && stop > end) {
-        /* sealed (and cut) while this flush was in flight: cut its padding */
-        pthread_spin_unlock(&w->lock);
-        if (ftruncate(d->fd, (off_t)end) != 0) {
-            /* recovery ignores zeros after the last record */
-        }
-        pthread_spin_lock(&w->lock);
+    bool cut = w->sealed && w->written >= end && stop > end;
+    pthread_spin_unlock(&w->lock);
+    wake_all(list);
+    /* sealed (and cut) while this flush was in flight: cut its padding */
+    if (cut && ftruncate(d->fd, (off_t)end) != 0) {
+        /* recovery ignores zeros after the last record */
     }
+    pthread_spin_lock(&w->lock);
 }
 
 int win_write(struct dfile *d, const void *p, uint32_t len, uint64_t off)
@@ -256,11 +350,8 @@ int win_write(struct dfile *d, const void *p, uint32_t len, uint64_t off)
     uint64_t stop = off + len;
     pthread_spin_lock(&w->lock);
     w->inside++;
-    while (w->busy && off < w->fl_end) { /* the flush running reads our first block */
-        pthread_spin_unlock(&w->lock);
-        disk_pause();
-        pthread_spin_lock(&w->lock);
-    }
+    while (w->busy && off < w->fl_end) /* the flush running reads our first block */
+        wait_flush(w);
     pthread_spin_unlock(&w->lock);
     if (p) { /* (NULL: a claim given up; its zeros go as a hole) */
         uint64_t slot = off % w->cap, first = len < w->cap - slot ? len : w->cap - slot;
@@ -270,25 +361,17 @@ int win_write(struct dfile *d, const void *p, uint32_t len, uint64_t off)
     pthread_spin_lock(&w->lock);
     account(w, d, off, len);
     int r = 0;
-    bool mine = false;
-    for (int more = 0;;) {
-        if (!mine && w->written >= stop) {
-            mine = true;
+    for (;;) {
+        if (w->written >= stop) {
             if (w->err != 0 && off < w->err_hi && stop > w->err_lo)
                 r = w->err;
-        }
-        /* once ours is written, a few more flushes for the writers waiting
-         * (they look again only after a pause) */
-        if (mine && (more++ == FLUSH_MORE || flush_stop(w, d) == 0))
             break;
-        uint64_t fstop = flush_stop(w, d);
-        if (fstop != 0) {
-            flush(w, d, fstop);
-            continue;
         }
-        pthread_spin_unlock(&w->lock);
-        disk_pause();
-        pthread_spin_lock(&w->lock);
+        uint64_t fstop = flush_stop(w, d);
+        if (fstop != 0)
+            flush(w, d, fstop);
+        else
+            wait_flush(w);
     }
     w->inside--;
     bool drop = drained(w, d);
