@@ -16,11 +16,14 @@
  * `written` (rounded down) to `done` (rounded up), the last block zero
  * padded past the claims, with one pwrite through the O_DIRECT fd. A writer
  * whose record is not yet on file starts the next flush if none is running
- * and there is something to write, else it waits (disk_pause) and looks
- * again; it returns once a completed flush covered its record, after
- * running up to FLUSH_MORE more flushes for the writers waiting (a pause
- * in a fiber lasts a tick of the reactor's timer wheel, 1 ms: without this
- * the next flush would wait for one). So:
+ * and there is something to write, else it waits for the flush running (or
+ * the next one) to end and looks again; it returns once a completed flush
+ * covered its record. A fiber waits parked on the window's list, and the
+ * flush's writer wakes the list when the flush ends: a fiber of its own
+ * thread at once, one of another thread by a message to that thread's
+ * reactor (kl_reactor_post: an eventfd write if that inbox was empty); a
+ * parked fiber also looks again every WAIT_NS. A plain thread (start-up,
+ * the background thread, tests) polls with disk_pause(). So:
  *
  * - Two writes of one block are never in flight at once, and each flush
  *   writes every block from the whole current ring content, so a later
@@ -40,9 +43,14 @@
  *   window's spinlock, and one memset of its bytes when they leave the
  *   window; per flush one pwrite (a writer never issues more than one, and
  *   concurrent writers share it: the more in flight, the fewer pwrites per
- *   record). No allocation. Waiting writers poll (disk_pause).
+ *   record), and per flush at most one eventfd write per other thread with
+ *   fibers waiting. No allocation (a waiter lives on its fiber's stack).
+ *   The price of packing: a writer whose first block is in the flush
+ *   running waits for it, then for its own (about two device writes).
  * - A flush that fails fails every record it carried (their writers return
- *   the error); the window moves on past them.
+ *   the error); the window moves on past them. (A writer that looks late,
+ *   after a second failure, is told of the span from the first failed byte
+ *   to the last: it may get an error for a record that landed.)
  *
  * A sealed file's window is freed once all of its claims are written and no
  * writer is inside (by the last one out, or by the sealing); a flush that
