@@ -36,6 +36,19 @@ static void make_dir(void)
         KT_REQUIRE(mkdtemp(strcpy(dir, "/tmp/keel-disk-fibers-XXXXXX")) != NULL);
 }
 
+/* Open eng on a fresh dir (*o: its options, to reopen). */
+static void open_fresh(struct kl_engine_opts *o, enum kl_sync_mode sync)
+{
+    make_dir();
+    *o = (struct kl_engine_opts){.engine = "disk",
+                                 .data_dir = dir,
+                                 .direct = direct,
+                                 .sync = sync,
+                                 .compact_pct = 100,
+                                 .now = 1};
+    KT_REQUIRE(kl_engine_open(o, &eng) == 0);
+}
+
 /* Run a case's direct pass, or mark it skipped where O_DIRECT is refused. */
 static void each_backend_direct(void (*fn)(enum kl_reactor_backend))
 {
@@ -76,14 +89,8 @@ static intptr_t writer(void *arg)
 static void run(enum kl_reactor_backend b)
 {
     (void)b;
-    make_dir();
-    struct kl_engine_opts o = {.engine = "disk",
-                               .data_dir = dir,
-                               .direct = direct,
-                               .sync = KL_SYNC_ALWAYS,
-                               .compact_pct = 100,
-                               .now = 1};
-    KT_REQUIRE(kl_engine_open(&o, &eng) == 0);
+    struct kl_engine_opts o;
+    open_fresh(&o, KL_SYNC_ALWAYS);
     bad = 0;
     for (int i = 0; i < FIBERS; i++)
         rk_spawn("writer", writer, (void *)(intptr_t)i);
@@ -129,14 +136,8 @@ static intptr_t cancelled_writer(void *arg)
 static void run_cancel(enum kl_reactor_backend b)
 {
     (void)b;
-    make_dir();
-    struct kl_engine_opts o = {.engine = "disk",
-                               .data_dir = dir,
-                               .direct = direct,
-                               .sync = KL_SYNC_ALWAYS,
-                               .compact_pct = 100,
-                               .now = 1};
-    KT_REQUIRE(kl_engine_open(&o, &eng) == 0);
+    struct kl_engine_opts o;
+    open_fresh(&o, KL_SYNC_ALWAYS);
     stored_ok = stored_bad = 0;
     static kl_fiber_id ids[FIBERS];
     for (int i = 0; i < FIBERS; i++) {
@@ -181,14 +182,8 @@ static void *fiber_thread(void *arg)
 
 static void run_threads(enum kl_reactor_backend b)
 {
-    make_dir();
-    struct kl_engine_opts o = {.engine = "disk",
-                               .data_dir = dir,
-                               .direct = true,
-                               .sync = KL_SYNC_NONE,
-                               .compact_pct = 100,
-                               .now = 1};
-    KT_REQUIRE(kl_engine_open(&o, &eng) == 0);
+    struct kl_engine_opts o;
+    open_fresh(&o, KL_SYNC_NONE);
     bad = 0;
     thread_backend = b;
     pthread_t t[2];
