@@ -226,21 +226,25 @@ static void wake_msg(struct kl_xmsg *m)
 
 /* Wake the fibers of a list taken off a window: those of this thread at
  * once, the others by a message to their thread (its eventfd is written
- * only if its inbox was empty). */
+ * only if its inbox was empty). A taken waiter's reference to its reactor
+ * is the waker's to drop, after the post: the waiter may be gone by then
+ * (and its reactor too, but for that reference). */
 static void wake_all(struct waiter *list)
 {
     bool fiber = in_fiber();
     pthread_t self = pthread_self();
     while (list) {
         struct waiter *ww = list;
+        struct kl_reactor_ref *ref = ww->ref;
         list = ww->next; /* before it is delivered: then it may go */
         if (fiber && pthread_equal(ww->thread, self)) {
             kl_fiber_id id = ww->id;
             atomic_store_explicit(&ww->delivered, true, memory_order_release);
             kl_fiber_resume(id, 0); /* -EALREADY if it timed out meanwhile */
-        } else if (kl_reactor_post(ww->ref, &ww->msg) != 0) {
+        } else if (kl_reactor_post(ref, &ww->msg) != 0) {
             atomic_store_explicit(&ww->delivered, true, memory_order_release);
         }
+        kl_reactor_unref(ref);
     }
 }
 
@@ -276,13 +280,13 @@ static void wait_flush(struct dwin *w)
         while (*p != &ww)
             p = &(*p)->next;
         *p = ww.next;
+        kl_reactor_unref(ww.ref);
     }
     while (ww.taken && !atomic_load_explicit(&ww.delivered, memory_order_acquire)) {
         pthread_spin_unlock(&w->lock); /* its waker is on the way */
         park();
         pthread_spin_lock(&w->lock);
     }
-    kl_reactor_unref(ww.ref);
 }
 
 /* Under the lock: where a flush started now would end (from down(written)),
