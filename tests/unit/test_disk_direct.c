@@ -79,8 +79,20 @@ static void *storer(void *arg)
         snprintf(key, sizeof key, "key:%u", k);
         fill(v, k);
         if (kl_engine_store(l->e, KL_SET, key, strlen(key), v, vlen_of(k), 0, 0, 0, NULL) !=
-            KL_E_STORED)
+            KL_E_STORED) {
             atomic_fetch_add(&l->failures, 1);
+            continue;
+        }
+        /* read back at once (direct): its block is likely being written
+         * again meanwhile, with the other threads' records */
+        struct kl_item it;
+        if (kl_engine_lookup(l->e, key, strlen(key), NULL, &it) != KL_E_OK) {
+            atomic_fetch_add(&l->failures, 1);
+            continue;
+        }
+        if (it.vlen != vlen_of(k) || memcmp(it.value, v, it.vlen) != 0)
+            atomic_fetch_add(&l->failures, 1);
+        kl_engine_release(l->e, &it);
     }
     return NULL;
 }
@@ -128,7 +140,8 @@ static int data_fd(uint32_t id, int flags)
 }
 
 /* Threads store small records (many to a block) with no sync, then with
- * group commit; each is read back (direct) at once and after reopens. The
+ * group commit; each is read back (direct) at once, while others write its
+ * block again, and after reopens. The
  * files are small, so the writes also cross rotations. */
 KT_TEST(small_records_from_threads_share_blocks)
 {
