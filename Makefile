@@ -60,9 +60,9 @@ $(TSAN_BUILD)/CMakeCache.txt:
 
 tsan: deps $(TSAN_BUILD)/CMakeCache.txt
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target test_seg test_seg_threads test_seg_evict \
-	  test_seg_hash test_disk test_disk_threads
+	  test_seg_hash test_disk test_disk_threads test_disk_direct test_disk_fibers
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -j $(JOBS) -R '^(seg|disk$$|disk_threads)'
+	  ctest --output-on-failure -j $(JOBS) -R '^(seg|disk$$|disk_threads|disk_direct|disk_fibers)'
 
 TRACE_BUILD ?= build-trace
 $(TRACE_BUILD)/CMakeCache.txt:

@@ -41,6 +41,25 @@ def skip_without_disk(keeld, test):
         sys.exit(SKIP_CODE)
 
 
+def skip_without_direct(path, test):
+    """Exit with SKIP (SKIP_CODE) when the file system of directory `path`
+    refuses O_DIRECT (tmpfs does): keeld --direct could not open its files."""
+    probe = os.path.join(path, ".keel-direct-probe-%d" % os.getpid())
+    why = None
+    try:
+        fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
+        os.close(fd)
+    except OSError as e:
+        why = "the file system of %s refuses O_DIRECT (%s)" % (path, e.strerror)
+    finally:
+        if os.path.exists(probe):
+            os.unlink(probe)
+    if why:
+        print("SKIP %s: %s" % (test, why))
+        sys.stdout.flush()
+        sys.exit(SKIP_CODE)
+
+
 class DiskServer(servers.Server):
     """A keeld on the disk engine; preexec_fn (limits) runs in the child."""
 

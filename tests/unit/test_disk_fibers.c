@@ -1,11 +1,15 @@
 /* The disk engine from fibers on a reactor (io_uring and epoll): its reads,
  * writes and syncs go through keel/io.h. Many fibers store with --sync
  * always at once: each store returns durable, and they share syncs (group
- * commit: fewer syncs than stores). */
+ * commit: fewer syncs than stores). The same with O_DIRECT writes (where
+ * the file system takes them), whose writers wait for each other's writes
+ * of shared blocks, also from fibers on several threads. */
 #define _GNU_SOURCE
 #include "storage/engine.h"
 
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +24,44 @@
 
 static char dir[256];
 static struct kl_engine *eng;
-static int bad;
+static _Atomic int bad;
+static bool direct; /* the cases' --direct runs */
+
+/* A fresh data dir (one that takes O_DIRECT for the direct runs). */
+static void make_dir(void)
+{
+    if (direct)
+        KT_REQUIRE(dk_direct_dir("keel-disk-fibers", dir, sizeof dir));
+    else
+        KT_REQUIRE(mkdtemp(strcpy(dir, "/tmp/keel-disk-fibers-XXXXXX")) != NULL);
+}
+
+/* Open eng on a fresh dir (*o: its options, to reopen). */
+static void open_fresh(struct kl_engine_opts *o, enum kl_sync_mode sync)
+{
+    make_dir();
+    *o = (struct kl_engine_opts){.engine = "disk",
+                                 .data_dir = dir,
+                                 .direct = direct,
+                                 .sync = sync,
+                                 .compact_pct = 100,
+                                 .now = 1};
+    KT_REQUIRE(kl_engine_open(o, &eng) == 0);
+}
+
+/* Run a case's direct pass, or mark it skipped where O_DIRECT is refused. */
+static void each_backend_direct(void (*fn)(enum kl_reactor_backend))
+{
+    char probe[256];
+    if (!dk_direct_dir("keel-disk-fibers", probe, sizeof probe)) {
+        kt_skip("no file system here takes O_DIRECT");
+        return;
+    }
+    dk_rmdir(probe);
+    direct = true;
+    rk_each_backend(fn);
+    direct = false;
+}
 
 static intptr_t writer(void *arg)
 {
@@ -48,11 +89,8 @@ static intptr_t writer(void *arg)
 static void run(enum kl_reactor_backend b)
 {
     (void)b;
-    snprintf(dir, sizeof dir, "/tmp/keel-disk-fibers-XXXXXX");
-    KT_REQUIRE(mkdtemp(dir) != NULL);
-    struct kl_engine_opts o = {
-        .engine = "disk", .data_dir = dir, .sync = KL_SYNC_ALWAYS, .compact_pct = 100, .now = 1};
-    KT_REQUIRE(kl_engine_open(&o, &eng) == 0);
+    struct kl_engine_opts o;
+    open_fresh(&o, KL_SYNC_ALWAYS);
     bad = 0;
     for (int i = 0; i < FIBERS; i++)
         rk_spawn("writer", writer, (void *)(intptr_t)i);
@@ -70,6 +108,7 @@ static void run(enum kl_reactor_backend b)
 }
 
 KT_TEST(fibers_store_and_read_with_group_commit) { rk_each_backend(run); }
+KT_TEST(fibers_store_and_read_with_group_commit_direct) { each_backend_direct(run); }
 
 /* Writers cancelled in the middle (as keeld's shutdown cancels connection
  * fibers): a store still either completes whole (STORED, then readable) or
@@ -97,11 +136,8 @@ static intptr_t cancelled_writer(void *arg)
 static void run_cancel(enum kl_reactor_backend b)
 {
     (void)b;
-    snprintf(dir, sizeof dir, "/tmp/keel-disk-fibers-XXXXXX");
-    KT_REQUIRE(mkdtemp(dir) != NULL);
-    struct kl_engine_opts o = {
-        .engine = "disk", .data_dir = dir, .sync = KL_SYNC_ALWAYS, .compact_pct = 100, .now = 1};
-    KT_REQUIRE(kl_engine_open(&o, &eng) == 0);
+    struct kl_engine_opts o;
+    open_fresh(&o, KL_SYNC_ALWAYS);
     stored_ok = stored_bad = 0;
     static kl_fiber_id ids[FIBERS];
     for (int i = 0; i < FIBERS; i++) {
@@ -121,6 +157,54 @@ static void run_cancel(enum kl_reactor_backend b)
 }
 
 KT_TEST(cancelled_writers_finish_their_store) { rk_each_backend(run_cancel); }
+KT_TEST(cancelled_writers_finish_their_store_direct) { each_backend_direct(run_cancel); }
+
+/* Direct writes from fibers on several threads (each with its reactor): a
+ * writer waiting for a flush is woken by its writer from another thread. */
+static enum kl_reactor_backend thread_backend;
+
+static void *fiber_thread(void *arg)
+{
+    int first = (int)(intptr_t)arg;
+    /* one at a time: kl_sched_init() sets the log's fiber hook, a global */
+    static pthread_mutex_t up_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&up_lock);
+    bool up = rk_up(thread_backend);
+    pthread_mutex_unlock(&up_lock);
+    if (!up)
+        return NULL;
+    for (int i = first; i < first + FIBERS / 2; i++)
+        rk_spawn("writer", writer, (void *)(intptr_t)i);
+    KT_EQ_I(kl_reactor_run(), 0);
+    rk_down();
+    return NULL;
+}
+
+static void run_threads(enum kl_reactor_backend b)
+{
+    struct kl_engine_opts o;
+    open_fresh(&o, KL_SYNC_NONE);
+    bad = 0;
+    thread_backend = b;
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        KT_REQUIRE(pthread_create(&t[i], NULL, fiber_thread, (void *)(intptr_t)(i * FIBERS / 2)) ==
+                   0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    KT_EQ_I(bad, 0);
+    struct kl_engine_stats st;
+    kl_engine_stats(eng, &st);
+    KT_EQ_U(st.items, FIBERS * STORES);
+    kl_engine_close(eng);
+    KT_REQUIRE(kl_engine_open(&o, &eng) == 0);
+    kl_engine_stats(eng, &st);
+    KT_EQ_U(st.items, FIBERS * STORES);
+    kl_engine_close(eng);
+    dk_rmdir(dir);
+}
+
+KT_TEST(direct_writers_on_two_threads) { each_backend_direct(run_threads); }
 
 /* kl_engine_lookup_many() from a fiber: every key's answer is the one a
  * lookup of its own gives (hits, misses, a key twice), and the reads are in

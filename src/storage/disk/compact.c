@@ -193,8 +193,9 @@ int disk_compact(struct disk_engine *de, double below)
         char path[4200];
         snprintf(path, sizeof path, "%s/data-%06u.kd", f->dir, d->id);
         unlink(path);
-        if (d->rfd != d->fd)
-            close(d->rfd);
+        win_free(d);
+        if (d->dfd != d->fd)
+            close(d->dfd);
         close(d->fd);
         free(d);
         atomic_fetch_add(&de->st_compactions, 1);

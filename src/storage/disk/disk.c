@@ -261,7 +261,7 @@ int kl_disk_open(const struct kl_engine_opts *opts, struct kl_engine **out)
     pthread_mutex_init(&de->ckpt_lock, NULL);
     int r = bufpool_init(&de->bufs, de->item_max + 8192);
     if (r == 0)
-        r = files_open(&de->files, opts->data_dir, opts->direct, file_bytes);
+        r = files_open(&de->files, opts->data_dir, opts->direct, file_bytes, de->item_max);
     if (r == 0)
         r = disk_recover(de);
     if (r == 0)

@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 /* ---- records (record.c) ---- */
 
@@ -175,10 +176,13 @@ void ix_usage(struct ix *x, uint64_t *bytes, uint64_t *entries);
 
 /* ---- data files (files.c) ---- */
 
+struct dwin;
+
 struct dfile {
     uint32_t id;
-    int fd;                  /* read/write, buffered */
-    int rfd;                 /* for reads: fd, or an O_DIRECT one (--direct) */
+    int fd;                  /* buffered: preallocation, cuts, syncs, mmaps (and writes) */
+    int dfd;                 /* records' reads and writes: fd, or an O_DIRECT one (--direct) */
+    struct dwin *win;        /* --direct: the unwritten tail, while writes may come (window.c) */
     _Atomic int32_t refs;    /* pins: readers, writers, compaction */
     _Atomic uint64_t end;    /* bytes of records claimed (the active file grows) */
     _Atomic uint64_t dead;   /* bytes of records no longer live */
@@ -190,6 +194,7 @@ struct dfile {
 struct dfiles {
     char dir[4096];
     bool direct;
+    uint64_t win_bytes;  /* --direct: each write window's size */
     uint64_t file_bytes; /* rotate when the active file reaches this */
     uint64_t prealloc;   /* fallocate steps */
     struct dfile *_Atomic tab[IX_FILES];
@@ -208,8 +213,10 @@ struct dfiles {
     _Atomic uint64_t group_syncs; /* syncs run for --sync always (shared by the waiters) */
 };
 
-/* Open the data directory's files (creating the directory); 0 or -errno. */
-int files_open(struct dfiles *f, const char *dir, bool direct, uint64_t file_bytes);
+/* Open the data directory's files (creating the directory); records are at
+ * most rec_max bytes. 0 or -errno. */
+int files_open(struct dfiles *f, const char *dir, bool direct, uint64_t file_bytes,
+               uint32_t rec_max);
 void files_close(struct dfiles *f);
 /* Open (create) data file id; 0 or -errno. */
 int files_add(struct dfiles *f, uint32_t id, bool create, struct dfile **out);
@@ -234,8 +241,29 @@ static inline void files_unpin(struct dfile *d)
  * record (inside the buffer). 0, -EIO (short) or -errno. */
 int files_read(struct dfiles *f, struct bufpool *bp, struct dfile *d, uint64_t off, uint32_t len,
                char **buf, uint32_t *cls, const char **rec);
-/* Write len bytes at off; 0 or -errno (short writes retried). */
+/* Write len bytes at off, claimed by files_claim(); 0 or -errno (short writes retried). */
 int files_write(struct dfile *d, const void *p, uint32_t len, uint64_t off);
+/* Give up a claim that will not be written (it stays a hole). */
+void files_skip(struct dfile *d, uint32_t len, uint64_t off);
+/* pwrite(2) through the reactor from a fiber, else a plain one; bytes or -errno. */
+ssize_t disk_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+
+/* ---- direct writes (window.c) ---- */
+
+/* The window size for records of at most rec_max bytes. */
+uint64_t win_size(uint32_t rec_max);
+/* Give file d (becoming active, at its end) a window of cap bytes; 0 or -errno. */
+int win_open(struct dfile *d, uint64_t cap);
+/* Free d's window, if any (no writer may be in it). */
+void win_free(struct dfile *d);
+/* Under the alloc lock: may a claim of the active file d end at `end`? */
+bool win_room(const struct dfile *d, uint64_t end);
+/* files_write() with a window (p NULL: files_skip()). */
+int win_write(struct dfile *d, const void *p, uint32_t len, uint64_t off);
+/* d is no longer active (its end is final): the window goes once drained. */
+void win_seal(struct dfile *d);
+/* Tests: called by each flush just before its pwrite of [start, stop). */
+extern void (*win_flush_hook)(uint64_t start, uint64_t stop);
 /* Make every written record durable (group commit: concurrent callers share a sync). */
 int files_sync_wait(struct dfiles *f);
 /* fdatasync every dirty file now; 0 or the first -errno. */

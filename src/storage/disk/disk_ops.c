@@ -408,6 +408,7 @@ static int commit(struct disk_engine *de, struct ix_shard *s, uint32_t tag, stru
         } else if (ix_insert(s, neu) != 0) {
             pthread_spin_unlock(&s->lock);
             /* the claimed space stays a hole; recovery skips it */
+            files_skip(d, size, off);
             files_unpin(d);
             return KL_E_NO_MEMORY;
         }

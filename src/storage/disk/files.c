@@ -15,6 +15,12 @@
  * record half-written, or a group sync failed for everyone because its
  * leader's connection closed, would cost more than the wait.
  *
+ * With --direct, records are read and written through a second, O_DIRECT
+ * fd (dfd); the buffered fd still preallocates, cuts, syncs and maps (for
+ * recovery and compaction). Writes then go through the active file's window
+ * (window.c), which turns packed records into whole-block writes; a claim
+ * also needs room in it.
+ *
  * Group commit (--sync always): a writer whose record is written asks for a
  * sync that starts after that; if none is running it runs one itself
  * (fdatasync of every dirty file), otherwise it waits for the next: every
@@ -70,7 +76,7 @@ static ssize_t do_pread(int fd, void *buf, size_t len, uint64_t off)
     return n < 0 ? -errno : n;
 }
 
-static ssize_t do_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+ssize_t disk_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
     if (in_fiber()) {
         ssize_t n = kl_pwrite(fd, buf, len, (off_t)off, 0);
@@ -108,10 +114,10 @@ int files_add(struct dfiles *f, uint32_t id, bool create, struct dfile **out)
     int fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0644);
     if (fd < 0)
         return -errno;
-    int rfd = fd;
+    int dfd = fd;
     if (f->direct) {
-        rfd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
-        if (rfd < 0) {
+        dfd = open(path, O_RDWR | O_CLOEXEC | O_DIRECT);
+        if (dfd < 0) {
             int r = -errno;
             close(fd);
             if (create)
@@ -123,33 +129,35 @@ int files_add(struct dfiles *f, uint32_t id, bool create, struct dfile **out)
     if (fstat(fd, &st) != 0) {
         int r = -errno;
         close(fd);
-        if (rfd != fd)
-            close(rfd);
+        if (dfd != fd)
+            close(dfd);
         return r;
     }
     struct dfile *d = calloc(1, sizeof *d);
     if (d == NULL) {
         close(fd);
-        if (rfd != fd)
-            close(rfd);
+        if (dfd != fd)
+            close(dfd);
         return -ENOMEM;
     }
     d->id = id;
     d->fd = fd;
-    d->rfd = rfd;
+    d->dfd = dfd;
     atomic_init(&d->end, (uint64_t)st.st_size);
     atomic_store_explicit(&f->tab[id], d, memory_order_release);
     *out = d;
     return 0;
 }
 
-int files_open(struct dfiles *f, const char *dir, bool direct, uint64_t file_bytes)
+int files_open(struct dfiles *f, const char *dir, bool direct, uint64_t file_bytes,
+               uint32_t rec_max)
 {
     memset(f, 0, sizeof *f);
     if (strlen(dir) >= sizeof f->dir - 32)
         return -ENAMETOOLONG;
     strcpy(f->dir, dir);
     f->direct = direct;
+    f->win_bytes = win_size(rec_max);
     f->file_bytes = file_bytes;
     f->prealloc = file_bytes < PREALLOC_STEP ? file_bytes : PREALLOC_STEP;
     f->seq = 1;
@@ -178,8 +186,9 @@ int files_open(struct dfiles *f, const char *dir, bool direct, uint64_t file_byt
 
 static void file_free(struct dfile *d)
 {
-    if (d->rfd != d->fd)
-        close(d->rfd);
+    win_free(d);
+    if (d->dfd != d->fd)
+        close(d->dfd);
     close(d->fd);
     free(d);
 }
@@ -189,7 +198,8 @@ void files_close(struct dfiles *f)
     for (uint32_t i = 0; i < IX_FILES; i++) {
         struct dfile *d = atomic_load(&f->tab[i]);
         if (d) {
-            if (d == f->active && d->end < f->room) /* drop the preallocated tail */
+            /* drop the preallocated tail, and a direct write's padding */
+            if (d == f->active && (d->end < f->room || d->win))
                 if (ftruncate(d->fd, (off_t)d->end) != 0) {
                     /* harmless: recovery ignores zeros after the last record */
                 }
@@ -207,6 +217,8 @@ static int prealloc(struct dfiles *f, struct dfile *d, uint64_t from, uint64_t t
 {
     if (f->no_falloc)
         return 0;
+    if (f->direct) /* direct writes cover whole blocks */
+        to = (to + 4095) & ~(uint64_t)4095;
     if (fallocate(d->fd, 0, (off_t)from, (off_t)(to - from)) == 0)
         return 0;
     if (errno == EOPNOTSUPP) {
@@ -223,9 +235,14 @@ int files_room(struct dfiles *f, uint32_t size)
     pthread_spin_lock(&f->alloc);
     struct dfile *a = f->active;
     uint64_t end = a ? atomic_load(&a->end) : 0, room = f->room;
+    bool win_full = a && a->win && !win_room(a, end + size);
     pthread_spin_unlock(&f->alloc);
-    if (a && end + size <= room)
-        goto out; /* someone else made room meanwhile */
+    if (a && end + size <= room) { /* someone else made room meanwhile */
+        pthread_mutex_unlock(&f->grow);
+        if (win_full) /* or the window waits for writes to land */
+            disk_pause();
+        return 0;
+    }
     if (a == NULL || end + size > f->file_bytes) {
         /* rotate: a new active file; the old one is sealed at its end */
         uint32_t id = a ? a->id + 1 : 1;
@@ -238,6 +255,8 @@ int files_room(struct dfiles *f, uint32_t size)
         r = prealloc(f, d, 0, want);
         if (r == -ENOSPC || r == -EFBIG || r == -EDQUOT) /* nearly full: just this record */
             r = prealloc(f, d, 0, want = size);
+        if (r == 0 && f->direct)
+            r = win_open(d, f->win_bytes);
         if (r != 0) {
             char path[4200];
             file_path(f, id, path, sizeof path);
@@ -253,6 +272,7 @@ int files_room(struct dfiles *f, uint32_t size)
         pthread_spin_unlock(&f->alloc);
         if (a) {
             end = atomic_load(&a->end); /* final: claims now go to d */
+            win_seal(a);                /* before the cut: a flush landing after it cuts again */
             if (ftruncate(a->fd, (off_t)end) != 0) {
                 /* recovery ignores zeros after the last record */
             }
@@ -283,7 +303,7 @@ struct dfile *files_claim(struct dfiles *f, uint32_t size, uint64_t *off, uint64
     if (a == NULL)
         return NULL;
     uint64_t end = atomic_load_explicit(&a->end, memory_order_relaxed);
-    if (end + size > f->room)
+    if (end + size > f->room || (a->win && !win_room(a, end + size)))
         return NULL;
     atomic_store_explicit(&a->end, end + size, memory_order_relaxed);
     atomic_fetch_add_explicit(&a->refs, 1, memory_order_acq_rel);
@@ -308,7 +328,7 @@ int files_read(struct dfiles *f, struct bufpool *bp, struct dfile *d, uint64_t o
      * would be unaligned, which O_DIRECT refuses once the file grew. */
     uint64_t got = 0, need = off + len - start;
     while (got < need) {
-        ssize_t n = do_pread(d->rfd, b + got, stop - start - got, start + got);
+        ssize_t n = do_pread(d->dfd, b + got, stop - start - got, start + got);
         if (n < 0) {
             buf_put(bp, b, *cls);
             return (int)n;
@@ -326,11 +346,19 @@ int files_read(struct dfiles *f, struct bufpool *bp, struct dfile *d, uint64_t o
     return 0;
 }
 
+void files_skip(struct dfile *d, uint32_t len, uint64_t off)
+{
+    if (d->win)
+        win_write(d, NULL, len, off);
+}
+
 int files_write(struct dfile *d, const void *p, uint32_t len, uint64_t off)
 {
+    if (d->win)
+        return win_write(d, p, len, off);
     uint32_t done = 0;
     while (done < len) {
-        ssize_t n = do_pwrite(d->fd, (const char *)p + done, len - done, off + done);
+        ssize_t n = disk_pwrite(d->fd, (const char *)p + done, len - done, off + done);
         if (n < 0)
             return (int)n;
         if (n == 0)

@@ -298,6 +298,8 @@ int disk_recover(struct disk_engine *de)
         atomic_store(&last->sealed, false);
         f->active = last;
         f->room = atomic_load(&last->end);
+        if (f->direct && (r = win_open(last, f->win_bytes)) != 0)
+            goto out;
     }
     atomic_store(&de->flush_at, sc->due); /* disk_clock() runs it once due */
 out:
