@@ -182,6 +182,7 @@ struct seg_engine {
     /* eviction (evict.c) */
     pthread_mutex_t evict_lock;
     uint32_t chain_cursor;
+    uint32_t merge_evicting; /* evicting merges done (merge's decay) */
     uint64_t rng;
     int32_t reloc; /* s3fifo: open main-queue target */
     bool reloc_noexp;
