@@ -347,10 +347,9 @@ static void merge_cutoff(struct seg_engine *se, const int32_t *src, uint32_t n, 
     *partial = budget - sum;
 }
 
-/* Take a fresh copy target for chain c: RELOC, or NIL when none is free. */
-static int32_t merge_target(struct seg_engine *se, uint32_t c, uint32_t born)
+/* Under seglock: a fresh copy target for chain c, RELOC, or NIL when none is free. */
+static int32_t merge_target_locked(struct seg_engine *se, uint32_t c, uint32_t born)
 {
-    pthread_spin_lock(&se->seglock);
     int32_t t = free_pop(se, 0);
     if (t != NIL) {
         struct seg *s = &se->segs[t];
@@ -359,6 +358,13 @@ static int32_t merge_target(struct seg_engine *se, uint32_t c, uint32_t born)
         s->chain = (uint16_t)c;
         atomic_store(&s->state, SEG_RELOC);
     }
+    return t;
+}
+
+static int32_t merge_target(struct seg_engine *se, uint32_t c, uint32_t born)
+{
+    pthread_spin_lock(&se->seglock);
+    int32_t t = merge_target_locked(se, c, born);
     pthread_spin_unlock(&se->seglock);
     return t;
 }
@@ -416,12 +422,12 @@ static int evict_merge(struct seg_engine *se)
     uint32_t born = UINT32_MAX;
     for (int i = 0; i < k; i++)
         born = se->segs[src[i]].create_at < born ? se->segs[src[i]].create_at : born;
-    bool go = k >= 2 && se->nfree > 0;
-    if (go)
+    int32_t t = k >= 2 ? merge_target_locked(se, c, born) : NIL, first_t = NIL;
+    if (t != NIL)
         for (int i = 0; i < k; i++)
             take(se, (uint32_t)src[i], i < k - 1); /* the last holds the place */
     pthread_spin_unlock(&se->seglock);
-    if (!go)
+    if (t == NIL)
         return evict_plain(se);
 
     /* every live item of the sources, then which of them fit in k - 1
@@ -463,7 +469,6 @@ static int evict_merge(struct seg_engine *se)
      * ratio 0.145 halving at each merge, 0.140 at one in 16) */
     bool halve = keep_min > 0 && se->merge_evicting++ % DECAY_EVERY == 0;
     uint32_t last = (uint32_t)src[k - 1];
-    int32_t t = merge_target(se, c, born), first_t = NIL;
     se->reloc_noexp = false;
     uint32_t e = 0;
     for (int i = 0; i < k; i++) {
