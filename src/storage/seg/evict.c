@@ -245,25 +245,43 @@ static void publish_target(struct seg_engine *se, uint32_t t)
     se->reloc_noexp = false;
 }
 
+/* Lock a scanned item's bucket chain: its slot if it still points to the
+ * item at (src, e->off), *v its value; NULL if it went. Unlock with ht_unlock. */
+static _Atomic uint64_t *scan_lock(struct seg_engine *se, const struct scan_ent *e, uint32_t src,
+                                   uint64_t *v)
+{
+    ht_lock(se, e->hash);
+    _Atomic uint64_t *slot = ht_find_loc(se, e->hash, slot_loc(src, e->off));
+    if (slot)
+        *v = atomic_load_explicit(slot, memory_order_relaxed);
+    return slot;
+}
+
+/* Under the bucket lock: evict the item at (src, off) that slot (value v) points to. */
+static void evict_at(struct seg_engine *se, _Atomic uint64_t *slot, uint64_t v, uint32_t src,
+                     uint32_t off)
+{
+    struct item_view iv;
+    item_read(seg_data(se, src) + off, &iv);
+    drop_slot(se, slot, v, iv.size, 0);
+}
+
 /* Drop or move the live items of src; keep_min: least frequency to keep. */
 static void relocate(struct seg_engine *se, uint32_t src, uint32_t from, uint32_t to,
                      uint32_t keep_min, bool halve, bool to_ghost, int32_t *target)
 {
     for (uint32_t i = from; i < to; i++) {
         struct scan_ent *e = &se->scan[i];
-        ht_lock(se, e->hash);
-        _Atomic uint64_t *slot = ht_find_loc(se, e->hash, slot_loc(src, e->off));
+        uint64_t v = 0;
+        _Atomic uint64_t *slot = scan_lock(se, e, src, &v);
         if (slot) {
-            uint64_t v = atomic_load_explicit(slot, memory_order_relaxed);
             uint32_t f = SLOT_FREQ(v);
             bool moved = false;
             if (f >= keep_min && *target != NIL)
                 moved = move_item(se, slot, v, e->hash, (uint32_t)*target,
                                   halve ? f / 2 : (f > 0 ? f - 1 : 0));
             if (!moved) {
-                struct item_view iv;
-                item_read(seg_data(se, src) + e->off, &iv);
-                drop_slot(se, slot, v, iv.size, 0);
+                evict_at(se, slot, v, src, e->off);
                 if (to_ghost)
                     ghost_add(se, e->hash);
             }
@@ -475,10 +493,9 @@ static int evict_merge(struct seg_engine *se)
         uint32_t s = (uint32_t)src[i];
         for (; e < n && se->scan[e].src == i; e++) {
             struct scan_ent *en = &se->scan[e];
-            ht_lock(se, en->hash);
-            _Atomic uint64_t *slot = ht_find_loc(se, en->hash, slot_loc(s, en->off));
+            uint64_t v = 0;
+            _Atomic uint64_t *slot = scan_lock(se, en, s, &v);
             if (slot) {
-                uint64_t v = atomic_load_explicit(slot, memory_order_relaxed);
                 uint32_t f = SLOT_FREQ(v);
                 bool keep = f >= keep_min || (f + 1 == keep_min && en->part);
                 bool moved = false;
@@ -491,23 +508,18 @@ static int evict_merge(struct seg_engine *se)
                         merge_publish(se, (uint32_t)t, c, last);
                         first_t = first_t == NIL ? t : first_t;
                         t = merge_target(se, c, born);
-                        ht_lock(se, en->hash);
-                        slot = ht_find_loc(se, en->hash, slot_loc(s, en->off));
+                        slot = scan_lock(se, en, s, &v);
                         if (slot == NULL) {
                             ht_unlock(se, en->hash);
                             continue;
                         }
-                        v = atomic_load_explicit(slot, memory_order_relaxed);
                         f = SLOT_FREQ(v);
                         moved = t != NIL &&
                                 move_item(se, slot, v, en->hash, (uint32_t)t, halve ? f / 2 : f);
                     }
                 }
-                if (!moved) {
-                    struct item_view iv;
-                    item_read(seg_data(se, s) + en->off, &iv);
-                    drop_slot(se, slot, v, iv.size, 0);
-                }
+                if (!moved)
+                    evict_at(se, slot, v, s, en->off);
             }
             ht_unlock(se, en->hash);
         }
