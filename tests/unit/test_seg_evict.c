@@ -232,7 +232,15 @@ KT_TEST(seg_merge_compacts_before_it_evicts)
  * dead in every segment, and merge must keep memory full of live items
  * rather than of dead copies, and keep the keys read most. Segcache's merge
  * of 4 segments into 1 evicted live items while a third of the segments'
- * bytes were dead copies: 66% of memory live, 69% of reads hit here. */
+ * bytes were dead copies: 63% of memory live, 84% of reads hit here (now
+ * 82% and 92%). */
+static void fill(char *v, uint32_t k, uint32_t ver) /* 100-1000 bytes, fixed per key */
+{
+    uint32_t size = 100 + k * 7919 % 901;
+    sk_fill(v, size, k, ver);
+    v[size] = '\0';
+}
+
 KT_TEST(seg_merge_keeps_memory_live_under_hot_overwrites)
 {
     enum { NK = 8000, MEMB = 4 << 20 };
@@ -243,7 +251,7 @@ KT_TEST(seg_merge_keeps_memory_live_under_hot_overwrites)
     uint32_t now = SK_T0, ver = 0;
     for (uint32_t k = 0; k < NK; k++) { /* every key once: ~8 MB through 4 MiB */
         snprintf(key, sizeof key, "key%u", k);
-        sk_fill(v, 100 + k * 7919 % 901, k, ++ver);
+        fill(v, k, ++ver);
         KT_REQUIRE(sk_store(e, KL_SET, key, v, 0, 0, 0, NULL) == KL_E_STORED);
     }
     uint64_t gets = 0, hits = 0;
@@ -254,7 +262,7 @@ KT_TEST(seg_merge_keeps_memory_live_under_hot_overwrites)
         uint32_t k = (uint32_t)(u * u * u * u * NK); /* skewed: key 0 the hottest */
         snprintf(key, sizeof key, "key%u", k);
         if (sk_rand(&rnd) % 10 == 0) {
-            sk_fill(v, 100 + k * 7919 % 901, k, ++ver);
+            fill(v, k, ++ver);
             KT_REQUIRE(sk_store(e, KL_SET, key, v, 0, 0, 0, NULL) == KL_E_STORED);
         } else if (i >= 300000) {
             gets++;
@@ -268,7 +276,7 @@ KT_TEST(seg_merge_keeps_memory_live_under_hot_overwrites)
     double live = (double)s.bytes / (double)s.limit_bytes, hit = (double)hits / (double)gets;
     printf("# %llu items, live bytes %.0f%% of memory (%.0f%% written), hit ratio %.3f\n",
            (unsigned long long)s.items, 100 * live, 100.0 * (double)s.seg_used_bytes / MEMB, hit);
-    KT_CHECK(live >= 0.80);
-    KT_CHECK(hit >= 0.75);
+    KT_CHECK(live >= 0.75);
+    KT_CHECK(hit >= 0.88);
     kl_engine_close(e);
 }
