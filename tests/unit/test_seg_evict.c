@@ -227,13 +227,7 @@ KT_TEST(seg_merge_compacts_before_it_evicts)
     kl_engine_close(e);
 }
 
-/* Skewed reads and overwrites over twice what fits (workload 4 of
- * vs_memcached in small): the hot keys' overwrites leave their old copies
- * dead in every segment, and merge must keep memory full of live items
- * rather than of dead copies, and keep the keys read most. Segcache's merge
- * of 4 segments into 1 evicted live items while a third of the segments'
- * bytes were dead copies: 63% of memory live, 84% of reads hit here (now
- * 82% and 92%). */
+/* A value of 100-1000 bytes, the size fixed per key (a C string). */
 static void fill(char *v, uint32_t k, uint32_t ver) /* 100-1000 bytes, fixed per key */
 {
     uint32_t size = 100 + k * 7919 % 901;
@@ -241,6 +235,13 @@ static void fill(char *v, uint32_t k, uint32_t ver) /* 100-1000 bytes, fixed per
     v[size] = '\0';
 }
 
+/* Skewed reads and overwrites over twice what fits (workload 4 of
+ * vs_memcached in small): the hot keys' overwrites leave their old copies
+ * dead in every segment, and merge must keep memory full of live items
+ * rather than of dead copies, and keep the keys read most. Segcache's merge
+ * of 4 segments into 1 evicted live items while a third of the segments'
+ * bytes were dead copies: 63% of memory live, 84% of reads hit here (now
+ * 82% and 92%). */
 KT_TEST(seg_merge_keeps_memory_live_under_hot_overwrites)
 {
     enum { NK = 8000, MEMB = 4 << 20 };
