@@ -231,7 +231,7 @@ int kl_seg_open(const struct kl_engine_opts *opts, struct kl_engine **out)
     uint64_t nb = opts->hash_power ? (uint64_t)1 << opts->hash_power : 256;
     uint64_t nb_max = mem / 40 / 7;
     nb_max = nb_max < nb ? nb : nb_max > (1u << 30) ? (1u << 30) : nb_max;
-    se->scan_cap = se->seg_size / 8;
+    se->scan_cap = MERGE_MAX * (se->seg_size / 8);
     uint32_t gp = log2_floor(mem / 512);
     gp = gp < 4 ? 4 : gp;
     se->ghost_mask = (1u << gp) - 1;

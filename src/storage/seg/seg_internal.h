@@ -141,7 +141,11 @@ struct scan_ent {
     uint64_t hash;
     uint32_t off;
     uint8_t freq;
+    uint8_t src;  /* which of a merge's sources */
+    uint8_t part; /* merge: kept from the partial class */
 };
+
+#define MERGE_MAX 8 /* most sources of a merge */
 
 struct seg_engine {
     struct kl_engine base;
@@ -178,6 +182,7 @@ struct seg_engine {
     /* eviction (evict.c) */
     pthread_mutex_t evict_lock;
     uint32_t chain_cursor;
+    uint32_t merge_evicting; /* evicting merges done (merge's decay) */
     uint64_t rng;
     int32_t reloc; /* s3fifo: open main-queue target */
     bool reloc_noexp;
@@ -296,6 +301,8 @@ void seg_slot_gone(struct seg_engine *se, uint64_t v);
 /* Under seglock: list operations. */
 void chain_remove(struct seg_engine *se, uint32_t id);
 void chain_push_head(struct seg_engine *se, uint32_t chain, uint32_t id);
+/* Link id into chain just before `before`, a segment of that chain. */
+void chain_insert_before(struct seg_engine *se, uint32_t chain, uint32_t before, uint32_t id);
 void chain_push_tail(struct seg_engine *se, uint32_t chain, uint32_t id);
 void order_remove(struct seg_engine *se, uint32_t id);
 void order_push(struct seg_engine *se, uint32_t id);

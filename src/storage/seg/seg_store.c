@@ -106,7 +106,10 @@ static int publish(struct seg_engine *se, uint64_t h, uint32_t id, uint32_t off,
                 atomic_fetch_add_explicit(&se->st_evictions, 1, memory_order_relaxed);
             }
             seg_live_add(se, id, nv.size);
-            atomic_store_explicit(slot, slot_make(h, slot_loc(id, off), 0, old & keep),
+            /* the key's read count stays with it: a new copy of a key read
+             * often is as worth keeping as the old one was (merge) */
+            uint32_t freq = live ? SLOT_FREQ(old) : 0;
+            atomic_store_explicit(slot, slot_make(h, slot_loc(id, off), freq, old & keep),
                                   memory_order_release);
         }
         if (old)

@@ -196,6 +196,21 @@ void chain_push_head(struct seg_engine *se, uint32_t chain, uint32_t id)
     c->head = (int32_t)id;
 }
 
+void chain_insert_before(struct seg_engine *se, uint32_t chain, uint32_t before, uint32_t id)
+{
+    struct seg *s = &se->segs[id], *b = &se->segs[before];
+    struct chain *c = &se->chains[chain];
+    KL_ASSERT(b->chain == chain, "segment %u is not on chain %u", before, chain);
+    s->chain = (uint16_t)chain;
+    s->next = (int32_t)before;
+    s->prev = b->prev;
+    if (b->prev != NIL)
+        se->segs[b->prev].next = (int32_t)id;
+    else
+        c->head = (int32_t)id;
+    b->prev = (int32_t)id;
+}
+
 void order_push(struct seg_engine *se, uint32_t id)
 {
     struct seg *s = &se->segs[id];
