@@ -3,7 +3,7 @@
  * The idle design. memcached holds an idle connection for about 600 bytes
  * because it gives the connection's buffers back when it goes idle; a fiber
  * per connection with a touched stack of a few KiB would cost 5-10 times
- * that. So here an idle connection is only its struct kl_conn (120
+ * that. So here an idle connection is only its struct kl_conn (144
  * bytes, from a pool) and its socket, which the reactor watches without a
  * fiber (keel/watch.h: on io_uring a one-shot receive into the reactor's
  * ring of provided buffers, armed when it goes idle, which brings the first

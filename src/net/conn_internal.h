@@ -20,7 +20,7 @@ enum conn_state {
     CONN_CLOSING,  /* in no list, being closed */
 };
 
-/* What an idle connection costs: this object (120 bytes) and its socket. */
+/* What an idle connection costs: this object (144 bytes) and its socket. */
 struct kl_conn {
     struct kl_watch watch; /* the reactor's readiness watch on the socket */
     struct kl_list_node node;
