@@ -41,7 +41,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "keel/assert.h"
 #include "keel/clock.h"

@@ -184,16 +184,11 @@ void chain_push_tail(struct seg_engine *se, uint32_t chain, uint32_t id)
 
 void chain_push_head(struct seg_engine *se, uint32_t chain, uint32_t id)
 {
-    struct seg *s = &se->segs[id];
     struct chain *c = &se->chains[chain];
-    s->chain = (uint16_t)chain;
-    s->prev = NIL;
-    s->next = c->head;
-    if (c->head != NIL)
-        se->segs[c->head].prev = (int32_t)id;
+    if (c->head == NIL)
+        chain_push_tail(se, chain, id); /* the only one */
     else
-        c->tail = (int32_t)id;
-    c->head = (int32_t)id;
+        chain_insert_before(se, chain, (uint32_t)c->head, id);
 }
 
 void chain_insert_before(struct seg_engine *se, uint32_t chain, uint32_t before, uint32_t id)
