@@ -120,11 +120,15 @@ static int run_tput(pid_t pid, int port, const char *name, int round, struct tpu
     static const int depth[2] = {16, 1};
     for (int d = 0; d < 2; d++) {
         uint64_t s0, l0, s1, l1;
-        if (pid <= 0 || bc_stats(port, &s0, &l0) != 0)
+        if (pid <= 0 || bc_stats(port, &s0, &l0) != 0) {
+            fprintf(stderr, "bench_conn: %s: not running (or no stats): left out\n", name);
             return -1;
+        }
         t->rps[d] = bc_load(port, CONNS, depth[d], SECS);
-        if (bc_stats(port, &s1, &l1) != 0 || t->rps[d] <= 0)
+        if (bc_stats(port, &s1, &l1) != 0 || t->rps[d] <= 0) {
+            fprintf(stderr, "bench_conn: %s: no load or no stats: left out\n", name);
             return -1;
+        }
         t->per_req[d] = (double)(s1 - s0) / (double)(l1 - l0);
         printf("%-5d %-22s %5d x %-2d %12.0f %14.4f\n", round, name, CONNS, depth[d], t->rps[d],
                t->per_req[d]);

@@ -111,9 +111,10 @@ int kl_watch_stop(struct kl_watch *w);
 
 /* io_uring only: send what `msg` gathers without waiting for room
  * (sendmsg, MSG_DONTWAIT | MSG_NOSIGNAL) as one SQE riding with the loop's
- * next submission; `sent` gets the result in that loop iteration, as soon
- * as the kernel has run it. `msg` and the bytes it points to must stay
- * untouched until then. One send at a time per watch; kl_watch_stop()
+ * next submission; `sent` gets the result when the loop next reaps
+ * completions: with the next event, or within a millisecond when none
+ * comes (the send's own completion does not wake the loop). `msg` and the
+ * bytes it points to must stay untouched until then. One send at a time per watch; kl_watch_stop()
  * waits for it (and `sent` still comes). 0, -EOPNOTSUPP (epoll: send it
  * yourself), -EBUSY (a send in flight, a stop, or no SQE free). */
 struct msghdr;

@@ -6,7 +6,10 @@
  * to the kernel with a single io_uring_submit_and_wait_timeout() (or
  * io_uring_submit() when it must not block), so under load one system call
  * carries many requests. Only a full submission queue forces an early
- * submit.
+ * submit; a loop iteration that has fibers ready leaves its SQEs queued for
+ * one round, since the ready fibers usually add theirs, and a watch's send,
+ * which completes as it is submitted, is not counted as a reason to wake
+ * (see uring_poll).
  *
  * A request whose fiber times out or is cancelled is cancelled in the kernel
  * with IORING_OP_ASYNC_CANCEL (user_data 0: its CQE is only counted), and the
@@ -63,7 +66,12 @@
 #define MAX_RW 0x7ffff000u
 
 /* Non-blocking polls that may pass over pending completions (see uring_poll). */
-#define REAP_PATIENCE 8
+#define REAP_PATIENCE     8
+/* Non-blocking polls that may pass over queued SQEs (see uring_poll). */
+#define SUBMIT_PATIENCE   1
+/* The longest a blocking wait that counts queued sends as expected may
+ * last (see uring_poll). */
+#define SENDS_WAIT_CAP_NS 1000000u
 
 /* How often a fiber retries queueing the cancel of its request. */
 #define CANCEL_RETRY_NS 1000000u
@@ -74,10 +82,12 @@ struct uring_state {
     size_t nfds;
     bool busy_lost; /* the table could not grow: kl_close always cancels */
     bool wake_armed;
-    bool wake_broken;    /* its read failed unexpectedly: not armed again */
-    bool deferred;       /* DEFER_TASKRUN: completions wait for our io_uring_enter */
-    uint32_t unreaped;   /* non-blocking polls since completions were last reaped */
-    uint64_t wake_count; /* the wake-up read's buffer */
+    bool wake_broken;      /* its read failed unexpectedly: not armed again */
+    bool deferred;         /* DEFER_TASKRUN: completions wait for our io_uring_enter */
+    uint32_t unreaped;     /* non-blocking polls since completions were last reaped */
+    uint32_t unsubmitted;  /* non-blocking polls since queued SQEs were last submitted */
+    uint32_t sends_queued; /* watch sends queued whose CQE is not reaped yet */
+    uint64_t wake_count;   /* the wake-up read's buffer */
     /* the receive buffer ring (receiving watches), set up on first use */
     bool recv_tried, recv_ok;
     struct io_uring_buf_ring *recv_ring;
@@ -344,15 +354,30 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
          * ready: those fibers will submit (and that call reaps) or park (and
          * the blocking wait reaps), so completions come in batches. Only a
          * loop that stays busy without submitting enters for them, after
-         * REAP_PATIENCE polls, so no completion waits forever. */
+         * REAP_PATIENCE polls, so no completion waits forever. Queued SQEs
+         * wait SUBMIT_PATIENCE rounds too: the fibers made ready during the
+         * last round usually queue more, or park, and then one call carries
+         * the whole wave. */
         bool reap = u->deferred && completions_pending(u) && ++u->unreaped >= REAP_PATIENCE;
-        if (io_uring_sq_ready(&u->ring) > 0 || reap) {
+        bool submit = io_uring_sq_ready(&u->ring) > 0 && ++u->unsubmitted > SUBMIT_PATIENCE;
+        if (submit || reap) {
             r->stats.syscalls++;
             rc = io_uring_submit_and_get_events(&u->ring);
             u->unreaped = 0;
         }
     } else {
         u->unreaped = 0;
+        /* A watch's send (MSG_DONTWAIT) completes while it is submitted, so
+         * its CQE is in the ring before the wait starts: waiting for one
+         * CQE beyond them keeps a send's completion from waking the loop
+         * for nothing but itself. Should one not complete at once after
+         * all, the wait is capped, so the loop still comes round. */
+        unsigned wait_nr = 1;
+        if (u->sends_queued > 0) {
+            wait_nr += u->sends_queued;
+            if (timeout_ns > SENDS_WAIT_CAP_NS)
+                timeout_ns = SENDS_WAIT_CAP_NS;
+        }
         struct __kernel_timespec ts, *tsp = NULL;
         if (timeout_ns != UINT64_MAX) {
             ts.tv_sec = (long long)(timeout_ns / 1000000000u);
@@ -361,10 +386,12 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
         }
         struct io_uring_cqe *cqe;
         r->stats.syscalls++;
-        rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, tsp, NULL);
+        rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, wait_nr, tsp, NULL);
     }
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
         KL_WARN("reactor: io_uring submit/wait: %d", rc);
+    if (io_uring_sq_ready(&u->ring) == 0)
+        u->unsubmitted = 0; /* not when the kernel refused them: the next poll submits */
 
     struct io_uring_cqe *cqe;
     unsigned head, seen = 0;
@@ -383,6 +410,8 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
         KL_ASSERT(r->inflight > 0, "a CQE with nothing in flight");
         if (data >= WATCH_UDATA_MIN && (data >> 32) == 0 && (data & WATCH_SEND_TAG)) {
             r->inflight--; /* a watch's send (watch.c) */
+            KL_ASSERT(u->sends_queued > 0, "a send's CQE with no send queued");
+            u->sends_queued--;
             kl_watch__sent(r, (int)((data & ~(uint64_t)WATCH_SEND_TAG) - WATCH_UDATA_MIN),
                            cqe->res);
             continue;
@@ -455,6 +484,7 @@ static int uring_watch_send(struct kl_reactor *r, struct kl_watch *w, const stru
         return -EBUSY;
     io_uring_prep_sendmsg(sqe, w->fd, msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, ((uint64_t)w->fd + WATCH_UDATA_MIN) | WATCH_SEND_TAG);
+    u->sends_queued++;
     r->inflight++;
     r->stats.submissions++;
     return 0;

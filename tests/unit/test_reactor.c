@@ -556,6 +556,74 @@ KT_TEST(io_uring_batches_submissions)
     rk_down();
 }
 
+/* A fiber that queues a request and wakes another, which queues its own:
+ * both requests go to the kernel in one system call, not one call for the
+ * first (the loop's turn comes while the woken fiber is ready) and a second
+ * for the other. */
+#define WAVE_ROUNDS 50
+
+static int wave_fds[2][2];
+static kl_fiber_id wave_follower;
+static int wave_follower_reads;
+static bool wave_follower_waits; /* suspended for its turn */
+
+static intptr_t wave_follow(void *arg)
+{
+    (void)arg;
+    char c;
+    for (int round = 0; round < WAVE_ROUNDS; round++) {
+        wave_follower_waits = true;
+        int rc = kl_fiber_suspend("wave-turn", KL_FIBER_FOREVER);
+        wave_follower_waits = false;
+        if (rc != 0)
+            break;
+        wave_follower_reads += kl_read(wave_fds[1][0], &c, 1, 5 * SEC) == 1;
+    }
+    return 0;
+}
+
+static intptr_t wave_lead(void *arg)
+{
+    (void)arg;
+    int lead_reads = 0;
+    char c;
+    for (int round = 0; round < WAVE_ROUNDS; round++) {
+        while (!wave_follower_waits)
+            kl_fiber_yield(); /* its last read is done */
+        KT_EQ_I(write(wave_fds[0][1], "a", 1), 1);
+        KT_EQ_I(write(wave_fds[1][1], "b", 1), 1);
+        KT_EQ_I(kl_fiber_resume(wave_follower, 0), 0); /* ready behind the loop's turn */
+        lead_reads += kl_read(wave_fds[0][0], &c, 1, 5 * SEC) == 1;
+    }
+    KT_EQ_I(lead_reads, WAVE_ROUNDS);
+    return 0;
+}
+
+KT_TEST(a_fiber_woken_in_a_round_shares_its_submission)
+{
+    if (!rk_up(KL_REACTOR_URING))
+        KT_SKIP("io_uring unavailable");
+    for (int i = 0; i < 2; i++)
+        KT_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, wave_fds[i]) == 0);
+    wave_follower_reads = 0;
+    wave_follower = rk_spawn("follower", wave_follow, NULL);
+    rk_spawn("lead", wave_lead, NULL);
+    struct kl_reactor_stats before, after;
+    kl_reactor_stats(&before);
+    KT_EQ_I(kl_reactor_run(), 0);
+    kl_reactor_stats(&after);
+    KT_EQ_I(wave_follower_reads, WAVE_ROUNDS);
+    uint64_t calls = after.syscalls - before.syscalls;
+    printf("  %d rounds of two requests: %llu system calls\n", WAVE_ROUNDS,
+           (unsigned long long)calls);
+    KT_CHECK(calls * 4 < WAVE_ROUNDS * 5); /* one per round (two, when each went alone) */
+    for (int i = 0; i < 2; i++) {
+        close(wave_fds[i][0]);
+        close(wave_fds[i][1]);
+    }
+    rk_down();
+}
+
 /* ---- fibers that never stop being ready ------------------------------------- */
 
 static volatile int spin_flag;

@@ -234,3 +234,62 @@ static intptr_t eof_fiber(void *arg)
 }
 
 KT_TEST(the_end_of_input_is_an_event_with_nothing_held) { on_both_backends(eof_fiber); }
+
+/* ---- a send's completion does not wake the loop by itself (io_uring) ------------------ */
+
+#define SEND_ROUNDS 40
+
+static int sends_done;
+
+static void on_sent(struct kl_watch *w, int32_t res)
+{
+    (void)w;
+    KT_EQ_I(res, 1);
+    sends_done++;
+}
+
+static intptr_t send_then_sleep_fiber(void *arg)
+{
+    (void)arg;
+    struct pair p;
+    memset(&p, 0, sizeof p);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p.fd) != 0) {
+        kt_fail(__FILE__, __LINE__, "socketpair: %d", errno);
+        return 0;
+    }
+    KT_EQ_I(kl_watch_start(&p.w, p.fd[0], on_event), 0); /* nothing to read: stays armed */
+    struct kl_reactor_stats before, after;
+    kl_reactor_stats(&before);
+    for (int round = 0; round < SEND_ROUNDS; round++) {
+        char c = 'x', got;
+        struct iovec iov = {&c, 1};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+        KT_EQ_I(kl_watch_send(&p.w, &msg, on_sent), 0);
+        kl_sleep(300000); /* 300 us: the send is reaped by the wait that ends the sleep */
+        KT_EQ_I(sends_done, round + 1);
+        KT_EQ_I(read(p.fd[1], &got, 1), 1);
+    }
+    kl_reactor_stats(&after);
+    uint64_t calls = after.syscalls - before.syscalls;
+    printf("  %d sends and sleeps: %llu system calls\n", SEND_ROUNDS, (unsigned long long)calls);
+    /* one wait per round; a send's CQE waking the loop on its own made it two */
+    KT_CHECK(calls * 4 < SEND_ROUNDS * 5);
+    pair_close(&p);
+    return 0;
+}
+
+KT_TEST(a_send_completion_alone_does_not_wake_the_loop)
+{
+    KT_REQUIRE(kl_sched_init(&(struct kl_sched_config){.max_fibers = 64}) == 0);
+    /* a fine wheel, so that the sleep's deadline is what ends the wait */
+    struct kl_reactor_options o = {.backend = KL_REACTOR_URING, .timer_resolution_ns = 50000};
+    int rc = kl_reactor_init(&o);
+    if (rc != 0) {
+        kl_sched_shutdown();
+        KT_SKIP("io_uring unavailable (%d)", rc);
+    }
+    sends_done = 0;
+    rk_spawn("sender", send_then_sleep_fiber, NULL);
+    KT_EQ_I(kl_reactor_run(), 0);
+    rk_down();
+}
