@@ -5,10 +5,11 @@
 
 Both generators drive one memcached (started here on a free port of
 127.0.0.1, stopped by its pid) closed loop with the same load: 32
-connections on 2 threads, one request in flight per connection, 90% get /
-10% set, 16-byte keys, 100-byte values. They take turns, LOADGEN_ROUNDS
-rounds each (default 5) of LOADGEN_SECONDS seconds (default 5); every round
-is printed, then the medians:
+connections, one request in flight per connection, 90% get / 10% set,
+16-byte keys, 100-byte values, each generator on 1 thread (both tools'
+default) and on 2 threads. The four take turns, LOADGEN_ROUNDS rounds each
+(default 5) of LOADGEN_SECONDS seconds (default 5); every round is printed,
+then the medians:
 - throughput: the requests per second each generator drove;
 - CPU per request: the generator's own user + system time, read from
   /proc/PID/stat once it has exited but before it is reaped (a zombie keeps
@@ -17,8 +18,12 @@ is printed, then the medians:
   loopback TCP work each request costs whoever sends it.
 Prints `result loadgen_tput_vs_memcaslap` (keel-bench / memcaslap, target
 >= 1.0) and `result loadgen_cpu_per_req_vs_memcaslap` (keel-bench /
-memcaslap, target <= 0.5). The machine must be quiet for the figures to mean
-anything. LOADGEN_BACKEND (auto, uring, epoll) picks keel-bench's I/O backend.
+memcaslap, target <= 0.5) for 1 thread each, and the same with a
+`_2threads` suffix. On a 2-core machine that also runs the server, a second
+generator thread competes with memcached's two for the cores: every wait
+for a reply is then a switch, which is why both figures are shown. The
+machine must be quiet for the figures to mean anything. LOADGEN_BACKEND
+(auto, uring, epoll) picks keel-bench's I/O backend.
 """
 import json
 import os
@@ -32,7 +37,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "tests", "integration"))
 import servers  # noqa: E402
 
-CONNS, THREADS, KEYS, VALUE = 32, 2, 10000, 100
+CONNS, KEYS, VALUE = 32, 10000, 100
+THREAD_COUNTS = (1, 2)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -50,9 +56,9 @@ def run_timed(argv):
         return out.read().decode(), err.read().decode(), cpu, p.returncode
 
 
-def keel_bench(binary, port, seconds):
+def keel_bench(binary, port, seconds, threads):
     out, err, cpu, rc = run_timed([binary, "--server", "127.0.0.1:%d" % port, "--json",
-                                   "--connections", str(CONNS), "--threads", str(THREADS),
+                                   "--connections", str(CONNS), "--threads", str(threads),
                                    "--pipeline", "1", "--mix", "get=90,set=10", "--keys",
                                    str(KEYS), "--key-size", "16", "--value-size", str(VALUE),
                                    "--duration", str(seconds), "--backend",
@@ -63,9 +69,9 @@ def keel_bench(binary, port, seconds):
     return rep["requests"], rep["requests"] / seconds, cpu
 
 
-def memcaslap(port, seconds, cfg):
+def memcaslap(port, seconds, cfg, threads):
     out, err, cpu, rc = run_timed(["memcaslap", "-s", "127.0.0.1:%d" % port, "-T",
-                                   str(THREADS), "-c", str(CONNS), "-t", "%ds" % seconds,
+                                   str(threads), "-c", str(CONNS), "-t", "%ds" % seconds,
                                    "-X", str(VALUE), "-F", cfg])
     m = re.search(r"Run time: ([\d.]+)s Ops: (\d+) TPS: (\d+)", out)
     if rc != 0 or not m:
@@ -88,31 +94,35 @@ def main():
         subprocess.run([binary, "--server", "127.0.0.1:%d" % srv.port, "--load", "--keys",
                         str(KEYS), "--value-size", str(VALUE), "--pipeline", "16"],
                        check=True, capture_output=True)
-        print("loadgen: memcached on 127.0.0.1:%d, %d connections, %d threads, 90/10 get/set, "
-              "%d B values, %d rounds of %d s" % (srv.port, CONNS, THREADS, VALUE, rounds,
-                                                   seconds))
-        print("%-6s %-11s %12s %12s %14s %8s %8s" % ("round", "generator", "requests", "req/s",
-                                                      "cpu us/req", "user", "sys"))
-        res = {"keel-bench": [], "memcaslap": []}
+        print("loadgen: memcached on 127.0.0.1:%d, %d connections, 90/10 get/set, %d B values, "
+              "%d rounds of %d s" % (srv.port, CONNS, VALUE, rounds, seconds))
+        print("%-6s %-11s %7s %12s %12s %14s %8s %8s" % ("round", "generator", "threads",
+                                                          "requests", "req/s", "cpu us/req",
+                                                          "user", "sys"))
+        sides = [(name, t) for t in THREAD_COUNTS for name in ("keel-bench", "memcaslap")]
+        res = {side: [] for side in sides}
         for r in range(rounds):
-            for name in ("keel-bench", "memcaslap"):
+            for name, threads in sides:
                 if name == "keel-bench":
-                    n, tput, cpu = keel_bench(binary, srv.port, seconds)
+                    n, tput, cpu = keel_bench(binary, srv.port, seconds, threads)
                 else:
-                    n, tput, cpu = memcaslap(srv.port, seconds, cfg.name)
+                    n, tput, cpu = memcaslap(srv.port, seconds, cfg.name, threads)
                 usr, sys_ = (x / n * 1e6 if n else float("inf") for x in cpu)
-                res[name].append((tput, usr + sys_, usr, sys_))
-                print("%-6d %-11s %12d %12.0f %14.3f %8.3f %8.3f" % (r + 1, name, n, tput,
-                                                                   usr + sys_, usr, sys_))
+                res[(name, threads)].append((tput, usr + sys_, usr, sys_))
+                print("%-6d %-11s %7d %12d %12.0f %14.3f %8.3f %8.3f"
+                      % (r + 1, name, threads, n, tput, usr + sys_, usr, sys_))
                 sys.stdout.flush()
     med = {k: tuple(statistics.median(x[i] for x in v) for i in range(4)) for k, v in res.items()}
-    for k in ("keel-bench", "memcaslap"):
-        print("median  %-11s %.0f req/s, %.3f cpu us/req (user %.3f, sys %.3f)" % ((k,) + med[k]))
-    print("result loadgen_keel_bench_tput %.0f req/s" % med["keel-bench"][0])
-    print("result loadgen_memcaslap_tput %.0f req/s" % med["memcaslap"][0])
-    print("result loadgen_tput_vs_memcaslap %.3f x" % (med["keel-bench"][0] / med["memcaslap"][0]))
-    print("result loadgen_cpu_per_req_vs_memcaslap %.3f x"
-          % (med["keel-bench"][1] / med["memcaslap"][1]))
+    for side in sides:
+        print("median  %-11s %d thread(s): %.0f req/s, %.3f cpu us/req (user %.3f, sys %.3f)"
+              % (side + med[side]))
+    for threads in THREAD_COUNTS:
+        kb, mc = med[("keel-bench", threads)], med[("memcaslap", threads)]
+        suffix = "" if threads == 1 else "_%dthreads" % threads
+        print("result loadgen_keel_bench_tput%s %.0f req/s" % (suffix, kb[0]))
+        print("result loadgen_memcaslap_tput%s %.0f req/s" % (suffix, mc[0]))
+        print("result loadgen_tput_vs_memcaslap%s %.3f x" % (suffix, kb[0] / mc[0]))
+        print("result loadgen_cpu_per_req_vs_memcaslap%s %.3f x" % (suffix, kb[1] / mc[1]))
     return 0
 
 
