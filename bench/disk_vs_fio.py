@@ -7,7 +7,7 @@
 On one file system (--dir, default build/disk-bench beside the tree) and one
 data size (--data-mb, 4096 by default):
 1. fio, 4 KiB random reads, ioengine=io_uring, iodepth=32, direct=1, one job,
-   against keeld --engine disk --direct serving random GETs of 4 KiB values
+   against keeld --engine disk --direct (-t 1 unless --threads) serving random GETs of 4 KiB values
    (a keel-mkdata data set of data-mb / 4 KiB keys) to keel-bench with 32
    requests in flight in all (--connections 4 x --pipeline 8, closed loop:
    `--mix get=100`). The sides alternate (the order flips each round), each
@@ -73,7 +73,9 @@ def args():
     ap.add_argument("--crash-cycles", type=int, default=100)
     ap.add_argument("--connections", type=int, default=4,
                     help="keel-bench connections; each keeps 32 / N requests in flight")
-    ap.add_argument("--threads", type=int, default=2, help="keeld -t")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="keeld -t (default 1: one ring, as fio's one job; with 2 the 32 "
+                    "requests in flight split over two rings, half the batch each)")
     ap.add_argument("--keep", action="store_true", help="keep the data sets in --dir")
     ap.add_argument("--quick", action="store_true",
                     help="a try: 2 rounds of 3 s, 256 MB, 200k keys to restart, 5 crash cycles "
@@ -249,8 +251,9 @@ def compare(a, base, direct, disk_why):
     keys = size // BS
     fio_file = os.path.join(base, "fio.dat")
     data = os.path.join(base, "gets")
-    print("\n1. 4 KiB random reads, %d in flight, %d MB on %s (%s I/O), %d rounds x %d s" %
-          (DEPTH, a.data_mb, base, "direct" if direct else "buffered", a.rounds, a.seconds))
+    print("\n1. 4 KiB random reads, %d in flight, %d MB on %s (%s I/O), %d rounds x %d s; "
+          "fio one job, keeld -t %d" % (DEPTH, a.data_mb, base, "direct" if direct else "buffered",
+                                        a.rounds, a.seconds, a.threads))
     if not direct:
         print("  O_DIRECT is refused on this file system: both sides read buffered; the page "
               "cache is %s before each side" % ("dropped" if drop_caches() else
