@@ -28,10 +28,12 @@ struct keeld_pin {
 
 #define PINS_PER_WORKER 4096
 
-int keeld_worker_init(struct keeld_worker *w, struct keeld_shared *shared, kl_counter *counters)
+int keeld_worker_init(struct keeld_worker *w, struct keeld_shared *shared, kl_counter *counters,
+                      struct keeld_latency *lat)
 {
     w->shared = shared;
     w->counters = counters;
+    w->lat = lat;
     return kl_pool_init(&w->pins, "keeld-pins", sizeof(struct keeld_pin), PINS_PER_WORKER);
 }
 

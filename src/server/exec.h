@@ -22,6 +22,7 @@
 #include "keel/memcache.h"
 #include "keel/pool.h"
 #include "keel/workers.h"
+#include "latency.h"
 #include "options.h"
 #include "stats.h"
 #include "storage/engine.h"
@@ -49,9 +50,10 @@ struct keeld_shared {
 /* One worker's part. */
 struct keeld_worker {
     struct keeld_shared *shared;
-    kl_counter *counters; /* KEELD_COUNTERS of them (stats.h) */
-    int64_t now;          /* unix seconds, set for each batch of input */
-    struct kl_pool pins;  /* struct keeld_pin: items lent to the writer */
+    kl_counter *counters;      /* KEELD_COUNTERS of them (stats.h) */
+    int64_t now;               /* unix seconds, set for each batch of input */
+    struct kl_pool pins;       /* struct keeld_pin: items lent to the writer */
+    struct keeld_latency *lat; /* this worker's per-command histograms */
 };
 
 /* -vv (or the `verbosity` command at 2 or more): commands and replies are
@@ -67,7 +69,8 @@ static inline bool keeld_tracing(const struct keeld_worker *w)
 void keeld_trace(int fd, char dir, const char *p, size_t len);
 
 /* Set up a worker's part (its pin pool); 0 or -ENOMEM. */
-int keeld_worker_init(struct keeld_worker *w, struct keeld_shared *shared, kl_counter *counters);
+int keeld_worker_init(struct keeld_worker *w, struct keeld_shared *shared, kl_counter *counters,
+                      struct keeld_latency *lat);
 
 /* Release it (every pin returned). */
 void keeld_worker_destroy(struct keeld_worker *w);

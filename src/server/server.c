@@ -45,6 +45,7 @@
 #define DRAIN_GRACE_NS (2000ull * 1000 * 1000)
 
 struct slot {
+    struct keeld_latency lat; /* w's histograms (first: pages of their own) */
     struct keeld_worker w;
     struct kl_connset conns;
     struct kl_listener listener;
@@ -63,6 +64,8 @@ struct server {
     uint64_t started;
     pthread_mutex_t baseline_lock;
     uint64_t baseline[KEELD_COUNTERS];
+    uint64_t *lat_baseline; /* KEELD_LAT_CLASSES x KEELD_LAT_BUCKETS, from `stats reset` */
+    uint64_t *lat_sum;      /* the same shape: the reports' scratch, under baseline_lock */
     atomic_ullong grace_ns;
 };
 
@@ -74,6 +77,16 @@ static void sum_counters(struct server *s, uint64_t out[KEELD_COUNTERS],
                          struct kl_workers_stats *ws)
 {
     kl_workers_stats(atomic_load(&s->group), ws, out);
+}
+
+/* Every worker's latency buckets into s->lat_sum; under baseline_lock. */
+static void sum_latency(struct server *s)
+{
+    struct keeld_latency *each[KL_WORKERS_MAX];
+    uint32_t n = s->opts->threads;
+    for (uint32_t i = 0; i < n; i++)
+        each[i] = &s->slots[i].lat;
+    keeld_lat_sum(each, n, s->lat_sum);
 }
 
 static void engine_figures(struct server *s, struct keeld_engine_figures *f)
@@ -121,6 +134,8 @@ static void general_view(struct server *s, struct keeld_stats_view *v)
     v->curr_connections = opened > closed ? opened - closed : 0; /* read one after the other */
     for (int i = 0; i < KEELD_COUNTERS; i++)
         v->counters[i] = v->counters[i] > s->baseline[i] ? v->counters[i] - s->baseline[i] : 0;
+    sum_latency(s);
+    keeld_lat_summarize(s->lat_sum, s->lat_baseline, v->latency);
     pthread_mutex_unlock(&s->baseline_lock);
     engine_figures(s, &v->engine);
     v->engine.total_items = v->counters[KEELD_C_total_items];
@@ -182,6 +197,9 @@ static int stats_report(void *arg, const char *which, size_t len, keeld_stat_emi
         for (int i = 0; i < KEELD_COUNTERS; i++)
             if (i != KEELD_C_total_connections && i != KEELD_C_closed_connections)
                 s->baseline[i] = now[i];
+        sum_latency(s);
+        memcpy(s->lat_baseline, s->lat_sum,
+               sizeof(uint64_t) * KEELD_LAT_CLASSES * KEELD_LAT_BUCKETS);
         pthread_mutex_unlock(&s->baseline_lock);
         return 0;
     }
@@ -255,7 +273,7 @@ static void worker_main(struct kl_worker *kw, void *arg)
     struct slot *slot = &s->slots[kl_worker_index(kw)];
     const struct keeld_options *o = s->opts;
     atomic_store(&s->group, kl_worker_group(kw)); /* before any client can ask for stats */
-    int rc = keeld_worker_init(&slot->w, &s->shared, kl_worker_counters(kw));
+    int rc = keeld_worker_init(&slot->w, &s->shared, kl_worker_counters(kw), &slot->lat);
     uint32_t rbuf_max = o->max_item_size + 4096 > MB ? o->max_item_size + 4096 : (uint32_t)MB;
     struct kl_connset_config cc = {
         .max_conns = o->max_conns,
@@ -441,7 +459,10 @@ static int start(struct server *s, char *err, size_t err_len)
     const struct keeld_options *o = s->opts;
     uint32_t n = o->threads;
     s->slots = calloc(n, sizeof *s->slots);
-    if (s->slots == NULL) {
+    s->lat_sum = calloc((size_t)KEELD_LAT_CLASSES * KEELD_LAT_BUCKETS, sizeof *s->lat_sum);
+    s->lat_baseline =
+        calloc((size_t)KEELD_LAT_CLASSES * KEELD_LAT_BUCKETS, sizeof *s->lat_baseline);
+    if (s->slots == NULL || s->lat_sum == NULL || s->lat_baseline == NULL) {
         snprintf(err, err_len, "out of memory");
         return -1;
     }

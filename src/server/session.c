@@ -9,13 +9,17 @@
  * (retrieve.h), so that their reads are in flight at once. A value refused
  * as too large is swallowed without being buffered: the parser says how
  * many bytes to drop, and what is not in the buffer yet is dropped as it
- * arrives (the count rides in the connection's user word).
+ * arrives (the count rides in the connection's user word). Each command
+ * of the call is counted in its latency class, with the call's time
+ * (latency.h).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <time.h>
 
 #include "exec.h"
+#include "keel/clock.h"
+#include "latency.h"
 #include "retrieve.h"
 
 int keeld_session(struct kl_conn *c, void *arg)
@@ -39,6 +43,8 @@ int keeld_session(struct kl_conn *c, void *arg)
     size_t off = 0;
     int rc = 0;
     struct keeld_run run = {.n = 0};
+    uint64_t t0 = kl_now();
+    uint32_t by_class[KEELD_LAT_CLASSES] = {0};
     while (off < len && rc == 0) {
         struct kl_mc_cmd cmd;
         enum kl_mc_status st = kl_mc_parse(&cfg, buf + off, len - off, &cmd);
@@ -63,8 +69,10 @@ int keeld_session(struct kl_conn *c, void *arg)
                 rc = KL_CONN_CLOSE;
         } else if (joins) {
             keeld_run_add(&run, &cmd);
+            by_class[KEELD_LAT_GET]++;
         } else {
             rc = keeld_exec(w, c, &cmd);
+            by_class[keeld_lat_class_of(cmd.type)]++;
         }
         if (cmd.consumed > len - off) {
             skip = cmd.consumed - (len - off);
@@ -80,5 +88,9 @@ int keeld_session(struct kl_conn *c, void *arg)
     kl_conn_consume(c, off);
     kl_conn_set_user(c, (void *)skip);
     keeld_count(w, KEELD_C_bytes_read, off);
+    uint64_t took = kl_now() - t0;
+    for (unsigned k = 0; k < KEELD_LAT_CLASSES; k++)
+        if (by_class[k])
+            keeld_lat_record(w->lat, (enum keeld_lat_class)k, took, by_class[k]);
     return rc;
 }

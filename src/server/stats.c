@@ -41,6 +41,32 @@ static void seconds(struct out *o, const char *name, struct timeval tv)
     o->emit(o->sink, KEELD_STAT_COUNTER, name, buf);
 }
 
+/* Per-command latency (latency.h): keel_latency_<class>_count, then _p50_us,
+ * _p90_us, _p99_us, _p999_us and _max_us, every class even when empty. */
+static void latency(struct out *o, const struct keeld_lat_summary *lat)
+{
+    for (unsigned c = 0; c < KEELD_LAT_CLASSES; c++) {
+        const char *cls = keeld_lat_class_name((enum keeld_lat_class)c);
+        const struct keeld_lat_summary *l = &lat[c];
+        char name[64], buf[32];
+        snprintf(name, sizeof name, "keel_latency_%s_count", cls);
+        num(o, KEELD_STAT_COUNTER, name, l->count);
+        const struct {
+            const char *what;
+            double v;
+        } fig[] = {{"p50", l->p50_us},
+                   {"p90", l->p90_us},
+                   {"p99", l->p99_us},
+                   {"p999", l->p999_us},
+                   {"max", l->max_us}};
+        for (size_t i = 0; i < sizeof fig / sizeof fig[0]; i++) {
+            snprintf(name, sizeof name, "keel_latency_%s_%s_us", cls, fig[i].what);
+            snprintf(buf, sizeof buf, "%.1f", fig[i].v);
+            o->emit(o->sink, KEELD_STAT_GAUGE, name, buf);
+        }
+    }
+}
+
 /* Counters from `first` to `last` inclusive, under their own names. */
 static void counters(struct out *o, const struct keeld_stats_view *v, enum keeld_counter first,
                      enum keeld_counter last)
@@ -84,6 +110,7 @@ void keeld_stats_general(const struct keeld_stats_view *v, keeld_stat_emit emit,
     num(&o, KEELD_STAT_COUNTER, "keel_reactor_syscalls", v->reactor_syscalls);
     num(&o, KEELD_STAT_COUNTER, "keel_reactor_iterations", v->reactor_iterations);
     num(&o, KEELD_STAT_COUNTER, "keel_reactor_submissions", v->reactor_submissions);
+    latency(&o, v->latency);
     if (v->opts->engine == KEELD_ENGINE_DISK) {
         const struct keeld_engine_figures *f = &v->engine;
         num(&o, KEELD_STAT_COUNTER, "keel_disk_corrupt", f->disk_corrupt);

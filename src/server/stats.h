@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "latency.h"
 #include "options.h"
 
 /* The counters a worker keeps, in memcached's order; X(name). */
@@ -76,6 +77,7 @@ struct keeld_stats_view {
     uint64_t curr_connections;
     struct keeld_engine_figures engine;
     uint64_t reactor_syscalls, reactor_iterations, reactor_submissions;
+    struct keeld_lat_summary latency[KEELD_LAT_CLASSES]; /* since start or `stats reset` */
 };
 
 enum keeld_stat_kind {

@@ -10,6 +10,8 @@
   lines for the same session); `verbosity` changes it and stats settings;
 - `stats conns` lists the listening socket and every connection as memcached
   does (the same checks pass against memcached);
+- stats carry keel's per-command latency: each command counted once in its
+  class, percentiles in order, `stats reset` starts them again;
 - --admin serves /metrics (Prometheus text) and /health;
 - SIGHUP reopens the log and keeps serving;
 - SIGTERM drains: a request in flight is answered, the process exits 0;
@@ -149,6 +151,35 @@ VV_SESSION = (b"set a 0 0 1\r\nx\r\nget a b\r\ndelete zz\r\nbogus\r\nincr a 1\r\
               b"set n 0 0 1\r\n5\r\nincr n 2\r\n")
 
 
+def stats_of(port):
+    out = talk(port, b"stats\r\n", b"END\r\n").decode()
+    return dict(line.split(" ", 2)[1:] for line in out.splitlines() if line.startswith("STAT "))
+
+
+def latency_stats(keeld):
+    with servers.keeld(keeld, extra=["--log", "-"]) as s:
+        batch = b"set a 0 0 1\r\nx\r\n" + b"get a\r\n" * 40 + b"gets a b\r\n" + \
+            b"delete a\r\nincr n 1\r\nmn\r\n"
+        talk(s.port, batch, b"MN\r\n")
+        for _ in range(20):  # one by one too
+            talk(s.port, b"get a\r\n", b"END\r\n")
+        st = stats_of(s.port)
+        counts = {c: int(st.get("keel_latency_%s_count" % c, -1))
+                  for c in ("get", "set", "delete", "incr_decr", "touch", "meta")}
+        check("latency: each command counted once in its class",
+              counts == {"get": 61, "set": 1, "delete": 1, "incr_decr": 1, "touch": 0, "meta": 1},
+              counts)
+        figs = [float(st.get("keel_latency_get_%s_us" % q, -1))
+                for q in ("p50", "p90", "p99", "p999", "max")]
+        check("latency: get percentiles in order, above zero",
+              0 < figs[0] <= figs[1] <= figs[2] <= figs[3] <= figs[4], figs)
+        talk(s.port, b"stats reset\r\n", b"RESET\r\n")
+        st = stats_of(s.port)
+        check("latency: stats reset starts the counts again",
+              st.get("keel_latency_get_count") == "0" and
+              st.get("keel_latency_get_max_us") == "0.0", st.get("keel_latency_get_count"))
+
+
 def vv_lines(server, port):
     """The session's trace lines, fd numbers left out."""
     talk(port, VV_SESSION + b"mn\r\n", b"MN\r\n")
@@ -235,6 +266,7 @@ def main():
     command_line(keeld)
     backends(keeld)
     stats_conns(keeld)
+    latency_stats(keeld)
     verbose_trace(keeld)
     admin_and_signals(keeld)
     shutdown_command(keeld)

@@ -1,8 +1,13 @@
-/* test_keeld_stats: the stats reports carry memcached's names, in its order. */
+/* test_keeld_stats: the stats reports carry memcached's names, in its order,
+ * then keel's own, among them the per-command latency (latency.h): counts
+ * exact, percentiles within the histogram's precision, `stats reset`'s
+ * baseline subtracted. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kt.h"
+#include "latency.h"
 #include "stats.h"
 
 /* memcached 1.6.18's `stats`, in its order (Debian 12). */
@@ -25,10 +30,12 @@ static const char memcached_general[] =
     "moves_to_cold moves_to_warm moves_within_lru direct_reclaims lru_bumps_dropped maxbytes "
     "maxconns tcpport udpport inter verbosity oldest evictions";
 
+#define COLLECTED_MAX 192
+
 struct collected {
-    char names[4096];
-    char values[64][32];
-    char keys[64][40];
+    char names[8192];
+    char values[COLLECTED_MAX][32];
+    char keys[COLLECTED_MAX][40];
     int n;
 };
 
@@ -38,7 +45,7 @@ static void collect(void *sink, enum keeld_stat_kind kind, const char *name, con
     struct collected *c = sink;
     strcat(c->names, name);
     strcat(c->names, " ");
-    if (c->n < 64) {
+    if (c->n < COLLECTED_MAX) {
         snprintf(c->keys[c->n], sizeof c->keys[0], "%s", name);
         snprintf(c->values[c->n++], sizeof c->values[0], "%s", value);
     }
@@ -164,4 +171,86 @@ KT_TEST(settings_report)
     KT_CHECK(strcmp(value_of(&c, "shutdown_command"), "yes") == 0);
     KT_CHECK(strcmp(value_of(&c, "num_threads"), "2") == 0);
     KT_CHECK(strcmp(value_of(&c, "keel_engine"), "seg") == 0);
+}
+
+/* ---- per-command latency ------------------------------------------------------ */
+
+static bool near(double got, double want) { return got >= want * 0.99 && got <= want * 1.01; }
+
+KT_TEST(latency_sums_workers_and_reads_percentiles)
+{
+    struct keeld_latency *w[2] = {calloc(1, sizeof *w[0]), calloc(1, sizeof *w[1])};
+    uint64_t *sum = calloc((size_t)KEELD_LAT_CLASSES * KEELD_LAT_BUCKETS, sizeof *sum);
+    uint64_t *base = calloc((size_t)KEELD_LAT_CLASSES * KEELD_LAT_BUCKETS, sizeof *base);
+    KT_REQUIRE(w[0] && w[1] && sum && base);
+    /* gets: 900 at 10 us on one worker, 100 at 1 ms on the other */
+    keeld_lat_record(w[0], KEELD_LAT_GET, 10000, 900);
+    keeld_lat_record(w[1], KEELD_LAT_GET, 1000000, 100);
+    keeld_lat_record(w[1], KEELD_LAT_SET, 50000, 3);
+    keeld_lat_record(w[0], KEELD_LAT_OTHER, 300ull * 1000000000ull, 1); /* past the cap */
+    keeld_lat_sum(w, 2, sum);
+    struct keeld_lat_summary l[KEELD_LAT_CLASSES];
+    keeld_lat_summarize(sum, NULL, l);
+    KT_EQ_U(l[KEELD_LAT_GET].count, 1000);
+    KT_CHECK(near(l[KEELD_LAT_GET].p50_us, 10.0));
+    KT_CHECK(near(l[KEELD_LAT_GET].p90_us, 10.0));
+    KT_CHECK(near(l[KEELD_LAT_GET].p99_us, 1000.0));
+    KT_CHECK(near(l[KEELD_LAT_GET].max_us, 1000.0));
+    KT_EQ_U(l[KEELD_LAT_SET].count, 3);
+    KT_CHECK(near(l[KEELD_LAT_SET].p50_us, 50.0));
+    KT_EQ_U(l[KEELD_LAT_DELETE].count, 0);
+    KT_CHECK(l[KEELD_LAT_DELETE].max_us == 0.0);
+    KT_EQ_U(l[KEELD_LAT_OTHER].count, 1);
+    KT_CHECK(l[KEELD_LAT_OTHER].max_us > 130e6); /* counted in the last bucket, 2^37 ns */
+
+    /* `stats reset`: the sum now is the baseline; later records alone count */
+    memcpy(base, sum, sizeof(uint64_t) * KEELD_LAT_CLASSES * KEELD_LAT_BUCKETS);
+    keeld_lat_record(w[0], KEELD_LAT_GET, 2000, 5);
+    keeld_lat_sum(w, 2, sum);
+    keeld_lat_summarize(sum, base, l);
+    KT_EQ_U(l[KEELD_LAT_GET].count, 5);
+    KT_CHECK(near(l[KEELD_LAT_GET].p50_us, 2.0));
+    KT_CHECK(near(l[KEELD_LAT_GET].max_us, 2.0));
+    KT_EQ_U(l[KEELD_LAT_SET].count, 0);
+    free(w[0]);
+    free(w[1]);
+    free(sum);
+    free(base);
+}
+
+KT_TEST(latency_classes_of_commands)
+{
+    KT_EQ_I(keeld_lat_class_of(KL_MC_GETS), KEELD_LAT_GET);
+    KT_EQ_I(keeld_lat_class_of(KL_MC_GAT), KEELD_LAT_GET);
+    KT_EQ_I(keeld_lat_class_of(KL_MC_CAS), KEELD_LAT_SET);
+    KT_EQ_I(keeld_lat_class_of(KL_MC_PREPEND), KEELD_LAT_SET);
+    KT_EQ_I(keeld_lat_class_of(KL_MC_DELETE), KEELD_LAT_DELETE);
+    KT_EQ_I(keeld_lat_class_of(KL_MC_DECR), KEELD_LAT_ARITH);
+    KT_EQ_I(keeld_lat_class_of(KL_MC_TOUCH), KEELD_LAT_TOUCH);
+    KT_EQ_I(keeld_lat_class_of(KL_MC_MG), KEELD_LAT_META);
+    KT_EQ_I(keeld_lat_class_of(KL_MC_ME), KEELD_LAT_META);
+    KT_EQ_I(keeld_lat_class_of(KL_MC_STATS), KEELD_LAT_OTHER);
+}
+
+KT_TEST(general_report_ends_with_each_class_latency)
+{
+    struct keeld_options o;
+    keeld_options_defaults(&o, 2);
+    struct keeld_stats_view v = {.opts = &o};
+    v.latency[KEELD_LAT_GET] = (struct keeld_lat_summary){
+        .count = 12, .p50_us = 1.5, .p90_us = 2, .p99_us = 30, .p999_us = 40, .max_us = 41.25};
+    struct collected c = {0};
+    keeld_stats_general(&v, collect, &c);
+    KT_CHECK(strcmp(value_of(&c, "keel_latency_get_count"), "12") == 0);
+    KT_CHECK(strcmp(value_of(&c, "keel_latency_get_p50_us"), "1.5") == 0);
+    KT_CHECK(strcmp(value_of(&c, "keel_latency_get_p999_us"), "40.0") == 0);
+    KT_CHECK(strcmp(value_of(&c, "keel_latency_get_max_us"), "41.2") == 0);
+    for (unsigned k = 0; k < KEELD_LAT_CLASSES; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "keel_latency_%s_p99_us",
+                 keeld_lat_class_name((enum keeld_lat_class)k));
+        if (value_of(&c, name) == NULL)
+            kt_fail(__FILE__, __LINE__, "no %s", name);
+    }
+    KT_CHECK(strcmp(value_of(&c, "keel_latency_meta_count"), "0") == 0);
 }
