@@ -263,7 +263,7 @@ static void on_sent(struct kl_watch *w, int32_t res)
  * send-behind, and the bytes the socket did not take then. 0 or -errno. */
 static int settle_output(struct kl_conn *c)
 {
-    while (c->sending) { /* its completion comes in this loop iteration */
+    while (c->sending) { /* reaped before the event that made c ready */
         c->waiting = true;
         int rc = kl_fiber_suspend("conn-send-behind", KL_FIBER_FOREVER);
         c->waiting = false;

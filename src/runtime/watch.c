@@ -29,9 +29,12 @@
  * polls). Held bytes go back to the ring when taken, or at the stop.
  *
  * A watch's send (io_uring only) is one IORING_OP_SENDMSG with MSG_DONTWAIT:
- * it never waits in the kernel, so its completion comes in the loop
- * iteration that submits it, and the owner need not park a fiber for it.
- * Its user_data is the watch's with WATCH_SEND_TAG set. A stop waits for it.
+ * it never waits in the kernel, so it completes while it is submitted, and
+ * the owner need not park a fiber for it. Its completion is reaped with the
+ * loop's next event (it does not wake the loop by itself: poller_uring.c),
+ * always before an event of the same socket, which the kernel can only post
+ * after it. Its user_data is the watch's with WATCH_SEND_TAG set. A stop
+ * waits for it.
  *
  * An accept watch (io_uring only) is one multishot IORING_OP_ACCEPT: every
  * CQE with IORING_CQE_F_MORE carries a new socket; the last one (an error,
@@ -140,12 +143,17 @@ int kl_watch_accept_start(struct kl_watch *w, int fd, kl_watch_fn fn)
     return start(w, fd, fn, WATCH_ACCEPT);
 }
 
-/* Give the held buffer back to the ring. */
+/* Give ring buffer `bid` back (-1: none). */
+static void give_back(struct kl_reactor *r, int32_t bid)
+{
+    if (bid >= 0)
+        r->ops->recv_buf_put(r, (uint16_t)bid);
+}
+
+/* Drop the bytes held, giving their buffer back. */
 static void drop_held(struct kl_reactor *r, struct kl_watch *w)
 {
-    if (w->held_len == 0)
-        return;
-    r->ops->recv_buf_put(r, w->bid);
+    give_back(r, w->held_len > 0 ? w->bid : -1);
     w->held_len = w->held_off = 0;
 }
 
@@ -156,11 +164,11 @@ size_t kl_watch_take(struct kl_watch *w, void *dst, size_t cap)
     struct kl_reactor *r = kl_reactor__get();
     size_t n = cap < w->held_len ? cap : w->held_len;
     memcpy(dst, r->ops->recv_buf(r, w->bid) + w->held_off, n);
-    w->held_off = (uint16_t)(w->held_off + n);
-    w->held_len = (uint16_t)(w->held_len - n);
-    if (w->held_len == 0) {
-        w->held_off = 0;
-        r->ops->recv_buf_put(r, w->bid);
+    if (n == w->held_len) {
+        drop_held(r, w);
+    } else {
+        w->held_off = (uint16_t)(w->held_off + n);
+        w->held_len = (uint16_t)(w->held_len - n);
     }
     return n;
 }
@@ -261,8 +269,7 @@ static void recv_event(struct kl_reactor *r, struct kl_watch *w, int32_t res, in
         w->fn(w, POLLIN);
         return;
     }
-    if (bid >= 0)
-        r->ops->recv_buf_put(r, (uint16_t)bid);
+    give_back(r, bid);
     w->held_full = false;
     /* the end of input, no buffer in the ring, or an error: the owner's own
      * receive finds out which */
@@ -273,8 +280,7 @@ void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, int32_t bid, boo
 {
     struct kl_watch *w = lookup(fd);
     if (w == NULL) {
-        if (bid >= 0)
-            r->ops->recv_buf_put(r, (uint16_t)bid);
+        give_back(r, bid);
         return;
     }
     if (final) {
@@ -288,8 +294,7 @@ void kl_watch__event(struct kl_reactor *r, int fd, int32_t res, int32_t bid, boo
          * completion queue being full, ends with a socket in that one) */
         if (w->accept && res >= 0)
             close(res);
-        if (bid >= 0) /* received in the race with the stop */
-            r->ops->recv_buf_put(r, (uint16_t)bid);
+        give_back(r, bid); /* received in the race with the stop */
         return;
     }
     if (w->recv)

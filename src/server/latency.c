@@ -2,7 +2,6 @@
 #include "latency.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include "keel/assert.h"
 
@@ -41,18 +40,17 @@ const char *keeld_lat_class_name(enum keeld_lat_class c)
     return names[c];
 }
 
-void keeld_lat_sum(struct keeld_latency *const *workers, uint32_t n, uint64_t *sum)
+void keeld_lat_add(struct keeld_lat_counts *sum, const struct keeld_latency *worker)
 {
-    memset(sum, 0, sizeof(uint64_t) * KEELD_LAT_CLASSES * KEELD_LAT_BUCKETS);
-    for (uint32_t w = 0; w < n; w++)
-        for (unsigned c = 0; c < KEELD_LAT_CLASSES; c++)
-            for (unsigned b = 0; b < KEELD_LAT_BUCKETS; b++)
-                sum[c * KEELD_LAT_BUCKETS + b] += kl_counter_get(&workers[w]->b[c][b]);
+    for (unsigned c = 0; c < KEELD_LAT_CLASSES; c++)
+        for (unsigned b = 0; b < KEELD_LAT_BUCKETS; b++)
+            sum->b[c][b] += kl_counter_get(&worker->b[c][b]);
 }
 
 static double us(uint64_t ns) { return (double)ns / 1000.0; }
 
-void keeld_lat_summarize(const uint64_t *sum, const uint64_t *baseline,
+void keeld_lat_summarize(const struct keeld_lat_counts *sum,
+                         const struct keeld_lat_counts *baseline,
                          struct keeld_lat_summary out[KEELD_LAT_CLASSES])
 {
     struct kl_hist *h = malloc(sizeof *h);
@@ -63,8 +61,8 @@ void keeld_lat_summarize(const uint64_t *sum, const uint64_t *baseline,
         kl_hist_init(h);
         unsigned first = KEELD_LAT_BUCKETS, last = 0;
         for (unsigned b = 0; b < KEELD_LAT_BUCKETS; b++) {
-            uint64_t v = sum[c * KEELD_LAT_BUCKETS + b];
-            uint64_t base = baseline ? baseline[c * KEELD_LAT_BUCKETS + b] : 0;
+            uint64_t v = sum->b[c][b];
+            uint64_t base = baseline ? baseline->b[c][b] : 0;
             h->buckets[b] = v > base ? v - base : 0;
             h->count += h->buckets[b];
             if (h->buckets[b]) {

@@ -41,6 +41,11 @@ struct keeld_latency {
     kl_counter b[KEELD_LAT_CLASSES][KEELD_LAT_BUCKETS];
 };
 
+/* Bucket counts read off histograms: a sum over workers, a baseline. */
+struct keeld_lat_counts {
+    uint64_t b[KEELD_LAT_CLASSES][KEELD_LAT_BUCKETS];
+};
+
 /* A class's figures for a report, in microseconds. */
 struct keeld_lat_summary {
     uint64_t count;
@@ -61,12 +66,12 @@ static inline void keeld_lat_record(struct keeld_latency *l, enum keeld_lat_clas
     kl_counter_add(&l->b[c][b < KEELD_LAT_BUCKETS ? b : KEELD_LAT_BUCKETS - 1], n);
 }
 
-/* Bucket counts summed over `n` workers' histograms (any thread), into
- * sum[KEELD_LAT_CLASSES][KEELD_LAT_BUCKETS]. */
-void keeld_lat_sum(struct keeld_latency *const *workers, uint32_t n, uint64_t *sum);
+/* Add one worker's histograms to *sum (any thread: relaxed loads). */
+void keeld_lat_add(struct keeld_lat_counts *sum, const struct keeld_latency *worker);
 
 /* Figures of each class from summed counts minus a baseline (NULL: none). */
-void keeld_lat_summarize(const uint64_t *sum, const uint64_t *baseline,
+void keeld_lat_summarize(const struct keeld_lat_counts *sum,
+                         const struct keeld_lat_counts *baseline,
                          struct keeld_lat_summary out[KEELD_LAT_CLASSES]);
 
 #endif /* KEELD_LATENCY_H */

@@ -64,8 +64,8 @@ struct server {
     uint64_t started;
     pthread_mutex_t baseline_lock;
     uint64_t baseline[KEELD_COUNTERS];
-    uint64_t *lat_baseline; /* KEELD_LAT_CLASSES x KEELD_LAT_BUCKETS, from `stats reset` */
-    uint64_t *lat_sum;      /* the same shape: the reports' scratch, under baseline_lock */
+    struct keeld_lat_counts *lat_baseline; /* from `stats reset` */
+    struct keeld_lat_counts *lat_sum;      /* the reports' scratch, under baseline_lock */
     atomic_ullong grace_ns;
 };
 
@@ -82,11 +82,9 @@ static void sum_counters(struct server *s, uint64_t out[KEELD_COUNTERS],
 /* Every worker's latency buckets into s->lat_sum; under baseline_lock. */
 static void sum_latency(struct server *s)
 {
-    struct keeld_latency *each[KL_WORKERS_MAX];
-    uint32_t n = s->opts->threads;
-    for (uint32_t i = 0; i < n; i++)
-        each[i] = &s->slots[i].lat;
-    keeld_lat_sum(each, n, s->lat_sum);
+    memset(s->lat_sum, 0, sizeof *s->lat_sum);
+    for (uint32_t i = 0; i < s->opts->threads; i++)
+        keeld_lat_add(s->lat_sum, &s->slots[i].lat);
 }
 
 static void engine_figures(struct server *s, struct keeld_engine_figures *f)
@@ -198,8 +196,7 @@ static int stats_report(void *arg, const char *which, size_t len, keeld_stat_emi
             if (i != KEELD_C_total_connections && i != KEELD_C_closed_connections)
                 s->baseline[i] = now[i];
         sum_latency(s);
-        memcpy(s->lat_baseline, s->lat_sum,
-               sizeof(uint64_t) * KEELD_LAT_CLASSES * KEELD_LAT_BUCKETS);
+        *s->lat_baseline = *s->lat_sum;
         pthread_mutex_unlock(&s->baseline_lock);
         return 0;
     }
@@ -459,9 +456,8 @@ static int start(struct server *s, char *err, size_t err_len)
     const struct keeld_options *o = s->opts;
     uint32_t n = o->threads;
     s->slots = calloc(n, sizeof *s->slots);
-    s->lat_sum = calloc((size_t)KEELD_LAT_CLASSES * KEELD_LAT_BUCKETS, sizeof *s->lat_sum);
-    s->lat_baseline =
-        calloc((size_t)KEELD_LAT_CLASSES * KEELD_LAT_BUCKETS, sizeof *s->lat_baseline);
+    s->lat_sum = calloc(1, sizeof *s->lat_sum);
+    s->lat_baseline = calloc(1, sizeof *s->lat_baseline);
     if (s->slots == NULL || s->lat_sum == NULL || s->lat_baseline == NULL) {
         snprintf(err, err_len, "out of memory");
         return -1;

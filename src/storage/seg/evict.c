@@ -347,16 +347,23 @@ static uint32_t moved_size(struct seg_engine *se, uint32_t src, uint32_t off)
     return item_size(iv.klen, iv.vlen, iv.bits | IT_HAS_CAS);
 }
 
-/* Which of the n scanned items a merge keeps within budget bytes: those read
- * at least *keep_min times, and of those read keep_min - 1 times the first
- * *partial bytes' worth (so that the targets fill up). Frequency 0 counts:
- * when the budget holds every live item, nothing is evicted. */
-static void merge_cutoff(struct seg_engine *se, const int32_t *src, uint32_t n, uint64_t budget,
+/* Which of the n scanned items a merge into ntarget segments keeps: those
+ * read at least *keep_min times, and of those read keep_min - 1 times the
+ * first *partial bytes' worth (so that the targets fill up). Frequency 0
+ * counts: when the targets hold every live item, nothing is evicted. */
+static void merge_cutoff(struct seg_engine *se, const int32_t *src, uint32_t n, uint32_t ntarget,
                          uint32_t *keep_min, uint64_t *partial)
 {
     uint64_t w[FREQ_MAX + 2] = {0};
-    for (uint32_t i = 0; i < n; i++)
-        w[se->scan[i].freq] += moved_size(se, (uint32_t)src[se->scan[i].src], se->scan[i].off);
+    uint32_t largest = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t size = moved_size(se, (uint32_t)src[se->scan[i].src], se->scan[i].off);
+        w[se->scan[i].freq] += size;
+        largest = size > largest ? size : largest;
+    }
+    /* room lost where an item does not fit at a target's end (but the
+     * last's): less than the largest item */
+    uint64_t budget = (uint64_t)ntarget * se->seg_size - (uint64_t)(ntarget - 1) * largest;
     uint64_t sum = 0;
     uint32_t f = FREQ_MAX + 1;
     while (f > 0 && sum + w[f - 1] <= budget)
@@ -455,18 +462,9 @@ static int evict_merge(struct seg_engine *se)
     uint32_t n = 0;
     for (int i = 0; i < k; i++)
         n = scan_live(se, (uint32_t)src[i], n, (uint8_t)i);
-    uint32_t ntarget = (uint32_t)k - 1;
-    /* room lost where an item does not fit at a target's end (but the
-     * last): less than the largest item */
-    uint32_t slack = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t size = moved_size(se, (uint32_t)src[se->scan[i].src], se->scan[i].off);
-        slack = size > slack ? size : slack;
-    }
-    uint64_t budget = (uint64_t)ntarget * se->seg_size - (uint64_t)(ntarget - 1) * slack;
     uint32_t keep_min;
     uint64_t partial;
-    merge_cutoff(se, src, n, budget, &keep_min, &partial);
+    merge_cutoff(se, src, n, (uint32_t)k - 1, &keep_min, &partial);
     /* the newest items of the partial class are kept (the older ones had
      * longer to be read) */
     for (uint32_t i = n; i-- > 0;) {
