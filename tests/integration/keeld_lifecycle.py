@@ -92,9 +92,24 @@ def backends(keeld):
                   (b"STAT keel_listener %s\r\n" % mode) in st, st[-300:])
 
 
+def parse_stats_conns(buf):
+    """`stats conns` reply -> {fd: {key: value}}."""
+    socks = {}
+    for line in buf.decode().split("\r\n"):
+        if line.startswith("STAT "):
+            name, value = line[5:].split(" ", 1)
+            fd, key = name.split(":", 1)
+            socks.setdefault(fd, {})[key] = value
+    return socks
+
+
 def stats_conns_of(port, idle):
     """`stats conns` with `idle` clients connected (each sent one command):
-    {fd: {key: value}}, the asker's local address, the idle ones' addresses."""
+    {fd: {key: value}}, the asker's local address, the idle ones' addresses.
+    A client reads its reply before the server's worker has necessarily moved
+    the connection back to reading (memcached sets conn_read on another
+    thread after the write), so the asker asks again, on the same connection,
+    until every idle client shows as reading or two seconds have passed."""
     clients = []
     try:
         for _ in range(idle):
@@ -102,25 +117,27 @@ def stats_conns_of(port, idle):
             c.sendall(b"version\r\n")
             c.recv(100)
             clients.append(c)
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as asker:
-            asker.sendall(b"stats conns\r\n")
-            buf = b""
-            while not buf.endswith(b"END\r\n"):
-                chunk = asker.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-            me = "tcp:127.0.0.1:%d" % asker.getsockname()[1]
         others = ["tcp:127.0.0.1:%d" % c.getsockname()[1] for c in clients]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as asker:
+            me = "tcp:127.0.0.1:%d" % asker.getsockname()[1]
+            deadline = time.monotonic() + 2
+            while True:
+                asker.sendall(b"stats conns\r\n")
+                buf = b""
+                while not buf.endswith(b"END\r\n"):
+                    chunk = asker.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                socks = parse_stats_conns(buf)
+                states = {v.get("addr"): v.get("state") for v in socks.values()}
+                if all(states.get(a) == "conn_read" for a in others) or \
+                        time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
     finally:
         for c in clients:
             c.close()
-    socks = {}
-    for line in buf.decode().split("\r\n"):
-        if line.startswith("STAT "):
-            name, value = line[5:].split(" ", 1)
-            fd, key = name.split(":", 1)
-            socks.setdefault(fd, {})[key] = value
     return socks, me, others
 
 
