@@ -159,6 +159,11 @@ void ix_free(struct ix *x);
 uint32_t ix_find(struct ix_shard *s, uint32_t tag, uint32_t *slots, uint32_t max);
 /* Under the shard lock: insert an entry (growing the table); 0 or -ENOMEM. */
 int ix_insert(struct ix_shard *s, struct ix_entry e);
+/* Without the lock: ask the cache for the slots where ix_find() will start
+ * looking for tag (its home and the next IX_PREFETCH_SLOTS), so that a batch
+ * of lookups waits for its index lines once, together, not one by one. */
+#define IX_PREFETCH_SLOTS 12u
+void ix_prefetch(const struct ix_shard *s, uint32_t tag);
 /* Under the shard lock: remove the entry at slot. */
 void ix_remove(struct ix_shard *s, uint32_t slot);
 /* Under the shard lock: the slot holding exactly this w0, or UINT32_MAX. */

@@ -96,6 +96,19 @@ void ix_free(struct ix *x)
     x->arena = NULL;
 }
 
+void ix_prefetch(const struct ix_shard *s, uint32_t tag)
+{
+    /* Without the lock: a table growing meanwhile makes the hint stale,
+     * never wrong (a prefetch does not fault). */
+    struct ix_entry *e = __atomic_load_n(&s->e, __ATOMIC_RELAXED);
+    uint32_t cap = __atomic_load_n(&s->cap, __ATOMIC_RELAXED);
+    uint32_t at = home(tag, cap);
+    uint32_t last = at + IX_PREFETCH_SLOTS < cap ? at + IX_PREFETCH_SLOTS : cap - 1;
+    for (uint32_t i = at; i <= last; i += 64 / sizeof *e)
+        __builtin_prefetch(&e[i]);
+    __builtin_prefetch(&e[last]);
+}
+
 uint32_t ix_find(struct ix_shard *s, uint32_t tag, uint32_t *slots, uint32_t max)
 {
     uint32_t n = 0;
@@ -130,8 +143,9 @@ int ix_insert(struct ix_shard *s, struct ix_entry e)
             if (s->e[i].w1 & IX_USED)
                 place(&n, s->e[i]);
         table_release(s->e, s->cap, s->in_arena);
-        s->e = n.e;
-        s->cap = n.cap;
+        /* atomic: ix_prefetch() reads both without the lock */
+        __atomic_store_n(&s->e, n.e, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->cap, n.cap, __ATOMIC_RELAXED);
         s->in_arena = false;
     }
     place(s, e);
