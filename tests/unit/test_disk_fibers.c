@@ -180,10 +180,10 @@ static void *fiber_thread(void *arg)
     return NULL;
 }
 
-static void run_threads(enum kl_reactor_backend b)
+static void run_threads_sync(enum kl_reactor_backend b, enum kl_sync_mode sync)
 {
     struct kl_engine_opts o;
-    open_fresh(&o, KL_SYNC_NONE);
+    open_fresh(&o, sync);
     bad = 0;
     thread_backend = b;
     pthread_t t[2];
@@ -196,6 +196,10 @@ static void run_threads(enum kl_reactor_backend b)
     struct kl_engine_stats st;
     kl_engine_stats(eng, &st);
     KT_EQ_U(st.items, FIBERS * STORES);
+    if (sync == KL_SYNC_ALWAYS) { /* the threads' waiters shared syncs */
+        KT_CHECK(st.disk_group_syncs > 0);
+        KT_CHECK(st.disk_group_syncs < FIBERS * STORES);
+    }
     kl_engine_close(eng);
     KT_REQUIRE(kl_engine_open(&o, &eng) == 0);
     kl_engine_stats(eng, &st);
@@ -204,7 +208,15 @@ static void run_threads(enum kl_reactor_backend b)
     dk_rmdir(dir);
 }
 
+static void run_threads(enum kl_reactor_backend b) { run_threads_sync(b, KL_SYNC_NONE); }
+
 KT_TEST(direct_writers_on_two_threads) { each_backend_direct(run_threads); }
+
+/* Group commit across threads: a fiber parked for the sync another thread's
+ * fiber runs is woken through its own reactor's inbox. */
+static void run_threads_always(enum kl_reactor_backend b) { run_threads_sync(b, KL_SYNC_ALWAYS); }
+
+KT_TEST(group_commit_writers_on_two_threads) { rk_each_backend(run_threads_always); }
 
 /* kl_engine_lookup_many() from a fiber: every key's answer is the one a
  * lookup of its own gives (hits, misses, a key twice), and the reads are in

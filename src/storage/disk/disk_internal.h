@@ -215,7 +215,8 @@ struct dfiles {
     uint64_t sync_started, sync_done;
     bool sync_busy;
     int sync_err;
-    _Atomic uint64_t group_syncs; /* syncs run for --sync always (shared by the waiters) */
+    struct sync_waiter *sync_waiters; /* fibers parked until sync_busy ends (files.c) */
+    _Atomic uint64_t group_syncs;     /* syncs run for --sync always (shared by the waiters) */
 };
 
 /* Open the data directory's files (creating the directory); records are at

@@ -24,14 +24,20 @@
  * Group commit (--sync always): a writer whose record is written asks for a
  * sync that starts after that; if none is running it runs one itself
  * (fdatasync of every dirty file), otherwise it waits for the next: every
- * writer that finished while a sync ran shares the following one.
+ * writer that finished while a sync ran shares the following one. A fiber
+ * that waits parks on the group's list and the fiber that ran the sync
+ * wakes every parked one through its reactor's inbox (they may live on
+ * other threads) the moment the sync ends; they look again and one of them
+ * starts the next. Outside a fiber the wait polls.
  */
 #define _GNU_SOURCE
 #include "disk_internal.h"
 
 #include "keel/fiber.h"
 #include "keel/io.h"
+#include "keel/list.h"
 #include "keel/reactor.h"
+#include "keel/xthread.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -389,6 +395,96 @@ int files_sync_now(struct dfiles *f)
     return first;
 }
 
+/* A fiber parked until the running group sync ends. The node is malloc'ed:
+ * the wake-up may still be on its way when a cancelled waiter leaves. The
+ * syncer touches only msg and home (after taking the node off the list);
+ * delivered and gone belong to the waiter's thread, where the wake-up runs. */
+struct sync_waiter {
+    struct kl_xmsg msg;
+    struct sync_waiter *next;    /* dfiles.sync_waiters, under sync_lock */
+    struct kl_reactor_ref *home; /* the waiter's reactor */
+    kl_fiber_id fiber;
+    bool delivered; /* the wake-up ran: the waiter frees the node */
+    bool gone;      /* the waiter left first: the wake-up frees the node */
+};
+
+static void waiter_free(struct sync_waiter *w)
+{
+    kl_reactor_unref(w->home);
+    free(w);
+}
+
+/* The syncer's wake-up, on the waiter's thread. */
+static void waiter_wake(struct kl_xmsg *msg)
+{
+    struct sync_waiter *w = kl_container_of(msg, struct sync_waiter, msg);
+    if (w->gone) {
+        waiter_free(w);
+        return;
+    }
+    w->delivered = true;
+    if (kl_reactor_active())
+        kl_fiber_resume(w->fiber, 0); /* a fiber cancelled meanwhile is no longer parked: fine */
+}
+
+/* Under sync_lock: take the node off the list; false when the syncer has it. */
+static bool waiter_unlink(struct dfiles *f, struct sync_waiter *w)
+{
+    for (struct sync_waiter **at = &f->sync_waiters; *at; at = &(*at)->next)
+        if (*at == w) {
+            *at = w->next;
+            return true;
+        }
+    return false;
+}
+
+/* Called with sync_lock held, a sync running; returns with it held again,
+ * after that sync ended (or the fiber was cancelled, or it polled). */
+static void sync_park(struct dfiles *f)
+{
+    struct sync_waiter *w = in_fiber() ? malloc(sizeof *w) : NULL;
+    if (w == NULL) {
+        pthread_mutex_unlock(&f->sync_lock);
+        disk_pause();
+        pthread_mutex_lock(&f->sync_lock);
+        return;
+    }
+    *w = (struct sync_waiter){.msg = {.fn = waiter_wake},
+                              .next = f->sync_waiters,
+                              .home = kl_reactor_ref(),
+                              .fiber = kl_fiber_self()};
+    f->sync_waiters = w;
+    pthread_mutex_unlock(&f->sync_lock);
+    int rc = kl_fiber_suspend("disk group sync", KL_FIBER_FOREVER);
+    pthread_mutex_lock(&f->sync_lock);
+    if (waiter_unlink(f, w)) { /* never taken: no wake-up will come */
+        waiter_free(w);
+    } else if (w->delivered) {
+        waiter_free(w);
+    } else {
+        w->gone = true; /* taken, wake-up on its way: it frees the node */
+    }
+    if (rc == -ECANCELED) { /* cannot park again: poll (disk_pause yields) */
+        pthread_mutex_unlock(&f->sync_lock);
+        disk_pause();
+        pthread_mutex_lock(&f->sync_lock);
+    }
+}
+
+/* Wake every parked waiter (taken off the list under sync_lock). */
+static void sync_wake(struct sync_waiter *list)
+{
+    while (list) {
+        struct sync_waiter *w = list;
+        list = w->next; /* read before the post: the node may be freed after it */
+        if (kl_reactor_post(w->home, &w->msg) != 0) {
+            /* its reactor is being destroyed: its fibers are cancelled and
+             * leave on their own; the node stays (freed by nobody) rather
+             * than risk a waiter touching it after a free */
+        }
+    }
+}
+
 int files_sync_wait(struct dfiles *f)
 {
     pthread_mutex_lock(&f->sync_lock);
@@ -409,11 +505,14 @@ int files_sync_wait(struct dfiles *f)
             f->sync_busy = false;
             f->sync_done = gen;
             f->sync_err = e;
+            struct sync_waiter *parked = f->sync_waiters;
+            f->sync_waiters = NULL;
+            pthread_mutex_unlock(&f->sync_lock);
+            sync_wake(parked);
+            pthread_mutex_lock(&f->sync_lock);
             continue;
         }
-        pthread_mutex_unlock(&f->sync_lock);
-        disk_pause();
-        pthread_mutex_lock(&f->sync_lock);
+        sync_park(f);
     }
     pthread_mutex_unlock(&f->sync_lock);
     return r;
