@@ -398,7 +398,10 @@ int files_sync_now(struct dfiles *f)
 /* A fiber parked until the running group sync ends. The node is malloc'ed:
  * the wake-up may still be on its way when a cancelled waiter leaves. The
  * syncer touches only msg and home (after taking the node off the list);
- * delivered and gone belong to the waiter's thread, where the wake-up runs. */
+ * delivered and gone belong to the waiter's thread, where the wake-up runs.
+ * The reference to the waiter's reactor goes with the node: the waiter
+ * drops it when it takes its own node off the list, the syncer when it has
+ * posted (kl_reactor_post still uses it after the message is in). */
 struct sync_waiter {
     struct kl_xmsg msg;
     struct sync_waiter *next;    /* dfiles.sync_waiters, under sync_lock */
@@ -408,18 +411,12 @@ struct sync_waiter {
     bool gone;      /* the waiter left first: the wake-up frees the node */
 };
 
-static void waiter_free(struct sync_waiter *w)
-{
-    kl_reactor_unref(w->home);
-    free(w);
-}
-
 /* The syncer's wake-up, on the waiter's thread. */
 static void waiter_wake(struct kl_xmsg *msg)
 {
     struct sync_waiter *w = kl_container_of(msg, struct sync_waiter, msg);
     if (w->gone) {
-        waiter_free(w);
+        free(w);
         return;
     }
     w->delivered = true;
@@ -458,9 +455,10 @@ static void sync_park(struct dfiles *f)
     int rc = kl_fiber_suspend("disk group sync", KL_FIBER_FOREVER);
     pthread_mutex_lock(&f->sync_lock);
     if (waiter_unlink(f, w)) { /* never taken: no wake-up will come */
-        waiter_free(w);
+        kl_reactor_unref(w->home);
+        free(w);
     } else if (w->delivered) {
-        waiter_free(w);
+        free(w);
     } else {
         w->gone = true; /* taken, wake-up on its way: it frees the node */
     }
@@ -476,12 +474,14 @@ static void sync_wake(struct sync_waiter *list)
 {
     while (list) {
         struct sync_waiter *w = list;
+        struct kl_reactor_ref *home = w->home;
         list = w->next; /* read before the post: the node may be freed after it */
-        if (kl_reactor_post(w->home, &w->msg) != 0) {
+        if (kl_reactor_post(home, &w->msg) != 0) {
             /* its reactor is being destroyed: its fibers are cancelled and
              * leave on their own; the node stays (freed by nobody) rather
              * than risk a waiter touching it after a free */
         }
+        kl_reactor_unref(home);
     }
 }
 
