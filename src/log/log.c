@@ -78,7 +78,19 @@ static void init_once(void)
 
 void kl_log_set_level(enum kl_log_level level) { kl_log_level = (int)level; }
 
-void kl_log_set_fiber_hook(uint64_t (*current_fiber)(void)) { config.fiber_hook = current_fiber; }
+/* The fiber hook: every thread's kl_sched_init() sets it (the same
+ * function) while other threads may be logging, so it is read and written
+ * atomically (relaxed: nothing else rides on it). */
+static uint64_t current_fiber_id(void)
+{
+    uint64_t (*hook)(void) = __atomic_load_n(&config.fiber_hook, __ATOMIC_RELAXED);
+    return hook ? hook() : 0;
+}
+
+void kl_log_set_fiber_hook(uint64_t (*current_fiber)(void))
+{
+    __atomic_store_n(&config.fiber_hook, current_fiber, __ATOMIC_RELAXED);
+}
 
 int kl_log_open(const char *path)
 {
@@ -229,7 +241,7 @@ void kl_log_emit(struct kl_log_site *site, ...)
         .time_ns = wall_now(),
         .pid = cached_pid,
         .tid = t->tid,
-        .fiber = config.fiber_hook ? config.fiber_hook() : 0,
+        .fiber = current_fiber_id(),
         .line = site->line,
         .file_len = site->file_len,
         .fmt_len = site->fmt_len,
