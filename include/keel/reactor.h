@@ -34,10 +34,22 @@ enum kl_reactor_backend {
     KL_REACTOR_EPOLL,
 };
 
+/* The longest kl_reactor_options.batch_wait_us accepted: 10 ms. */
+#define KL_REACTOR_BATCH_WAIT_MAX_US 10000u
+
 struct kl_reactor_options {
     enum kl_reactor_backend backend;
-    uint32_t ring_entries;        /* io_uring submission queue size; 0 means 256 */
-    bool busy_poll;               /* never block in the kernel: poll and return */
+    uint32_t ring_entries; /* io_uring submission queue size; 0 means 256 */
+    bool busy_poll;        /* never block in the kernel: poll and return */
+    /* io_uring only; 0 (the default) is off. After a loop turn that found
+     * several completions, the next blocking wait, once one completion is
+     * in, waits up to this many microseconds for as many as that turn found
+     * before it wakes, so that one wake-up serves many connections. Under
+     * pipelined load: fewer wake-ups, system calls and CPU per request; when
+     * the peers answer one at a time, up to this much more latency per turn
+     * (docs/BENCHMARKS.md, "batch wait"). A lone request is not held. Needs
+     * Linux 6.12 (IORING_FEAT_MIN_TIMEOUT); ignored, with a warning, before. */
+    uint32_t batch_wait_us;
     uint64_t timer_resolution_ns; /* timer wheel tick; 0 means 1 ms */
 };
 
@@ -48,6 +60,7 @@ struct kl_reactor_stats {
     uint64_t submissions; /* I/O requests handed to the backend (SQEs, attempts, pool jobs) */
     uint64_t completions; /* I/O requests completed (CQEs, successful attempts, pool jobs) */
     uint64_t timers_fired;
+    uint64_t batch_waits; /* blocking waits that waited for a batch (batch_wait_us) */
 };
 
 /* Create the calling thread's reactor (opts may be NULL) and install the

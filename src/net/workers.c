@@ -477,6 +477,7 @@ static void add_worker(struct kl_worker *w, struct kl_workers_stats *stats, uint
             sum->submissions += __atomic_load_n(&rs->submissions, __ATOMIC_RELAXED);
             sum->completions += __atomic_load_n(&rs->completions, __ATOMIC_RELAXED);
             sum->timers_fired += __atomic_load_n(&rs->timers_fired, __ATOMIC_RELAXED);
+            sum->batch_waits += __atomic_load_n(&rs->batch_waits, __ATOMIC_RELAXED);
         }
         atomic_fetch_sub_explicit(&w->readers, 1, memory_order_release);
         stats->posts_run += kl_counter_get(&w->posts_run);

@@ -25,6 +25,12 @@
  * kernel answer -EAGAIN instead of waiting; the fiber then waits for
  * readiness with IORING_OP_POLL_ADD and tries again.
  *
+ * A batch wait (kl_reactor_options.batch_wait_us, off by default) asks the
+ * kernel for a minimum wait: after a poll that found several completions,
+ * the next blocking wait expects as many again and, once the minimum wait
+ * has passed, returns with whatever came (submit_and_wait_batch). A poll
+ * that found one completion or none turns it off until the next busy one.
+ *
  * Receiving watches (watch.c) draw on one ring of provided buffers per
  * reactor (buffer group 0), set up at the first such watch's arm: the
  * kernel takes a buffer only when bytes come, so a buffer is held from a
@@ -44,9 +50,12 @@
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "keel/watch.h"
 
@@ -72,6 +81,17 @@
 /* The longest a blocking wait that counts queued sends as expected may
  * last (see uring_poll). */
 #define SENDS_WAIT_CAP_NS 1000000u
+/* Completions (of requests and watches; not sends) the last poll that found
+ * any must have brought for the next blocking wait to be a batch wait
+ * (kl_reactor_options.batch_wait_us): a lone request is not kept waiting
+ * for company that is not coming. A batch wait expects as many as that
+ * poll brought, at most BATCH_WAIT_MAX_NR, before its time is up. */
+#define BATCH_WAIT_LOAD   2u
+#define BATCH_WAIT_MAX_NR 64u
+
+#ifndef IORING_FEAT_MIN_TIMEOUT /* Linux 6.12; liburing 2.3 predates it */
+#define IORING_FEAT_MIN_TIMEOUT (1u << 15)
+#endif
 
 /* How often a fiber retries queueing the cancel of its request. */
 #define CANCEL_RETRY_NS 1000000u
@@ -82,12 +102,14 @@ struct uring_state {
     size_t nfds;
     bool busy_lost; /* the table could not grow: kl_close always cancels */
     bool wake_armed;
-    bool wake_broken;      /* its read failed unexpectedly: not armed again */
-    bool deferred;         /* DEFER_TASKRUN: completions wait for our io_uring_enter */
-    uint32_t unreaped;     /* non-blocking polls since completions were last reaped */
-    uint32_t unsubmitted;  /* non-blocking polls since queued SQEs were last submitted */
-    uint32_t sends_queued; /* watch sends queued whose CQE is not reaped yet */
-    uint64_t wake_count;   /* the wake-up read's buffer */
+    bool wake_broken;       /* its read failed unexpectedly: not armed again */
+    bool deferred;          /* DEFER_TASKRUN: completions wait for our io_uring_enter */
+    uint32_t unreaped;      /* non-blocking polls since completions were last reaped */
+    uint32_t unsubmitted;   /* non-blocking polls since queued SQEs were last submitted */
+    uint32_t sends_queued;  /* watch sends queued whose CQE is not reaped yet */
+    uint32_t batch_wait_us; /* the reactor's, or 0 where the kernel has no minimum wait */
+    uint32_t last_events;   /* completions the last poll that found any brought, capped */
+    uint64_t wake_count;    /* the wake-up read's buffer */
     /* the receive buffer ring (receiving watches), set up on first use */
     bool recv_tried, recv_ok;
     struct io_uring_buf_ring *recv_ring;
@@ -343,6 +365,29 @@ static bool completions_pending(const struct uring_state *u)
     return (IO_URING_READ_ONCE(*u->ring.sq.kflags) & IORING_SQ_TASKRUN) != 0;
 }
 
+/* io_uring_submit_and_wait_timeout() with a minimum wait: hand the queued
+ * SQEs to the kernel and wait up to `ts` (NULL: no limit) for `wait_nr`
+ * completions, except that once u->batch_wait_us has passed, any completion
+ * that came meanwhile ends the wait (IORING_ENTER_EXT_ARG's min_wait_usec,
+ * which liburing 2.3 cannot pass: its queue flush is repeated here, for a
+ * ring without SQPOLL). The kernel's result, or -errno. */
+static int submit_and_wait_batch(struct uring_state *u, unsigned wait_nr,
+                                 struct __kernel_timespec *ts)
+{
+    struct io_uring_sq *sq = &u->ring.sq;
+    unsigned tail = sq->sqe_tail;
+    if (sq->sqe_head != tail) {
+        sq->sqe_head = tail;
+        IO_URING_WRITE_ONCE(*sq->ktail, tail);
+    }
+    unsigned to_submit = tail - IO_URING_READ_ONCE(*sq->khead);
+    struct io_uring_getevents_arg arg = {
+        .sigmask = 0, .sigmask_sz = _NSIG / 8, .pad = u->batch_wait_us, .ts = (uintptr_t)ts};
+    long rc = syscall(__NR_io_uring_enter, u->ring.ring_fd, to_submit, wait_nr,
+                      IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+    return rc < 0 ? -errno : (int)rc;
+}
+
 static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
 {
     struct uring_state *u = r->backend_state;
@@ -384,9 +429,18 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
             ts.tv_nsec = (long long)(timeout_ns % 1000000000u);
             tsp = &ts;
         }
-        struct io_uring_cqe *cqe;
         r->stats.syscalls++;
-        rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, wait_nr, tsp, NULL);
+        if (u->batch_wait_us > 0 && u->last_events >= BATCH_WAIT_LOAD) {
+            r->stats.batch_waits++;
+            rc = submit_and_wait_batch(u, wait_nr - 1 + u->last_events, tsp);
+            if (rc == -EINVAL) { /* the kernel refuses it after all: wait as without */
+                KL_WARN("reactor: the kernel refused a minimum wait: batch wait off");
+                u->batch_wait_us = 0;
+            }
+        } else {
+            struct io_uring_cqe *cqe;
+            rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, wait_nr, tsp, NULL);
+        }
     }
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
         KL_WARN("reactor: io_uring submit/wait: %d", rc);
@@ -394,7 +448,7 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
         u->unsubmitted = 0; /* not when the kernel refused them: the next poll submits */
 
     struct io_uring_cqe *cqe;
-    unsigned head, seen = 0;
+    unsigned head, seen = 0, events = 0;
     bool woken = false;
     io_uring_for_each_cqe(&u->ring, head, cqe)
     {
@@ -422,14 +476,19 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
                               ? (int32_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT)
                               : -1;
             r->inflight -= final;
+            events++;
             kl_watch__event(r, (int)(data - WATCH_UDATA_MIN), cqe->res, bid, final);
             continue;
         }
         r->inflight--;
-        if (data != 0)
+        if (data != 0) {
+            events++;
             kl_reactor__complete(r, data, cqe->res);
+        }
     }
     io_uring_cq_advance(&u->ring, seen);
+    if (events > 0)
+        u->last_events = events < BATCH_WAIT_MAX_NR ? events : BATCH_WAIT_MAX_NR;
     if (woken) {
         arm_wake(r, u);
         kl_xthread__woken(r);
@@ -578,6 +637,10 @@ int kl_poller_uring_init(struct kl_reactor *r)
     r->backend_state = u;
     r->ops = &uring_ops;
     r->backend = KL_REACTOR_URING;
+    if (r->batch_wait_us > 0 && !(u->ring.features & IORING_FEAT_MIN_TIMEOUT))
+        KL_WARN("reactor: this kernel has no minimum wait (Linux 6.12): batch wait off");
+    else
+        u->batch_wait_us = r->batch_wait_us;
     arm_wake(r, u);
     return 0;
 }

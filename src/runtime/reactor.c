@@ -173,7 +173,8 @@ int kl_reactor_init(const struct kl_reactor_options *opts)
     if (kl_reactor__tls)
         return -EBUSY;
     struct kl_reactor_options o = opts ? *opts : (struct kl_reactor_options){0};
-    if ((unsigned)o.backend > KL_REACTOR_EPOLL || o.ring_entries > 32768)
+    if ((unsigned)o.backend > KL_REACTOR_EPOLL || o.ring_entries > 32768 ||
+        o.batch_wait_us > KL_REACTOR_BATCH_WAIT_MAX_US)
         return -EINVAL;
     struct kl_sched *s = kl_sched__get();
     struct kl_reactor *r = calloc(1, sizeof *r);
@@ -181,6 +182,7 @@ int kl_reactor_init(const struct kl_reactor_options *opts)
         return -ENOMEM;
     r->sched = s;
     r->busy_poll = o.busy_poll;
+    r->batch_wait_us = o.batch_wait_us;
     r->ring_entries = o.ring_entries ? o.ring_entries : 256;
     r->wake_fd = -1;
     r->timers = calloc(s->capacity, sizeof *r->timers);

@@ -99,6 +99,7 @@ struct kl_reactor {
     const struct kl_poller_ops *ops;
     enum kl_reactor_backend backend;
     bool busy_poll;
+    uint32_t batch_wait_us; /* kl_reactor_options.batch_wait_us */
     bool stop;
     bool stopping; /* in kl_reactor_shutdown() */
     uint64_t now;  /* kl_now() at the last loop iteration: kl_reactor_now() */

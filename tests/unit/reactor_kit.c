@@ -6,18 +6,30 @@
 
 #include "kt.h"
 
-static const enum kl_reactor_backend all_backends[] = {KL_REACTOR_URING, KL_REACTOR_EPOLL};
+/* Each case runs on io_uring, on epoll, and on io_uring again with a batch
+ * wait (kl_reactor_options.batch_wait_us), which changes when the loop
+ * wakes but must change nothing a fiber sees. */
+static const struct kl_reactor_options all_passes[] = {
+    {.backend = KL_REACTOR_URING},
+    {.backend = KL_REACTOR_EPOLL},
+    {.backend = KL_REACTOR_URING, .batch_wait_us = 2000},
+};
 
 bool rk_up(enum kl_reactor_backend b)
 {
+    return rk_up_with(&(struct kl_reactor_options){.backend = b});
+}
+
+bool rk_up_with(const struct kl_reactor_options *o)
+{
+    enum kl_reactor_backend b = o->backend;
     struct kl_sched_config cfg = {.max_fibers = 256};
     int rc = kl_sched_init(&cfg);
     if (rc != 0) {
         kt_fail(__FILE__, __LINE__, "kl_sched_init: %d", rc);
         return false;
     }
-    struct kl_reactor_options o = {.backend = b};
-    rc = kl_reactor_init(&o);
+    rc = kl_reactor_init(o);
     if (rc != 0) {
         kl_sched_shutdown();
         if (b == KL_REACTOR_URING && (rc == -ENOSYS || rc == -EPERM)) {
@@ -46,13 +58,18 @@ void rk_down(void)
 void rk_each_backend(void (*fn)(enum kl_reactor_backend))
 {
     const char *missing = NULL;
-    for (size_t i = 0; i < sizeof all_backends / sizeof all_backends[0]; i++) {
-        if (!rk_up(all_backends[i])) {
-            missing = kl_reactor_backend_name(all_backends[i]);
+    for (size_t i = 0; i < sizeof all_passes / sizeof all_passes[0]; i++) {
+        const struct kl_reactor_options *o = &all_passes[i];
+        if (!rk_up_with(o)) {
+            missing = kl_reactor_backend_name(o->backend);
             continue;
         }
-        printf("  backend %s\n", kl_reactor_backend_name(all_backends[i]));
-        fn(all_backends[i]);
+        if (o->batch_wait_us)
+            printf("  backend %s, batch wait %u us\n", kl_reactor_backend_name(o->backend),
+                   o->batch_wait_us);
+        else
+            printf("  backend %s\n", kl_reactor_backend_name(o->backend));
+        fn(o->backend);
         rk_down();
     }
     if (missing)

@@ -1,7 +1,8 @@
 /* reactor_kit.h: what the reactor-level tests share.
  *
  * Each case brings up its own scheduler and reactor once per backend
- * (rk_each_backend), so every behaviour is checked on io_uring and on epoll;
+ * (rk_each_backend), so every behaviour is checked on io_uring, on epoll,
+ * and on io_uring with a batch wait;
  * a backend this machine cannot create (io_uring in some containers) is
  * reported, and the case counts as skipped, neither failed nor passed.
  */
@@ -19,6 +20,9 @@
 
 /* A scheduler (256 fibers) and a reactor on backend `b`; false (reported) if not. */
 bool rk_up(enum kl_reactor_backend b);
+
+/* The same with reactor options `o`. */
+bool rk_up_with(const struct kl_reactor_options *o);
 
 /* Shut the scheduler down and destroy the reactor, failing the case on an error. */
 void rk_down(void);

@@ -6,9 +6,12 @@
  * a reply larger than the socket takes at once (io_uring's send-behind
  * sends part, a runner the rest, in order),
  * the connection limit (refused with a line), the idle deadline, shutting a
- * connection down from another fiber, and graceful stops. */
+ * connection down from another fiber, graceful stops, and the reactor's
+ * batch wait (lone requests not held, bursts batched). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -613,3 +616,145 @@ static void reactor_shutdown_case(enum kl_reactor_backend b)
 }
 
 KT_TEST(reactor_shutdown_closes_connections) { rk_each_backend(reactor_shutdown_case); }
+
+/* ---- batch wait: lone requests are not held, bursts are batched ---------------- */
+
+#define BW_PINGS  200
+#define BW_CONNS  16
+#define BW_ROUNDS 200
+
+/* A client thread with blocking sockets (a fiber client would share the
+ * server's loop and its wake-ups): BW_PINGS round trips on one connection,
+ * then, once the driver has read the stats, BW_ROUNDS rounds of one line on
+ * each of BW_CONNS connections before reading the echoes. */
+struct bw_client {
+    struct sockaddr_in addr;
+    _Atomic int phase; /* 1: pings done; 2 (driver): go on; 3: bursts done */
+    bool ok;
+};
+
+static int bw_connect(const struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = 5};
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+                    connect(fd, (const struct sockaddr *)addr, sizeof *addr) != 0)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static bool bw_echo_back(int fd, const char *line, size_t len)
+{
+    char back[16];
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = recv(fd, back + got, len - got, 0);
+        if (n <= 0)
+            return false;
+        got += (size_t)n;
+    }
+    return memcmp(back, line, len) == 0;
+}
+
+static void *bw_client_main(void *arg)
+{
+    struct bw_client *c = arg;
+    c->ok = true;
+    int fd = bw_connect(&c->addr);
+    for (int i = 0; i < BW_PINGS && c->ok; i++)
+        c->ok = fd >= 0 && send(fd, "ping\n", 5, 0) == 5 && bw_echo_back(fd, "ping\n", 5);
+    close(fd);
+    c->phase = 1;
+    while (c->phase != 2)
+        usleep(1000);
+    int fds[BW_CONNS];
+    for (int k = 0; k < BW_CONNS; k++)
+        fds[k] = bw_connect(&c->addr);
+    for (int r = 0; r < BW_ROUNDS && c->ok; r++) {
+        for (int k = 0; k < BW_CONNS && c->ok; k++)
+            c->ok = fds[k] >= 0 && send(fds[k], "burst\n", 6, 0) == 6;
+        for (int k = 0; k < BW_CONNS && c->ok; k++)
+            c->ok = bw_echo_back(fds[k], "burst\n", 6);
+    }
+    for (int k = 0; k < BW_CONNS; k++)
+        close(fds[k]);
+    c->phase = 3;
+    return NULL;
+}
+
+static uint64_t bw_batch_waits(void)
+{
+    struct kl_reactor_stats st;
+    kl_reactor_stats(&st);
+    return st.batch_waits;
+}
+
+static uint64_t bw_lone, bw_burst; /* batch waits in each phase */
+
+static intptr_t bw_driver(void *arg)
+{
+    struct bw_client *c = arg;
+    pthread_t t;
+    KT_EQ_I(pthread_create(&t, NULL, bw_client_main, c), 0);
+    uint64_t start = bw_batch_waits();
+    while (c->phase != 1)
+        kl_sleep(MS);
+    uint64_t pinged = bw_batch_waits();
+    c->phase = 2;
+    while (c->phase != 3)
+        kl_sleep(MS);
+    bw_lone = pinged - start;
+    bw_burst = bw_batch_waits() - pinged;
+    pthread_join(t, NULL);
+    ck_finish();
+    return 0;
+}
+
+/* Whether this kernel has io_uring's minimum wait (Linux 6.12). */
+static bool kernel_has_min_wait(void)
+{
+    struct io_uring ring;
+    if (io_uring_queue_init(2, &ring, 0) != 0)
+        return false;
+    bool has = (ring.features & (1u << 15)) != 0; /* IORING_FEAT_MIN_TIMEOUT */
+    io_uring_queue_exit(&ring);
+    return has;
+}
+
+KT_TEST(batch_wait_spares_lone_requests_and_batches_bursts)
+{
+    if (!kernel_has_min_wait()) {
+        kt_skip("this kernel has no io_uring minimum wait (Linux 6.12)");
+        return;
+    }
+    /* 10 ms, the most allowed: a lone request held for it would show in the
+     * count below, and in the test's time (200 round trips, 2 s). */
+    if (!rk_up_with(&(struct kl_reactor_options){.backend = KL_REACTOR_URING,
+                                                 .batch_wait_us = KL_REACTOR_BATCH_WAIT_MAX_US}))
+        return;
+    static struct bw_client c;
+    if (ck_up(&(struct kl_connset_config){0})) {
+        c = (struct bw_client){.addr = ck.addr};
+        rk_spawn("driver", bw_driver, &c);
+        KT_EQ_I(kl_reactor_run(), 0);
+        ck_down();
+    }
+    rk_down();
+    printf("  batch waits: %llu in %d round trips, %llu in %d bursts of %d lines\n",
+           (unsigned long long)bw_lone, BW_PINGS, (unsigned long long)bw_burst, BW_ROUNDS,
+           BW_CONNS);
+    KT_CHECK(c.ok);
+    KT_EQ_U(bw_lone, 0);
+    KT_CHECK(bw_burst > 0);
+}
+
+KT_TEST(batch_wait_longer_than_the_bound_is_refused)
+{
+    struct kl_sched_config cfg = {.max_fibers = 16};
+    KT_EQ_I(kl_sched_init(&cfg), 0);
+    struct kl_reactor_options o = {.batch_wait_us = KL_REACTOR_BATCH_WAIT_MAX_US + 1};
+    KT_EQ_I(kl_reactor_init(&o), -EINVAL);
+    KT_EQ_I(kl_sched_shutdown(), 0);
+}
