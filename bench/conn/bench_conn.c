@@ -8,12 +8,16 @@
  * build on io_uring to the rotation, to compare before and after a change),
  * every round printed, medians compared.
  * Servers, each in its own process: keel-demo on
- * io_uring, keel-demo on epoll, and the baseline (baseline.c: edge-triggered
- * epoll, one thread per core). System calls per request come from each
- * server's own count ("stats": keel's reactor counts every system call its
- * thread makes for I/O and waiting; the baseline counts its own), over the
- * lines it echoed. Client and servers share the machine's cores: the rates
- * are rough on a busy machine; the system call counts are not disturbed.
+ * io_uring, the same with a batch wait of BATCH_WAIT_US (`--batch-wait`:
+ * a loop that has just seen several completions waits up to that long for
+ * as many again before it wakes), keel-demo on epoll, and the baseline
+ * (baseline.c: edge-triggered epoll, one thread per core). System calls per
+ * request come from each server's own count ("stats": keel's reactor counts
+ * every system call its thread makes for I/O and waiting; the baseline
+ * counts its own), over the lines it echoed; CPU time per request from
+ * /proc/PID/stat over the same run. Client and servers share the machine's
+ * cores: the rates are rough on a busy machine; the system call counts are
+ * not disturbed.
  *
  * Idle memory. 10,000 connections, each opened, sent one request and
  * answered, then held open; the server's RSS after minus before, divided by
@@ -37,10 +41,11 @@
 
 #include "bench_conn.h"
 
-#define CONNS      32
-#define IDLE       10000
-#define SECS       2.0
-#define MAX_ROUNDS 25
+#define CONNS         32
+#define IDLE          10000
+#define SECS          2.0
+#define MAX_ROUNDS    25
+#define BATCH_WAIT_US "20"
 
 extern char **environ;
 
@@ -58,17 +63,20 @@ static long rss_of(pid_t pid)
     return rss < 0 ? -1 : rss * sysconf(_SC_PAGESIZE);
 }
 
-/* Start keel-demo on `backend`; its pid and port, or -1. */
-static pid_t demo_start_at(const char *path, const char *backend, int *port)
+/* Start keel-demo on `backend` with `--batch-wait batch_wait_us`; its pid
+ * and port, or -1. */
+static pid_t demo_start_at(const char *path, const char *backend, const char *batch_wait_us,
+                           int *port)
 {
-    char *argv[] = {(char *)path, "--port",     "0",   "--backend", (char *)backend,
-                    "--no-check", "--grace-ms", "100", NULL};
+    char *argv[] = {(char *)path, "--port",     "0",   "--backend",    (char *)backend,
+                    "--no-check", "--grace-ms", "100", "--batch-wait", (char *)batch_wait_us,
+                    NULL};
     return bc_spawn(path, argv, "line echo server on 127.0.0.1:", port);
 }
 
 static pid_t demo_start(const char *backend, int *port)
 {
-    return demo_start_at(KEEL_DEMO_PATH, backend, port);
+    return demo_start_at(KEEL_DEMO_PATH, backend, "0", port);
 }
 
 /* A free port on 127.0.0.1 (bound, read, released). */
@@ -113,6 +121,7 @@ static pid_t memcached_start(int *port)
 struct tput {
     double rps[2];     /* 16 deep, 1 deep */
     double per_req[2]; /* system calls per request */
+    double cpu_ns[2];  /* the server's CPU time per request */
 };
 
 static int run_tput(pid_t pid, int port, const char *name, int round, struct tput *t)
@@ -124,14 +133,17 @@ static int run_tput(pid_t pid, int port, const char *name, int round, struct tpu
             fprintf(stderr, "bench_conn: %s: not running (or no stats): left out\n", name);
             return -1;
         }
+        double cpu0 = bc_cpu_seconds(pid);
         t->rps[d] = bc_load(port, CONNS, depth[d], SECS);
+        double cpu1 = bc_cpu_seconds(pid);
         if (bc_stats(port, &s1, &l1) != 0 || t->rps[d] <= 0) {
             fprintf(stderr, "bench_conn: %s: no load or no stats: left out\n", name);
             return -1;
         }
         t->per_req[d] = (double)(s1 - s0) / (double)(l1 - l0);
-        printf("%-5d %-22s %5d x %-2d %12.0f %14.4f\n", round, name, CONNS, depth[d], t->rps[d],
-               t->per_req[d]);
+        t->cpu_ns[d] = cpu0 < 0 || cpu1 < 0 ? -1 : (cpu1 - cpu0) * 1e9 / (double)(l1 - l0);
+        printf("%-5d %-22s %5d x %-2d %12.0f %14.4f %10.0f\n", round, name, CONNS, depth[d],
+               t->rps[d], t->per_req[d], t->cpu_ns[d]);
     }
     return 0;
 }
@@ -184,24 +196,27 @@ int main(void)
     printf("pipelined line echo, %d connections, %.0f s per run, %d rounds, the servers in a\n"
            "rotating order (client and servers share the machine's cores)\n",
            CONNS, SECS, rounds);
-    printf("%-5s %-22s %10s %12s %14s\n", "round", "server", "conns x depth", "requests/s",
-           "syscalls/req");
+    printf("%-5s %-22s %10s %12s %14s %10s\n", "round", "server", "conns x depth", "requests/s",
+           "syscalls/req", "CPU ns/req");
     /* KEEL_DEMO_BEFORE=path: another keel-demo build (say, before a change)
      * joins the rotation on io_uring, for a side-by-side comparison */
     const char *before = getenv("KEEL_DEMO_BEFORE");
-    enum { URING, EPOLL, BASE, BEFORE, NSERVERS_MAX };
-    static const char *const names[NSERVERS_MAX] = {"keel-demo io_uring", "keel-demo epoll",
-                                                    "epoll baseline", "before: io_uring"};
+    enum { URING, URING_BW, EPOLL, BASE, BEFORE, NSERVERS_MAX };
+    static const char *const names[NSERVERS_MAX] = {
+        "keel-demo io_uring", "keel-demo uring bw " BATCH_WAIT_US, "keel-demo epoll",
+        "epoll baseline", "before: io_uring"};
     int nservers = before ? NSERVERS_MAX : BEFORE;
     pid_t pids[NSERVERS_MAX];
     int ports[NSERVERS_MAX];
     pids[URING] = demo_start("uring", &ports[URING]);
+    pids[URING_BW] = demo_start_at(KEEL_DEMO_PATH, "uring", BATCH_WAIT_US, &ports[URING_BW]);
     pids[EPOLL] = demo_start("epoll", &ports[EPOLL]);
     pids[BASE] = bc_baseline_start(&ports[BASE]);
     if (before)
-        pids[BEFORE] = demo_start_at(before, "uring", &ports[BEFORE]);
-    static double rps[NSERVERS_MAX][2][MAX_ROUNDS], per_req[NSERVERS_MAX][2][MAX_ROUNDS];
-    int ok[NSERVERS_MAX] = {0, 0, 0, 0};
+        pids[BEFORE] = demo_start_at(before, "uring", "0", &ports[BEFORE]);
+    static double rps[NSERVERS_MAX][2][MAX_ROUNDS], per_req[NSERVERS_MAX][2][MAX_ROUNDS],
+        cpu[NSERVERS_MAX][2][MAX_ROUNDS];
+    int ok[NSERVERS_MAX] = {0};
     for (int r = 0; r < rounds; r++) {
         for (int i = 0; i < nservers; i++) {
             int k = (r + i) % nservers; /* who goes first rotates */
@@ -211,6 +226,7 @@ int main(void)
             for (int d = 0; d < 2; d++) {
                 rps[k][d][r] = t.rps[d];
                 per_req[k][d][r] = t.per_req[d];
+                cpu[k][d][r] = t.cpu_ns[d];
             }
         }
     }
@@ -222,12 +238,13 @@ int main(void)
         for (int d = 0; d < 2 && ok[k] == 0; d++) {
             med[k].rps[d] = median(rps[k][d], rounds);
             med[k].per_req[d] = median(per_req[k][d], rounds);
-            printf("      %-22s %5d x %-2d %12.0f %14.4f\n", names[k], CONNS, d ? 1 : 16,
-                   med[k].rps[d], med[k].per_req[d]);
+            med[k].cpu_ns[d] = median(cpu[k][d], rounds);
+            printf("      %-22s %5d x %-2d %12.0f %14.4f %10.0f\n", names[k], CONNS, d ? 1 : 16,
+                   med[k].rps[d], med[k].per_req[d], med[k].cpu_ns[d]);
         }
     }
-    int ok_u = ok[URING], ok_b = ok[BASE];
-    struct tput ku = med[URING], base = med[BASE];
+    int ok_u = ok[URING], ok_w = ok[URING_BW], ok_b = ok[BASE];
+    struct tput ku = med[URING], kw = med[URING_BW], base = med[BASE];
 
     printf("\nmemory per idle connection (%d held, one request each)\n", IDLE);
     printf("%-22s %8s %12s %12s %10s\n", "server", "conns", "RSS before", "RSS after", "B/conn");
@@ -251,9 +268,16 @@ int main(void)
     }
     if (ok_u == 0 && ok_b == 0)
         printf("result conn_vs_epoll_baseline %.2f x\n", ku.rps[0] / base.rps[0]);
+    if (ok_w == 0) {
+        printf("result conn_pipelined_rps_uring_batch_wait %.0f req/s\n", kw.rps[0]);
+        printf("result conn_syscalls_per_req_pipelined_batch_wait %.4f syscalls/req\n",
+               kw.per_req[0]);
+    }
+    if (ok_w == 0 && ok_b == 0)
+        printf("result conn_vs_epoll_baseline_batch_wait %.2f x\n", kw.rps[0] / base.rps[0]);
     if (idle_u > 0)
         printf("result conn_idle_bytes %.0f B\n", idle_u);
     if (idle_u > 0 && idle_m > 0)
         printf("result conn_idle_vs_memcached %.2f x\n", idle_u / idle_m);
-    return ok_u == 0 && ok_b == 0 && idle_u > 0 && idle_m > 0 ? 0 : 1;
+    return ok_u == 0 && ok_w == 0 && ok_b == 0 && idle_u > 0 && idle_m > 0 ? 0 : 1;
 }

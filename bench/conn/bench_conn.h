@@ -41,4 +41,8 @@ pid_t bc_baseline_start(int *port);
  * ends with "\n"), kept open in fds[]; the count opened. */
 int bc_hold(int port, int n, int *fds, const char *line);
 
+/* CPU time (user and system) process `pid` has used, in seconds, from
+ * /proc/PID/stat; -1 if it cannot be read. */
+double bc_cpu_seconds(pid_t pid);
+
 #endif /* KEEL_BENCH_CONN_H */

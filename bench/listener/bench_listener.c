@@ -212,24 +212,6 @@ static void *rate_thread(void *arg)
     return NULL;
 }
 
-/* CPU time process `pid` has used (user and system), in seconds. */
-static double cpu_of(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the fields after the command's name */
-    unsigned long long ut = 0, st = 0;
-    if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return 0;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* Connections per second over SECS, or -1; the count made in *count. */
 static double conn_rate(int port, uint64_t *count)
 {
@@ -317,12 +299,12 @@ int main(int argc, char **argv)
         for (int i = 0; i < NMODES && ok; i++) {
             int m = (r + i) % NMODES;
             uint64_t conns = 0;
-            double c0 = cpu_of(pids[m]);
+            double c0 = bc_cpu_seconds(pids[m]);
             rate[m][r] = conn_rate(ports[m], &conns);
-            double c1 = cpu_of(pids[m]);
+            double c1 = bc_cpu_seconds(pids[m]);
             struct mid mid = {.port = ports[m], .rc = -1};
             tput[m][r] = bc_load_mid(ports[m], CONNS, DEPTH, SECS, take_split, &mid);
-            double c2 = cpu_of(pids[m]);
+            double c2 = bc_cpu_seconds(pids[m]);
             ok = rate[m][r] > 0 && tput[m][r] > 0 && mid.rc == 0 && conns > 0;
             /* (b)'s CPU includes its warm-up: lines over the whole call, roughly */
             cpu_conn[m][r] = ok ? (c1 - c0) * 1e6 / (double)conns : 0;
