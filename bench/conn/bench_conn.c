@@ -203,7 +203,7 @@ int main(void)
     const char *before = getenv("KEEL_DEMO_BEFORE");
     enum { URING, URING_BW, EPOLL, BASE, BEFORE, NSERVERS_MAX };
     static const char *const names[NSERVERS_MAX] = {
-        "keel-demo io_uring", "keel-demo uring bw " BATCH_WAIT_US, "keel-demo epoll",
+        "keel-demo io_uring", ("keel-demo uring bw " BATCH_WAIT_US), "keel-demo epoll",
         "epoll baseline", "before: io_uring"};
     int nservers = before ? NSERVERS_MAX : BEFORE;
     pid_t pids[NSERVERS_MAX];
