@@ -433,10 +433,6 @@ static int uring_poll(struct kl_reactor *r, uint64_t timeout_ns)
         if (u->batch_wait_us > 0 && u->last_events >= BATCH_WAIT_LOAD) {
             r->stats.batch_waits++;
             rc = submit_and_wait_batch(u, wait_nr - 1 + u->last_events, tsp);
-            if (rc == -EINVAL) { /* the kernel refuses it after all: wait as without */
-                KL_WARN("reactor: the kernel refused a minimum wait: batch wait off");
-                u->batch_wait_us = 0;
-            }
         } else {
             struct io_uring_cqe *cqe;
             rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, wait_nr, tsp, NULL);
