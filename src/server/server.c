@@ -64,6 +64,8 @@ struct server {
     uint64_t started;
     pthread_mutex_t baseline_lock;
     uint64_t baseline[KEELD_COUNTERS];
+    struct keeld_engine_figures engine_baseline; /* its counters at `stats reset` */
+    struct kl_reactor_stats reactor_baseline;
     struct keeld_lat_counts *lat_baseline; /* from `stats reset` */
     struct keeld_lat_counts *lat_sum;      /* the reports' scratch, under baseline_lock */
     atomic_ullong grace_ns;
@@ -99,6 +101,16 @@ static void engine_figures(struct server *s, struct keeld_engine_figures *f)
         .evicted_unfetched = es.evicted_unfetched,
         .reclaimed = es.reclaimed,
         .hash_bytes = es.hash_bytes,
+        .seg_segments = es.segs_total,
+        .seg_free_segments = es.segs_free,
+        .seg_used_bytes = es.seg_used_bytes,
+        .seg_evicted_segments = es.seg_evictions,
+        .seg_expired_segments = es.seg_expirations,
+        .seg_merges = es.seg_merges,
+        .hash_buckets = es.hash_buckets,
+        .hash_overflow_used = es.hash_overflow_used,
+        .hash_overflow_total = es.hash_overflow_total,
+        .hash_moves = es.hash_moves,
         .disk_corrupt = es.disk_corrupt,
         .disk_io_errors = es.disk_io_errors,
         .disk_no_space = es.disk_no_space,
@@ -134,12 +146,14 @@ static void general_view(struct server *s, struct keeld_stats_view *v)
         v->counters[i] = v->counters[i] > s->baseline[i] ? v->counters[i] - s->baseline[i] : 0;
     sum_latency(s);
     keeld_lat_summarize(s->lat_sum, s->lat_baseline, v->latency);
-    pthread_mutex_unlock(&s->baseline_lock);
     engine_figures(s, &v->engine);
+    keeld_engine_counters_since(&v->engine, &s->engine_baseline);
+    struct kl_reactor_stats *rb = &s->reactor_baseline;
+    pthread_mutex_unlock(&s->baseline_lock);
     v->engine.total_items = v->counters[KEELD_C_total_items];
-    v->reactor_syscalls = ws.reactor.syscalls;
-    v->reactor_iterations = ws.reactor.iterations;
-    v->reactor_submissions = ws.reactor.submissions;
+    v->reactor_syscalls = ws.reactor.syscalls - rb->syscalls;
+    v->reactor_iterations = ws.reactor.iterations - rb->iterations;
+    v->reactor_submissions = ws.reactor.submissions - rb->submissions;
 }
 
 static bool word_is(const char *p, size_t len, const char *w)
@@ -192,9 +206,13 @@ static int stats_report(void *arg, const char *which, size_t len, keeld_stat_emi
         struct kl_workers_stats ws;
         pthread_mutex_lock(&s->baseline_lock);
         sum_counters(s, now, &ws);
+        /* as memcached: every counter starts again (total_connections
+         * too), the gauges stay (curr_connections is taken before the
+         * baseline, from the raw opened and closed counts) */
         for (int i = 0; i < KEELD_COUNTERS; i++)
-            if (i != KEELD_C_total_connections && i != KEELD_C_closed_connections)
-                s->baseline[i] = now[i];
+            s->baseline[i] = now[i];
+        engine_figures(s, &s->engine_baseline);
+        s->reactor_baseline = ws.reactor;
         sum_latency(s);
         *s->lat_baseline = *s->lat_sum;
         pthread_mutex_unlock(&s->baseline_lock);

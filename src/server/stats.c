@@ -8,7 +8,9 @@
 #define _GNU_SOURCE
 #include "stats.h"
 
+#include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
 
 static const char *const counter_names[KEELD_COUNTERS] = {
@@ -75,6 +77,92 @@ static void counters(struct out *o, const struct keeld_stats_view *v, enum keeld
         num(o, KEELD_STAT_COUNTER, counter_names[c], v->counters[c]);
 }
 
+/* The engines' own figures, and those of memcached's that count: each a
+ * field of keeld_engine_figures, read by offset. */
+struct engine_fig {
+    enum keeld_stat_kind kind;
+    const char *name;
+    size_t off;
+};
+#define FIG(kind, name, field)                                                                     \
+    {                                                                                              \
+        kind, name, offsetof(struct keeld_engine_figures, field)                                   \
+    }
+
+static const struct engine_fig memcached_counters[] = {
+    FIG(KEELD_STAT_COUNTER, "evictions", evictions),
+    FIG(KEELD_STAT_COUNTER, "expired_unfetched", expired_unfetched),
+    FIG(KEELD_STAT_COUNTER, "evicted_unfetched", evicted_unfetched),
+    FIG(KEELD_STAT_COUNTER, "reclaimed", reclaimed),
+};
+
+static const struct engine_fig seg_figs[] = {
+    FIG(KEELD_STAT_GAUGE, "keel_seg_segments", seg_segments),
+    FIG(KEELD_STAT_GAUGE, "keel_seg_free_segments", seg_free_segments),
+    /* written into segments in use, live and dead: bytes / this is the
+     * share of the written memory that still holds current items */
+    FIG(KEELD_STAT_GAUGE, "keel_seg_used_bytes", seg_used_bytes),
+    FIG(KEELD_STAT_COUNTER, "keel_seg_evicted_segments", seg_evicted_segments),
+    FIG(KEELD_STAT_COUNTER, "keel_seg_expired_segments", seg_expired_segments),
+    FIG(KEELD_STAT_COUNTER, "keel_seg_merges", seg_merges),
+    FIG(KEELD_STAT_GAUGE, "keel_hash_buckets", hash_buckets),
+    FIG(KEELD_STAT_GAUGE, "keel_hash_overflow_used", hash_overflow_used),
+    FIG(KEELD_STAT_GAUGE, "keel_hash_overflow_total", hash_overflow_total),
+    FIG(KEELD_STAT_COUNTER, "keel_hash_moves", hash_moves),
+};
+
+static const struct engine_fig disk_figs[] = {
+    FIG(KEELD_STAT_COUNTER, "keel_disk_corrupt", disk_corrupt),
+    FIG(KEELD_STAT_COUNTER, "keel_disk_io_errors", disk_io_errors),
+    FIG(KEELD_STAT_COUNTER, "keel_disk_no_space", disk_no_space),
+    FIG(KEELD_STAT_GAUGE, "keel_disk_files", disk_files),
+    FIG(KEELD_STAT_GAUGE, "keel_disk_data_bytes", disk_data_bytes),
+    FIG(KEELD_STAT_GAUGE, "keel_disk_dead_bytes", disk_dead_bytes),
+    FIG(KEELD_STAT_COUNTER, "keel_disk_compactions", disk_compactions),
+    FIG(KEELD_STAT_COUNTER, "keel_disk_group_syncs", disk_group_syncs),
+    FIG(KEELD_STAT_GAUGE, "keel_disk_index_bytes", hash_bytes), /* the index */
+};
+
+#define FIGS(t) t, sizeof t / sizeof t[0]
+
+static uint64_t fig_get(const struct keeld_engine_figures *f, const struct engine_fig *g)
+{
+    uint64_t v;
+    memcpy(&v, (const char *)f + g->off, sizeof v);
+    return v;
+}
+
+static void fig_set(struct keeld_engine_figures *f, const struct engine_fig *g, uint64_t v)
+{
+    memcpy((char *)f + g->off, &v, sizeof v);
+}
+
+static void emit_figs(struct out *o, const struct keeld_engine_figures *f,
+                      const struct engine_fig *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        num(o, t[i].kind, t[i].name, fig_get(f, &t[i]));
+}
+
+static void counters_since(struct keeld_engine_figures *f, const struct keeld_engine_figures *base,
+                           const struct engine_fig *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].kind != KEELD_STAT_COUNTER)
+            continue;
+        uint64_t now = fig_get(f, &t[i]), was = fig_get(base, &t[i]);
+        fig_set(f, &t[i], now > was ? now - was : 0);
+    }
+}
+
+void keeld_engine_counters_since(struct keeld_engine_figures *f,
+                                 const struct keeld_engine_figures *base)
+{
+    counters_since(f, base, FIGS(memcached_counters));
+    counters_since(f, base, FIGS(seg_figs));
+    counters_since(f, base, FIGS(disk_figs));
+}
+
 void keeld_stats_general(const struct keeld_stats_view *v, keeld_stat_emit emit, void *sink)
 {
     struct out o = {emit, sink};
@@ -111,18 +199,10 @@ void keeld_stats_general(const struct keeld_stats_view *v, keeld_stat_emit emit,
     num(&o, KEELD_STAT_COUNTER, "keel_reactor_iterations", v->reactor_iterations);
     num(&o, KEELD_STAT_COUNTER, "keel_reactor_submissions", v->reactor_submissions);
     latency(&o, v->latency);
-    if (v->opts->engine == KEELD_ENGINE_DISK) {
-        const struct keeld_engine_figures *f = &v->engine;
-        num(&o, KEELD_STAT_COUNTER, "keel_disk_corrupt", f->disk_corrupt);
-        num(&o, KEELD_STAT_COUNTER, "keel_disk_io_errors", f->disk_io_errors);
-        num(&o, KEELD_STAT_COUNTER, "keel_disk_no_space", f->disk_no_space);
-        num(&o, KEELD_STAT_GAUGE, "keel_disk_files", f->disk_files);
-        num(&o, KEELD_STAT_GAUGE, "keel_disk_data_bytes", f->disk_data_bytes);
-        num(&o, KEELD_STAT_GAUGE, "keel_disk_dead_bytes", f->disk_dead_bytes);
-        num(&o, KEELD_STAT_COUNTER, "keel_disk_compactions", f->disk_compactions);
-        num(&o, KEELD_STAT_COUNTER, "keel_disk_group_syncs", f->disk_group_syncs);
-        num(&o, KEELD_STAT_GAUGE, "keel_disk_index_bytes", f->hash_bytes); /* the index */
-    }
+    if (v->opts->engine == KEELD_ENGINE_SEG)
+        emit_figs(&o, &v->engine, FIGS(seg_figs));
+    if (v->opts->engine == KEELD_ENGINE_DISK)
+        emit_figs(&o, &v->engine, FIGS(disk_figs));
 }
 
 void keeld_stats_settings(const struct keeld_options *s, unsigned verbosity, keeld_stat_emit emit,

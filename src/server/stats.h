@@ -62,10 +62,20 @@ struct keeld_engine_figures {
     uint64_t bytes, curr_items, total_items;
     uint64_t evictions, expired_unfetched, evicted_unfetched, reclaimed;
     uint64_t hash_power_level, hash_bytes;
+    /* the seg engine's (reported with --engine seg) */
+    uint64_t seg_segments, seg_free_segments, seg_used_bytes;
+    uint64_t seg_evicted_segments, seg_expired_segments, seg_merges;
+    uint64_t hash_buckets, hash_overflow_used, hash_overflow_total, hash_moves;
     /* the disk engine's (reported with --engine disk) */
     uint64_t disk_corrupt, disk_io_errors, disk_no_space, disk_files, disk_data_bytes;
     uint64_t disk_dead_bytes, disk_compactions, disk_group_syncs;
 };
+
+/* Subtract base's counters (evictions, merges, disk errors...: what `stats
+ * reset` starts again) from f's; the gauges (bytes, items...) stay. A
+ * counter below its base (not expected: they only grow) reads 0. */
+void keeld_engine_counters_since(struct keeld_engine_figures *f,
+                                 const struct keeld_engine_figures *base);
 
 /* Everything a report needs, gathered by the server. */
 struct keeld_stats_view {

@@ -12,6 +12,9 @@
   does (the same checks pass against memcached);
 - stats carry keel's per-command latency: each command counted once in its
   class, percentiles in order, `stats reset` starts them again;
+- `stats reset` zeroes what memcached's zeroes (evictions, total_items,
+  total_connections, ...) and keeps the gauges (curr_items); the same checks
+  pass against memcached;
 - --admin serves /metrics (Prometheus text) and /health;
 - SIGHUP reopens the log and keeps serving;
 - SIGTERM drains: a request in flight is answered, the process exits 0;
@@ -197,6 +200,40 @@ def latency_stats(keeld):
               st.get("keel_latency_get_max_us") == "0.0", st.get("keel_latency_get_count"))
 
 
+def stats_reset_of(server):
+    """Fill a small cache past its size, then `stats reset`: the counters
+    memcached zeroes, and the gauges it keeps."""
+    name = server.name
+    values = b"v" * 200
+    sets = b"".join(b"set reset:%d 0 0 200 noreply\r\n%s\r\n" % (i, values)
+                    for i in range(60000))
+    talk(server.port, sets + b"mn\r\n", b"MN\r\n", seconds=60)
+    talk(server.port, b"get reset:1 reset:59999\r\n", b"END\r\n")
+    before = stats_of(server.port)
+    check("%s: a cache filled past -m 8 evicts and counts" % name,
+          int(before["evictions"]) > 0 and int(before["total_items"]) == 60000 and
+          int(before["total_connections"]) >= 3, before.get("evictions"))
+    reply = talk(server.port, b"stats reset\r\nstats\r\n", b"END\r\n").decode()
+    after = dict(line.split(" ", 2)[1:] for line in reply.splitlines() if line.startswith("STAT "))
+    zeroed = ("evictions", "evicted_unfetched", "expired_unfetched", "reclaimed", "total_items",
+              "total_connections", "cmd_get", "cmd_set", "get_hits", "get_misses", "bytes_read")
+    left = {k: after.get(k) for k in zeroed if after.get(k) != "0"}
+    check("%s: stats reset zeroes the counters" % name, not left, left)
+    check("%s: stats reset keeps the gauges" % name,
+          after["curr_items"] == before["curr_items"] and int(after["curr_connections"]) >= 1,
+          (before["curr_items"], after["curr_items"], after["curr_connections"]))
+
+
+def stats_reset(keeld):
+    with servers.memcached(memory_mb=8) as m:
+        stats_reset_of(m)
+    if "disk" in os.environ.get("KEELD_ARGS", ""):
+        print("SKIP stats reset on keeld: the disk engine does not evict")
+        return
+    with servers.keeld(keeld, memory_mb=8, extra=["--log", "-"]) as k:
+        stats_reset_of(k)
+
+
 def vv_lines(server, port):
     """The session's trace lines, fd numbers left out."""
     talk(port, VV_SESSION + b"mn\r\n", b"MN\r\n")
@@ -284,6 +321,7 @@ def main():
     backends(keeld)
     stats_conns(keeld)
     latency_stats(keeld)
+    stats_reset(keeld)
     verbose_trace(keeld)
     admin_and_signals(keeld)
     shutdown_command(keeld)

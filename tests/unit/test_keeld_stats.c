@@ -146,6 +146,70 @@ KT_TEST(general_report_has_memcached_names_in_order)
     KT_CHECK(value_of(&c, "closed_connections") == NULL); /* internal, not reported */
 }
 
+/* Each engine's own figures, and only its own, after memcached's names. */
+KT_TEST(engine_figures_follow_the_engine)
+{
+    struct keeld_options o;
+    keeld_options_defaults(&o, 2);
+    struct keeld_stats_view v = {.opts = &o, .pid = 42, .started_unix = 1000, .now_unix = 1010};
+    v.engine.seg_segments = 64;
+    v.engine.seg_free_segments = 2;
+    v.engine.seg_used_bytes = 61 << 20;
+    v.engine.seg_merges = 17;
+    v.engine.hash_overflow_total = 4096;
+    v.engine.disk_files = 3;
+    struct collected c = {0};
+    keeld_stats_general(&v, collect, &c);
+    KT_CHECK(in_memcached_order(c.names));
+    KT_REQUIRE(value_of(&c, "keel_seg_segments") != NULL);
+    KT_CHECK(strcmp(value_of(&c, "keel_seg_segments"), "64") == 0);
+    KT_CHECK(strcmp(value_of(&c, "keel_seg_free_segments"), "2") == 0);
+    KT_CHECK(strcmp(value_of(&c, "keel_seg_used_bytes"), "63963136") == 0);
+    KT_CHECK(strcmp(value_of(&c, "keel_seg_merges"), "17") == 0);
+    KT_CHECK(strcmp(value_of(&c, "keel_hash_overflow_total"), "4096") == 0);
+    KT_CHECK(value_of(&c, "keel_seg_evicted_segments") != NULL);
+    KT_CHECK(value_of(&c, "keel_hash_moves") != NULL);
+    KT_CHECK(value_of(&c, "keel_disk_files") == NULL);
+
+    o.engine = KEELD_ENGINE_DISK;
+    struct collected d = {0};
+    keeld_stats_general(&v, collect, &d);
+    KT_REQUIRE(value_of(&d, "keel_disk_files") != NULL);
+    KT_CHECK(strcmp(value_of(&d, "keel_disk_files"), "3") == 0);
+    KT_CHECK(value_of(&d, "keel_seg_segments") == NULL);
+    KT_CHECK(value_of(&d, "keel_hash_moves") == NULL);
+}
+
+/* `stats reset`: the engine's counters start again from the baseline, its
+ * gauges stay. */
+KT_TEST(engine_counters_since_a_reset)
+{
+    struct keeld_engine_figures now = {.bytes = 500,
+                                       .curr_items = 5,
+                                       .evictions = 70,
+                                       .evicted_unfetched = 60,
+                                       .seg_merges = 9,
+                                       .seg_segments = 64,
+                                       .seg_used_bytes = 4000,
+                                       .disk_compactions = 2};
+    struct keeld_engine_figures base = {.bytes = 900,
+                                        .curr_items = 9,
+                                        .evictions = 30,
+                                        .evicted_unfetched = 61,
+                                        .seg_merges = 9,
+                                        .seg_segments = 64,
+                                        .seg_used_bytes = 7000};
+    keeld_engine_counters_since(&now, &base);
+    KT_EQ_U(now.evictions, 40);
+    KT_EQ_U(now.evicted_unfetched, 0); /* below its base: 0, not a wrap */
+    KT_EQ_U(now.seg_merges, 0);
+    KT_EQ_U(now.disk_compactions, 2);
+    KT_EQ_U(now.bytes, 500); /* gauges untouched */
+    KT_EQ_U(now.curr_items, 5);
+    KT_EQ_U(now.seg_segments, 64);
+    KT_EQ_U(now.seg_used_bytes, 4000);
+}
+
 KT_TEST(order_check_catches_a_swap)
 {
     KT_CHECK(in_memcached_order("pid uptime keel_x cmd_get get_hits"));
