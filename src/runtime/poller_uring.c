@@ -510,6 +510,10 @@ static int uring_watch(struct kl_reactor *r, struct kl_watch *w, bool on)
         w->recv = false; /* no buffer ring: a readiness watch */
     if (on && w->recv) {
         io_uring_prep_recv(sqe, fd, NULL, KL_WATCH_RECV_BUF, 0);
+        /* armed once the owner's own receive came back short: the socket is
+         * almost always empty, so the kernel skips the receive it would try
+         * before arming its poll (bench-conn: 1-2% less CPU a line) */
+        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = RECV_GROUP;
         io_uring_sqe_set_data64(sqe, data);
