@@ -314,7 +314,11 @@ static void run_many(enum kl_reactor_backend b)
     printf("  %s: %llu iterations one by one, %llu in one batch\n", kl_reactor_backend_name(b),
            (unsigned long long)iters_serial, (unsigned long long)iters_many);
     KT_CHECK(iters_serial >= MANY * 3 / 4); /* a read each: the stored keys */
-    KT_CHECK(iters_many * 4 <= iters_serial);
+    /* overlapped, the batch's reads come back in a few loop turns (io_uring:
+     * 3, epoll's pool: 4-7 on a quiet machine; CI under ASan saw 7 against
+     * 25, so 4x was too tight for the pool); one by one they would take as
+     * many turns as the serial pass */
+    KT_CHECK(iters_many * 2 <= iters_serial);
     rk_spawn("many-cancelled", many_reader, (void *)1);
     KT_EQ_I(kl_reactor_run(), 0);
     KT_EQ_I(many_bad, 0);
