@@ -148,12 +148,12 @@ static void general_view(struct server *s, struct keeld_stats_view *v)
     keeld_lat_summarize(s->lat_sum, s->lat_baseline, v->latency);
     engine_figures(s, &v->engine);
     keeld_engine_counters_since(&v->engine, &s->engine_baseline);
-    struct kl_reactor_stats *rb = &s->reactor_baseline;
+    struct kl_reactor_stats rb = s->reactor_baseline; /* a reset may come after the unlock */
     pthread_mutex_unlock(&s->baseline_lock);
     v->engine.total_items = v->counters[KEELD_C_total_items];
-    v->reactor_syscalls = ws.reactor.syscalls - rb->syscalls;
-    v->reactor_iterations = ws.reactor.iterations - rb->iterations;
-    v->reactor_submissions = ws.reactor.submissions - rb->submissions;
+    v->reactor_syscalls = ws.reactor.syscalls - rb.syscalls;
+    v->reactor_iterations = ws.reactor.iterations - rb.iterations;
+    v->reactor_submissions = ws.reactor.submissions - rb.submissions;
 }
 
 static bool word_is(const char *p, size_t len, const char *w)
