@@ -77,8 +77,10 @@ static void counters(struct out *o, const struct keeld_stats_view *v, enum keeld
         num(o, KEELD_STAT_COUNTER, counter_names[c], v->counters[c]);
 }
 
-/* The engines' own figures, and those of memcached's that count: each a
- * field of keeld_engine_figures, read by offset. */
+/* The engine's figures that memcached reports (in its order) and each
+ * engine's own: each a field of keeld_engine_figures, read by offset, so
+ * that one table both emits a figure and says whether `stats reset`
+ * starts it again. */
 struct engine_fig {
     enum keeld_stat_kind kind;
     const char *name;
@@ -89,10 +91,10 @@ struct engine_fig {
         kind, name, offsetof(struct keeld_engine_figures, field)                                   \
     }
 
-static const struct engine_fig memcached_counters[] = {
-    FIG(KEELD_STAT_COUNTER, "evictions", evictions),
+static const struct engine_fig memcached_figs[] = {
     FIG(KEELD_STAT_COUNTER, "expired_unfetched", expired_unfetched),
     FIG(KEELD_STAT_COUNTER, "evicted_unfetched", evicted_unfetched),
+    FIG(KEELD_STAT_COUNTER, "evictions", evictions),
     FIG(KEELD_STAT_COUNTER, "reclaimed", reclaimed),
 };
 
@@ -158,7 +160,7 @@ static void counters_since(struct keeld_engine_figures *f, const struct keeld_en
 void keeld_engine_counters_since(struct keeld_engine_figures *f,
                                  const struct keeld_engine_figures *base)
 {
-    counters_since(f, base, FIGS(memcached_counters));
+    counters_since(f, base, FIGS(memcached_figs));
     counters_since(f, base, FIGS(seg_figs));
     counters_since(f, base, FIGS(disk_figs));
 }
@@ -189,10 +191,7 @@ void keeld_stats_general(const struct keeld_stats_view *v, keeld_stat_emit emit,
     num(&o, KEELD_STAT_GAUGE, "bytes", v->engine.bytes);
     num(&o, KEELD_STAT_GAUGE, "curr_items", v->engine.curr_items);
     num(&o, KEELD_STAT_COUNTER, "total_items", v->engine.total_items);
-    num(&o, KEELD_STAT_COUNTER, "expired_unfetched", v->engine.expired_unfetched);
-    num(&o, KEELD_STAT_COUNTER, "evicted_unfetched", v->engine.evicted_unfetched);
-    num(&o, KEELD_STAT_COUNTER, "evictions", v->engine.evictions);
-    num(&o, KEELD_STAT_COUNTER, "reclaimed", v->engine.reclaimed);
+    emit_figs(&o, &v->engine, FIGS(memcached_figs));
     /* keel's own */
     text(&o, "keel_engine", keeld_engine_name(v->opts->engine));
     num(&o, KEELD_STAT_COUNTER, "keel_reactor_syscalls", v->reactor_syscalls);
