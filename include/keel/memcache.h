@@ -61,6 +61,7 @@ enum kl_mc_type {
     KL_MC_SHUTDOWN,
     KL_MC_CACHE_MEMLIMIT,
     KL_MC_STATS,
+    KL_MC_LRU_CRAWLER,
     KL_MC_MG,
     KL_MC_MS,
     KL_MC_MD,
@@ -106,7 +107,7 @@ struct kl_mc_cmd {
     struct kl_mc_str key;   /* the key (get family: the first key) */
     struct kl_mc_str keys;  /* get family: every key, space separated; see kl_mc_next_key */
     struct kl_mc_str value; /* storage commands: the data block, without its \r\n */
-    struct kl_mc_str arg;   /* stats, shutdown: the rest of the line (may be empty) */
+    struct kl_mc_str arg;   /* stats, shutdown, lru_crawler: the rest of the line (may be empty) */
     struct kl_mc_str reply; /* KL_MC_ERROR: the reply line, with its \r\n */
     uint32_t flags;         /* client flags (set family, ms F) */
     int64_t exptime;        /* deadline, unix seconds: 0 never, KL_MC_EXPIRED; flush_all's time */

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "exec.h"
+#include "crawler.h"
 #include "retrieve.h"
 
 #include <errno.h>
@@ -359,6 +360,7 @@ int keeld_exec(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd
     case KL_MC_SHUTDOWN: return shutdown_cmd(w, c, cmd);
     case KL_MC_CACHE_MEMLIMIT: return cache_memlimit(w, c, cmd);
     case KL_MC_STATS: return stats(w, c, cmd);
+    case KL_MC_LRU_CRAWLER: return keeld_lru_crawler(w, c, cmd);
     case KL_MC_MN: return keeld_reply_line(w, c, KL_MC_R_MN);
     case KL_MC_MG:
     case KL_MC_MS:

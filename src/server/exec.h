@@ -45,6 +45,7 @@ struct keeld_shared {
     void (*shutdown)(void *arg, bool graceful); /* the "shutdown" command, with -A */
     void *shutdown_arg;
     atomic_uint verbosity;
+    atomic_bool crawler_off; /* `lru_crawler disable` (crawler.h) */
 };
 
 /* One worker's part. */

@@ -26,6 +26,7 @@
 #ifndef KEEL_STORAGE_ENGINE_H
 #define KEEL_STORAGE_ENGINE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -165,6 +166,21 @@ struct kl_engine_stats {
     uint64_t disk_group_syncs; /* syncs that --sync always stores waited for (shared) */
 };
 
+/* One live item as `lru_crawler metadump` lists it (kl_engine_dump). */
+struct kl_item_meta {
+    const char *key; /* valid during the callback only */
+    uint32_t klen;
+    uint32_t exptime;     /* absolute, 0 = never */
+    uint32_t last_access; /* seconds since last access or write (engine-approximate) */
+    uint64_t cas;
+    uint32_t size; /* bytes the item takes in the engine */
+    bool fetched;  /* read since it was stored */
+};
+
+/* Called for each item of a dump, inside the engine's locks: it must not
+ * block or call the engine. */
+typedef void (*kl_dump_fn)(void *arg, const struct kl_item_meta *m);
+
 struct kl_engine;
 
 /* The operations every engine implements (see the wrappers for meaning). */
@@ -189,6 +205,8 @@ struct kl_engine_ops {
     int (*touch)(struct kl_engine *e, const char *key, size_t klen, uint32_t exptime);
     void (*flush)(struct kl_engine *e, uint32_t delay);
     void (*stats)(struct kl_engine *e, struct kl_engine_stats *s);
+    /* Optional: engines that hold their keys in memory list them (see the wrapper). */
+    int (*dump)(struct kl_engine *e, uint64_t *cursor, uint32_t budget, kl_dump_fn fn, void *arg);
 };
 
 /* Every engine object starts with this. */
@@ -324,5 +342,19 @@ static inline void kl_engine_stats(struct kl_engine *e, struct kl_engine_stats *
 int kl_engine_store(struct kl_engine *e, enum kl_store_mode mode, const char *key, size_t klen,
                     const void *value, uint32_t vlen, uint32_t flags, uint32_t exptime,
                     uint64_t cas_in, uint64_t *cas_out);
+
+/* List the live items a part at a time: each call passes about `budget`
+ * hash buckets' worth of unexpired items, from *cursor on (0 to start), to
+ * fn and advances *cursor. 1 while more remain, 0 once the walk is done,
+ * -ENOTSUP for an engine that keeps no keys in memory (disk). An item
+ * stored, moved or removed during the walk may be missed or listed twice,
+ * as memcached's crawler may. */
+static inline int kl_engine_dump(struct kl_engine *e, uint64_t *cursor, uint32_t budget,
+                                 kl_dump_fn fn, void *arg)
+{
+    if (e->ops->dump == NULL)
+        return -ENOTSUP;
+    return e->ops->dump(e, cursor, budget, fn, arg);
+}
 
 #endif /* KEEL_STORAGE_ENGINE_H */

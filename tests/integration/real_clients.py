@@ -7,13 +7,16 @@
   with and without noreply, and checks each answer;
 - libmemcached's tools (Debian libmemcached-tools): memccapable's ASCII
   protocol suite, memccp / memccat / memcexist / memcrm / memctouch /
-  memcflush / memcstat / memcping, as a user would type them.
+  memcflush / memcstat / memcping, as a user would type them;
+- memcached's memcached-tool (dump, keys) over `lru_crawler metadump`, and
+  the crawler's other words, answered as memcached answers them.
 Each check prints PASS or FAIL; the last line is "N passed, N failed".
 """
 import os
 import subprocess
 import sys
 import tempfile
+import time
 
 from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheClientError, MemcacheIllegalInputError
@@ -150,6 +153,114 @@ def libmemcached_suite(port):
     check("memcflush", rc == 0, out)
 
 
+MEMCACHED_TOOL = "/usr/share/memcached/scripts/memcached-tool"
+
+
+def store_many(port, items):
+    """Store (key bytes, flags, exptime, value bytes) with noreply on one
+    connection, then wait for a get's END so they are all in."""
+    req = b"".join(b"set %s %d %d %d noreply\r\n%s\r\n" % (k, f, e, len(v), v)
+                   for k, f, e, v in items)
+    return servers.talk(port, req + b"get __sync__\r\n", until=b"END\r\n",
+                        seconds=30).endswith(b"END\r\n")
+
+
+def metadump_lines(port, arg=b"all"):
+    """`lru_crawler metadump ARG`: its item lines (as dicts) and its last line."""
+    out = raw_exchange(port, b"lru_crawler metadump " + arg + b"\r\n")
+    lines = out.split(b"\n")
+    items = []
+    for ln in lines:
+        if ln.startswith(b"key="):
+            items.append(dict(f.split(b"=", 1) for f in ln.split(b" ")))
+    tail = [ln for ln in lines if ln and not ln.startswith(b"key=")]
+    return items, (tail[-1] if tail else b"")
+
+
+def memcached_tool(port, mode):
+    """memcached-tool's output in MODE (bytes), or None if it hung (it reads
+    until END, so a server that does not dump leaves it waiting)."""
+    try:
+        return subprocess.run(["perl", MEMCACHED_TOOL, "127.0.0.1:%d" % port, mode],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              timeout=30).stdout
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def memcached_tool_suite(port, is_memcached):
+    """memcached-tool's dump and keys (lru_crawler metadump) and the crawler's
+    other words, as memcached 1.6.18 answers them."""
+    disk = "--engine disk" in os.environ.get("KEELD_ARGS", "") or \
+        "disk" in os.environ.get("KEELD_ARGS", "").split()
+    run(["memcflush", "--servers=127.0.0.1:%d" % port])
+    stored = [(b"plain", 0, 0, b"one"), (b"b%20c", 7, 0, b"two"), (b"k\xc3\xa9", 1, 0, b"three"),
+              (b"ttl", 3, 300, b"four"), (b"gone", 0, -1, b"five")]
+    check("metadump: keys stored", store_many(port, stored))
+    raw_exchange(port, b"get plain\r\n")
+    if disk:
+        _, last = metadump_lines(port)
+        check("metadump on the disk engine: a clear error", last.startswith(b"SERVER_ERROR"),
+              last)
+        print("SKIP memcached-tool dump and keys: the disk engine keeps its keys on disk")
+        return
+    items, last = metadump_lines(port)
+    by_key = {i[b"key"]: i for i in items}
+    check("metadump: ends with END", last == b"END\r", last)
+    check("metadump: every live key, url-encoded, none expired",
+          sorted(by_key) == sorted([b"b%2520c", b"k%C3%A9", b"plain", b"ttl"]), sorted(by_key))
+    now = int(time.time())
+    check("metadump: exp -1 without expiry, a unix time with one",
+          by_key.get(b"plain", {}).get(b"exp") == b"-1" and
+          now + 250 < int(by_key.get(b"ttl", {}).get(b"exp", 0)) <= now + 301, items)
+    check("metadump: fetch yes once read, no before",
+          by_key.get(b"plain", {}).get(b"fetch") == b"yes" and
+          by_key.get(b"ttl", {}).get(b"fetch") == b"no", items)
+    check("metadump: la, cas, cls and size on every line",
+          all(abs(int(i[b"la"]) - now) < 60 and int(i[b"cas"]) > 0 and int(i[b"cls"]) >= 1 and
+              int(i[b"size"]) > 0 for i in items), items)
+    out = memcached_tool(port, "dump")
+    check("memcached-tool dump: ends", out is not None)
+    dumped, out = {}, (out or b"").split(b"\r\n")
+    for i in range(0, len(out) - 1, 2):
+        f = out[i].split(b" ")
+        if len(f) == 5 and f[0] == b"add":
+            dumped[f[1]] = (int(f[2]), int(f[3]), out[i + 1])
+    want = {k: (fl, v) for k, fl, e, v in stored if e >= 0}
+    check("memcached-tool dump: every key with its flags and value",
+          {k: (d[0], d[2]) for k, d in dumped.items()} == want, dumped)
+    check("memcached-tool dump: the TTL key's expiry",
+          now + 250 < dumped.get(b"ttl", (0, 0))[1] <= now + 301, dumped.get(b"ttl"))
+    many = [(b"many:%06d" % i, 0, 0, b"v%d" % i) for i in range(20000)]
+    check("metadump: 20,000 more keys stored", store_many(port, many))
+    out = memcached_tool(port, "keys") or b""
+    listed = [ln.split(b" ")[0] for ln in out.split(b"\n") if ln.startswith(b"key=")]
+    check("memcached-tool keys: 20,004 keys, each once", len(listed) == 20004 and
+          len(set(listed)) == 20004 and b"key=many%3A019999" in listed, len(listed))
+    for arg, want_reply in ((b"lru_crawler metadump", b"ERROR\r\n"),
+                            (b"lru_crawler metadump 99", b"BADCLASS invalid class id\r\n"),
+                            (b"lru_crawler metadump all extra", b"ERROR\r\n"),
+                            (b"lru_crawler crawl all", b"OK\r\n"),
+                            (b"lru_crawler sleep 2000000",
+                             b"CLIENT_ERROR sleep must be one second or less\r\n"),
+                            (b"lru_crawler tocrawl x", b"CLIENT_ERROR bad command line format\r\n"),
+                            (b"lru_crawler bogus", b"ERROR\r\n")):
+        got = raw_exchange(port, arg + b"\r\n")
+        check("%s -> %s" % (arg.decode(), want_reply.decode().strip()), got == want_reply, got)
+    if is_memcached:
+        print("SKIP lru_crawler disable and enable: memcached stops its crawler thread "
+              "asynchronously, so its next replies vary from run to run")
+        return
+    for arg, want_reply in ((b"lru_crawler disable", b"OK\r\n"),
+                            (b"lru_crawler metadump all", b"CLIENT_ERROR lru crawler disabled\r\n"),
+                            (b"lru_crawler enable", b"OK\r\n")):
+        got = raw_exchange(port, arg + b"\r\n")
+        check("%s -> %s" % (arg.decode(), want_reply.decode().strip()), got == want_reply, got)
+    items, last = metadump_lines(port, b"1,2")
+    check("metadump 1,2 after enable: lists again", len(items) == 20004 and last == b"END\r",
+          (len(items), last))
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__)
@@ -157,6 +268,7 @@ def main():
     with servers.target(sys.argv[1]) as s:
         pymemcache_suite(s.port)
         libmemcached_suite(s.port)
+        memcached_tool_suite(s.port, sys.argv[1] == "memcached")
         check("server still running", s.proc.poll() is None)
     return servers.summary()
 

@@ -1,5 +1,5 @@
 /* test_memcache_misc.c: delete incr decr touch flush_all version verbosity
- * quit shutdown cache_memlimit stats, the binary protocol, and unknown words.
+ * quit shutdown cache_memlimit stats lru_crawler, the binary protocol, and unknown words.
  *
  * Expected results are memcached 1.6.18's answers to the same bytes
  * (including its quirks: "delete k 0" is allowed, noreply hides errors,
@@ -74,6 +74,9 @@ static const struct mc_case misc[] = {
     {"stats settings\r\n", "stats arg=settings"},
     {"stats  cachedump 1 2\r\n", "stats arg=cachedump 1 2"},
     {"stats detail on\r\n", "stats arg=detail on"},
+    {"lru_crawler metadump all\r\n", "lru_crawler arg=metadump all"},
+    {"lru_crawler\r\n", "lru_crawler"},
+    {"lru_crawlers\r\n", "ERR ERROR"},
     /* unknown commands and empty lines */
     {"\r\n", "ERR ERROR"},
     {"\n", "ERR ERROR"},

@@ -2,7 +2,8 @@
  * cores) share one engine. Counters moved by incr and by gets+cas loops
  * must end exact; random stores, reads, deletes, touches and invalidations
  * on a shared key space, with eviction running, must only ever return whole
- * values that name their key and a version that was written. Run under
+ * values that name their key and a version that was written; dumps
+ * (lru_crawler metadump) run beside them and list only the test's keys. Run under
  * ThreadSanitizer by `make tsan`. */
 #include "storage/engine.h"
 
@@ -108,6 +109,31 @@ static void counters(struct worker *w, uint64_t *rng)
     }
 }
 
+/* Every line of a dump must name one of the test's keys. */
+static void dump_check(void *arg, const struct kl_item_meta *m)
+{
+    struct shared *sh = arg;
+    char key[16];
+    unsigned k;
+    uint32_t n = m->klen < sizeof key - 1 ? m->klen : sizeof key - 1;
+    memcpy(key, m->key, n);
+    key[n] = 0;
+    if (m->klen >= sizeof key || sscanf(key, "key%u", &k) != 1 || k >= NKEYS || m->size < m->klen)
+        fail(sh, "a dump line for no key of the test", key);
+}
+
+/* A whole dump, in small parts, while the other threads store and evict. */
+static void dump_all(struct shared *sh)
+{
+    uint64_t cursor = 0;
+    int more;
+    do
+        more = kl_engine_dump(sh->e, &cursor, 8, dump_check, sh);
+    while (more == 1);
+    if (more != 0)
+        fail(sh, "dump result", "-");
+}
+
 static void *run(void *arg)
 {
     struct worker *w = arg;
@@ -118,6 +144,8 @@ static void *run(void *arg)
     for (int i = 0; i < sh->ops; i++) {
         if (w->id == 0 && i % 500 == 0)
             kl_engine_tick(e, atomic_fetch_add(&sh->clock, 1) + 1);
+        if (w->id == 1 && i % 2000 == 0)
+            dump_all(sh);
         if (!sh->evicting && i % 8 == 0) {
             counters(w, &rng);
             continue;

@@ -47,6 +47,7 @@ static const char *const type_names[KL_MC_TYPE_COUNT] = {
     [KL_MC_SHUTDOWN] = "shutdown",
     [KL_MC_CACHE_MEMLIMIT] = "cache_memlimit",
     [KL_MC_STATS] = "stats",
+    [KL_MC_LRU_CRAWLER] = "lru_crawler",
     [KL_MC_MG] = "mg",
     [KL_MC_MS] = "ms",
     [KL_MC_MD] = "md",
@@ -348,7 +349,8 @@ static enum kl_mc_status parse_other(const struct mc_line *ln, struct kl_mc_cmd 
         cmd->arg = rest_after_first(ln);
         cmd->num = ln->nt == 2 ? 0 : ln->nt == 3 && mc_eq(ln->tok[1], "graceful", 8) ? 1 : -1;
         return KL_MC_CMD;
-    case KL_MC_STATS: cmd->arg = rest_after_first(ln); return KL_MC_CMD;
+    case KL_MC_STATS:
+    case KL_MC_LRU_CRAWLER: cmd->arg = rest_after_first(ln); return KL_MC_CMD;
     default: /* version, quit: arguments ignored */ return KL_MC_CMD;
     }
 }
@@ -421,6 +423,7 @@ static enum kl_mc_type lookup(struct kl_mc_str t)
         if (memcmp(s, "verbosity", 9) == 0)
             return KL_MC_VERBOSITY;
         return KL_MC_NONE;
+    case 11: return memcmp(s, "lru_crawler", 11) == 0 ? KL_MC_LRU_CRAWLER : KL_MC_NONE;
     case 14: return memcmp(s, "cache_memlimit", 14) == 0 ? KL_MC_CACHE_MEMLIMIT : KL_MC_NONE;
     default: return KL_MC_NONE;
     }

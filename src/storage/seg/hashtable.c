@@ -649,6 +649,24 @@ void ht_clear_all(struct seg_engine *se)
     pthread_mutex_unlock(&se->grow_lock);
 }
 
+uint32_t ht_walk(struct seg_engine *se, uint32_t from, uint32_t n, ht_visit_fn fn, void *arg)
+{
+    uint32_t nb = ht_buckets(se);
+    uint32_t end = from < nb && n < nb - from ? from + n : nb;
+    for (uint32_t hb = from; hb < end; hb++) {
+        lock_one(bucket(se, hb));
+        for (_Atomic uint64_t *b = bucket(se, hb); b; b = next_of(se, b)) {
+            for (int i = 1; i < 8; i++) {
+                uint64_t v = atomic_load_explicit(&b[i], memory_order_relaxed);
+                if (v)
+                    fn(se, v, arg);
+            }
+        }
+        unlock_one(bucket(se, hb));
+    }
+    return end;
+}
+
 uint64_t ht_bytes_used(struct seg_engine *se)
 {
     uint64_t nb = ht_buckets(se);

@@ -160,6 +160,46 @@ static void seg_stats(struct kl_engine *e, struct kl_engine_stats *s)
     s->hash_moves = atomic_load(&se->st_hash_moves);
 }
 
+struct dump_ctx {
+    uint32_t now;
+    kl_dump_fn fn;
+    void *arg;
+};
+
+/* One slot of a dump's walk, under its chain's lock: the item it points to
+ * cannot be evicted or expired meanwhile (both empty the slot first). */
+static void dump_visit(struct seg_engine *se, uint64_t v, void *arg)
+{
+    const struct dump_ctx *d = arg;
+    uint32_t id = SLOT_SEG(v), off = SLOT_OFF(v);
+    struct item_view iv;
+    item_read(seg_data(se, id) + off, &iv);
+    if (iv.exptime != 0 && iv.exptime <= d->now)
+        return;
+    uint32_t born = se->segs[id].create_at;
+    struct kl_item_meta m = {
+        .key = iv.key,
+        .klen = iv.klen,
+        .exptime = iv.exptime,
+        .last_access = d->now > born ? d->now - born : 0,
+        .cas = (iv.bits & IT_HAS_CAS) ? iv.cas : seg_cas(se, id, off),
+        .size = iv.size,
+        .fetched = (v & SLOT_FETCHED) != 0,
+    };
+    d->fn(d->arg, &m);
+}
+
+static int seg_dump(struct kl_engine *e, uint64_t *cursor, uint32_t budget, kl_dump_fn fn,
+                    void *arg)
+{
+    struct seg_engine *se = seg_of(e);
+    struct dump_ctx d = {seg_clock(se), fn, arg};
+    uint32_t from = *cursor < UINT32_MAX ? (uint32_t)*cursor : UINT32_MAX;
+    uint32_t next = ht_walk(se, from, budget ? budget : 1, dump_visit, &d);
+    *cursor = next;
+    return next < ht_buckets(se) ? 1 : 0;
+}
+
 /* The evictor's scan buffer and s3fifo's ghost array: mapped, so that they
  * take memory only once used (calloc may hand out touched heap pages). */
 static int map_aux(struct seg_engine *se)
@@ -198,6 +238,7 @@ static const struct kl_engine_ops seg_ops = {
     .touch = seg_touch_op,
     .flush = seg_flush,
     .stats = seg_stats,
+    .dump = seg_dump,
 };
 
 static unsigned log2_floor(uint64_t x) { return x ? 63u - (unsigned)__builtin_clzll(x) : 0; }

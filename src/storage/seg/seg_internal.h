@@ -272,6 +272,11 @@ _Atomic uint64_t *ht_lookup(struct seg_engine *se, uint64_t h, const char *key, 
 void ht_bump(_Atomic uint64_t *slot, uint64_t v);
 /* Walk every slot of the table (for flush), each bucket chain under its lock. */
 void ht_clear_all(struct seg_engine *se);
+/* Visit the slots of buckets [from, from + n) (to the table's end at most),
+ * each chain under its lock: fn must not block or take an engine lock. The
+ * bucket to go on from; at or past ht_buckets() the table has been walked. */
+typedef void (*ht_visit_fn)(struct seg_engine *se, uint64_t v, void *arg);
+uint32_t ht_walk(struct seg_engine *se, uint32_t from, uint32_t n, ht_visit_fn fn, void *arg);
 uint32_t ht_overflow_used(struct seg_engine *se);
 /* Bytes of table in use: first buckets, overflow buckets taken, full hints. */
 uint64_t ht_bytes_used(struct seg_engine *se);
