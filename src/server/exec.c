@@ -180,6 +180,7 @@ static int store(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_c
     int r = kl_engine_store(e, mode, cmd->key.p, cmd->key.len, cmd->value.p, cmd->value.len,
                             cmd->flags, keeld_exptime(cmd->exptime), cmd->cas, &cas_out);
     keeld_count(w, KEELD_C_cmd_set, 1);
+    keeld_prefix(w, cmd->key.p, cmd->key.len, KEELD_PREFIX_SET, false);
     if (mode == KL_CAS) {
         keeld_count(w,
                     r == KL_E_STORED   ? KEELD_C_cas_hits
@@ -209,6 +210,8 @@ static int store(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_c
 void keeld_too_large(struct keeld_worker *w, const struct kl_mc_cmd *cmd)
 {
     keeld_count(w, KEELD_C_cmd_set, 1);
+    if (cmd->type != KL_MC_MS) /* as memcached: meta commands are not counted by prefix */
+        keeld_prefix(w, cmd->key.p, cmd->key.len, KEELD_PREFIX_SET, false);
     keeld_count(w, KEELD_C_store_too_large, 1);
     if (cmd->type != KL_MC_SET && cmd->type != KL_MC_MS)
         return;
@@ -224,6 +227,7 @@ static int remove_key(struct keeld_worker *w, struct kl_conn *c, const struct kl
 {
     int r = kl_engine_delete(w->shared->engine, cmd->key.p, cmd->key.len, 0, false, NULL);
     keeld_count(w, r == KL_E_OK ? KEELD_C_delete_hits : KEELD_C_delete_misses, 1);
+    keeld_prefix(w, cmd->key.p, cmd->key.len, KEELD_PREFIX_DEL, false);
     if (r == KL_E_NO_SPACE || r == KL_E_CORRUPT || r == KL_E_IO)
         return engine_error(w, c, cmd, r);
     return ack(w, c, cmd, r == KL_E_OK ? KL_MC_R_DELETED : KL_MC_R_NOT_FOUND);
@@ -318,8 +322,39 @@ static void stat_line(void *sink, enum keeld_stat_kind kind, const char *name, c
         s->rc = keeld_reply(s->w, s->c, buf, (size_t)n);
 }
 
+/* `stats detail on|off|dump` (prefix.h); anything else after "detail" gets
+ * memcached's usage line. */
+static int stats_detail(struct keeld_worker *w, struct kl_conn *c, const char *p, size_t len)
+{
+    while (len > 0 && *p == ' ') {
+        p++;
+        len--;
+    }
+    while (len > 0 && p[len - 1] == ' ')
+        len--;
+    struct keeld_prefixes *pre = w->shared->prefixes;
+    if ((len == 2 && memcmp(p, "on", 2) == 0) || (len == 3 && memcmp(p, "off", 3) == 0)) {
+        keeld_prefixes_switch(pre, len == 2);
+        return keeld_reply_line(w, c, KL_MC_R_OK);
+    }
+    if (len != 4 || memcmp(p, "dump", 4) != 0)
+        return REPLY_LITERAL(w, c, "CLIENT_ERROR usage: stats detail on|off|dump\r\n");
+    struct keeld_text out = {0};
+    keeld_prefixes_report(pre, &out);
+    int rc = 0;
+    if (out.failed)
+        rc = REPLY_LITERAL(w, c, "SERVER_ERROR out of memory writing the prefixes\r\n");
+    else if (out.len > 0)
+        rc = keeld_reply(w, c, out.buf, out.len);
+    keeld_text_free(&out);
+    return rc != 0 || out.failed ? rc : keeld_reply_line(w, c, KL_MC_R_END);
+}
+
 static int stats(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd)
 {
+    if (cmd->arg.len >= 6 && memcmp(cmd->arg.p, "detail", 6) == 0 &&
+        (cmd->arg.len == 6 || cmd->arg.p[6] == ' '))
+        return stats_detail(w, c, cmd->arg.p + 6, cmd->arg.len - 6);
     struct stat_sink sink = {w, c, 0};
     if (w->shared->stats(w->shared->stats_arg, cmd->arg.p, cmd->arg.len, stat_line, &sink) < 0)
         return keeld_reply_line(w, c, KL_MC_R_ERROR);

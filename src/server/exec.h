@@ -24,6 +24,7 @@
 #include "keel/workers.h"
 #include "latency.h"
 #include "options.h"
+#include "prefix.h"
 #include "stats.h"
 #include "storage/engine.h"
 
@@ -45,7 +46,8 @@ struct keeld_shared {
     void (*shutdown)(void *arg, bool graceful); /* the "shutdown" command, with -A */
     void *shutdown_arg;
     atomic_uint verbosity;
-    atomic_bool crawler_off; /* `lru_crawler disable` (crawler.h) */
+    atomic_bool crawler_off;         /* `lru_crawler disable` (crawler.h) */
+    struct keeld_prefixes *prefixes; /* `stats detail` (prefix.h) */
 };
 
 /* One worker's part. */
@@ -94,6 +96,14 @@ void keeld_too_large(struct keeld_worker *w, const struct kl_mc_cmd *cmd);
 int keeld_exec_meta(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd);
 
 /* ---- shared by exec.c and exec_meta.c ---- */
+
+/* Count a command on key under its prefix, while `stats detail` is on. */
+static inline void keeld_prefix(struct keeld_worker *w, const char *key, size_t klen,
+                                enum keeld_prefix_op op, bool hit)
+{
+    if (KL_UNLIKELY(keeld_prefixes_on(w->shared->prefixes)))
+        keeld_prefix_count(w->shared->prefixes, key, klen, op, hit);
+}
 
 /* Add n to one of the worker's counters. */
 static inline void keeld_count(struct keeld_worker *w, enum keeld_counter which, uint64_t n)

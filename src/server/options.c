@@ -36,7 +36,7 @@ enum {
     OPT_SCHED_SLICE,
 };
 
-static const char short_opts[] = ":p:U:l:m:c:t:I:b:vAFu:hVo:";
+static const char short_opts[] = ":p:U:l:m:c:t:I:b:vAFD:u:hVo:";
 
 static const struct option long_opts[] = {
     {"port", required_argument, NULL, 'p'},
@@ -431,6 +431,12 @@ static int apply(struct parse *p, int c, const char *arg, enum keeld_parse_resul
     case 'v': o->verbose++; return 0;
     case 'A': o->allow_shutdown = true; return 0;
     case 'F': o->disable_flush_all = true; return 0;
+    case 'D':
+        if (strlen(arg) != 1)
+            return bad(p, "-D takes one character (the key prefix delimiter), not \"%s\"", arg);
+        o->prefix_delimiter = arg[0];
+        o->detail_on = true; /* as memcached: -D turns the per-prefix stats on */
+        return 0;
     case 'u': return copy_str(p, "-u", o->user, sizeof o->user, arg);
     case 'h': *early = KEELD_HELP; return 0;
     case 'V': *early = KEELD_VERSION; return 0;
@@ -474,6 +480,7 @@ void keeld_options_defaults(struct keeld_options *o, unsigned cores)
     o->threads = cores == 0 ? 1 : cores < 4 ? cores : 4;
     o->max_item_size = 1024 * 1024;
     o->backlog = 1024;
+    o->prefix_delimiter = ':';
     o->engine = KEELD_ENGINE_SEG;
     o->backend = KEELD_BACKEND_AUTO;
 }
@@ -563,6 +570,8 @@ const char *keeld_usage(void)
            "  -b, --listen-backlog=NUM  listen backlog (default: 1024)\n"
            "  -A, --enable-shutdown     allow the \"shutdown\" command\n"
            "  -F, --disable-flush-all   refuse \"flush_all\"\n"
+           "  -D CHAR                   key prefix delimiter of the per-prefix stats (default:\n"
+           "                            ':'); giving it turns them on (\"stats detail on\")\n"
            "  -u, --user=USER           drop privileges to USER (as root without -u keeld warns)\n"
            "  -v, --verbose             log errors and warnings; -vv also every command\n"
            "  -o, --extended=LIST       comma-separated NAME[=VALUE]: hashpower=N,\n"

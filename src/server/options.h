@@ -42,6 +42,8 @@ struct keeld_options {
     unsigned verbose;       /* -v, -vv */
     bool allow_shutdown;    /* -A */
     bool disable_flush_all; /* -F */
+    char prefix_delimiter;  /* -D (default ':'); per-prefix stats (prefix.h) */
+    bool detail_on;         /* -D given: per-prefix stats from the start */
     char user[64];          /* -u */
     /* keel's own (long options, or -o NAME=VALUE) */
     enum keeld_engine engine;

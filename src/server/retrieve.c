@@ -101,6 +101,7 @@ static int answer(struct keeld_worker *w, struct kl_conn *c, const struct keeld_
         return 0;
     }
     t->keys++;
+    keeld_prefix(w, key.p, key.len, KEELD_PREFIX_GET, r == KL_E_OK);
     if (r == KL_E_CORRUPT || r == KL_E_IO) { /* never a value: an error ends the reply */
         t->failed = r;
         return 0;

@@ -61,6 +61,7 @@ struct server {
     struct slot *slots;                 /* handoff: slots[0].listener is the one listener */
     struct kl_conn_quota quota;         /* -c, over every worker's set */
     struct keeld_admin *admin;
+    struct keeld_prefixes prefixes; /* `stats detail` */
     uint64_t started;
     pthread_mutex_t baseline_lock;
     uint64_t baseline[KEELD_COUNTERS];
@@ -198,7 +199,8 @@ static int stats_report(void *arg, const char *which, size_t len, keeld_stat_emi
         return 0;
     }
     if (word_is(which, len, "settings")) {
-        keeld_stats_settings(s->opts, atomic_load(&s->shared.verbosity), emit, sink);
+        keeld_stats_settings(s->opts, atomic_load(&s->shared.verbosity),
+                             keeld_prefixes_on(&s->prefixes), emit, sink);
         return 0;
     }
     if (word_is(which, len, "reset")) {
@@ -216,6 +218,7 @@ static int stats_report(void *arg, const char *which, size_t len, keeld_stat_emi
         sum_latency(s);
         *s->lat_baseline = *s->lat_sum;
         pthread_mutex_unlock(&s->baseline_lock);
+        keeld_prefixes_clear(&s->prefixes); /* as memcached */
         return 0;
     }
     if (word_is(which, len, "conns"))
@@ -494,6 +497,7 @@ static int start(struct server *s, char *err, size_t err_len)
         .stats_arg = s,
         .shutdown = request_shutdown,
         .shutdown_arg = s,
+        .prefixes = &s->prefixes,
     };
     atomic_init(&s->shared.verbosity, o->verbose);
     kl_mc_config_init(&s->shared.mc);
@@ -576,6 +580,7 @@ int keeld_run(const struct keeld_options *opts)
     s->opts = opts;
     s->started = (uint64_t)time(NULL);
     pthread_mutex_init(&s->baseline_lock, NULL);
+    keeld_prefixes_init(&s->prefixes, opts->prefix_delimiter, opts->detail_on);
     atomic_store(&s->grace_ns, DRAIN_GRACE_NS);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN); /* a log past the file-size limit is an error, not a death */
@@ -621,5 +626,6 @@ int keeld_run(const struct keeld_options *opts)
     KL_INFO("keeld stopping: draining connections");
     stop(s);
     kl_engine_close(s->engine);
+    keeld_prefixes_destroy(&s->prefixes);
     return 0;
 }

@@ -204,8 +204,8 @@ void keeld_stats_general(const struct keeld_stats_view *v, keeld_stat_emit emit,
         emit_figs(&o, &v->engine, FIGS(disk_figs));
 }
 
-void keeld_stats_settings(const struct keeld_options *s, unsigned verbosity, keeld_stat_emit emit,
-                          void *sink)
+void keeld_stats_settings(const struct keeld_options *s, unsigned verbosity, bool detail_on,
+                          keeld_stat_emit emit, void *sink)
 {
     struct out o = {emit, sink};
     char listen[KEELD_MAX_LISTEN * KEELD_ADDR_BYTES];
@@ -225,6 +225,9 @@ void keeld_stats_settings(const struct keeld_options *s, unsigned verbosity, kee
     text(&o, "domain_socket", "NULL");
     text(&o, "shutdown_command", s->allow_shutdown ? "yes" : "no");
     num(&o, KEELD_STAT_GAUGE, "num_threads", s->threads);
+    char delimiter[2] = {s->prefix_delimiter, '\0'};
+    text(&o, "stat_key_prefix", delimiter);
+    text(&o, "detail_enabled", detail_on ? "yes" : "no");
     text(&o, "cas_enabled", "yes");
     num(&o, KEELD_STAT_GAUGE, "tcp_backlog", s->backlog);
     text(&o, "binding_protocol", "ascii");

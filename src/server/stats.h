@@ -103,9 +103,10 @@ typedef void (*keeld_stat_emit)(void *sink, enum keeld_stat_kind kind, const cha
 /* The general report (`stats`): memcached's names and order, then keel's own. */
 void keeld_stats_general(const struct keeld_stats_view *v, keeld_stat_emit emit, void *sink);
 
-/* `stats settings`; verbosity is the live one (-v, then the `verbosity` command). */
-void keeld_stats_settings(const struct keeld_options *o, unsigned verbosity, keeld_stat_emit emit,
-                          void *sink);
+/* `stats settings`; verbosity and detail_on are the live ones (-v, then the
+ * `verbosity` command; -D, then `stats detail on|off`). */
+void keeld_stats_settings(const struct keeld_options *o, unsigned verbosity, bool detail_on,
+                          keeld_stat_emit emit, void *sink);
 
 /* The version keeld reports ("VERSION x" and `stats`). */
 #define KEELD_VERSION_STRING "1.6.18-keel-0.1.0"

@@ -15,6 +15,8 @@
 - `stats reset` zeroes what memcached's zeroes (evictions, total_items,
   total_connections, ...) and keeps the gauges (curr_items); the same checks
   pass against memcached;
+- `stats detail on|off|dump` and -D count by key prefix as memcached does
+  (the same checks pass against memcached);
 - --admin serves /metrics (Prometheus text) and /health;
 - SIGHUP reopens the log and keeps serving;
 - SIGTERM drains: a request in flight is answered, the process exits 0;
@@ -234,6 +236,59 @@ def stats_reset(keeld):
         stats_reset_of(k)
 
 
+DETAIL_SESSION = (b"stats detail on\r\nmg m:1 v\r\nms m:1 1\r\nx\r\nmd m:1\r\n"
+                  b"gets g:1 g:2\r\nset g:1 0 0 1\r\ny\r\ngat 0 g:1\r\ntouch g:1 0\r\n"
+                  b"incr g:1 1\r\ncas g:1 0 0 1 999\r\nz\r\nadd g:1 0 0 1\r\nz\r\n"
+                  b"append g:1 0 0 1\r\nz\r\ndelete nope:1\r\nget ::x :x x: plain\r\n"
+                  b"stats detail off\r\nget g:1\r\nstats detail dump\r\n")
+DETAIL_WANT = sorted([b"PREFIX  get 2 hit 0 set 0 del 0", b"PREFIX g get 3 hit 1 set 4 del 0",
+                      b"PREFIX nope get 0 hit 0 set 0 del 1",
+                      b"PREFIX x get 1 hit 0 set 0 del 0"])
+
+
+def prefixes_of(port, session):
+    out = talk(port, session + b"mn\r\n", b"MN\r\n")
+    return sorted(ln for ln in out.split(b"\r\n") if ln.startswith(b"PREFIX"))
+
+
+def stats_detail_of(server, delimiter=None):
+    """Per-prefix stats: which commands count (gets, gat and the set family,
+    delete; not meta, touch or incr), the prefix before the first delimiter,
+    nothing counted once off; `stats reset` clears them; -D sets the
+    delimiter and turns them on."""
+    name, port = server.name, server.port
+    if delimiter:
+        got = prefixes_of(port, b"set a#1 0 0 1\r\nx\r\nget a#1 b:1\r\nstats detail dump\r\n")
+        check("%s -D '#': counting from the start, by '#'" % name,
+              got == [b"PREFIX a get 1 hit 1 set 1 del 0"], got)
+        st = talk(port, b"stats settings\r\n", b"END\r\n")
+        check("%s -D '#': stats settings" % name, b"STAT stat_key_prefix #\r\n" in st and
+              b"STAT detail_enabled yes\r\n" in st, st)
+        return
+    st = talk(port, b"stats settings\r\n", b"END\r\n")
+    check("%s: detail off at start" % name, b"STAT stat_key_prefix :\r\n" in st and
+          b"STAT detail_enabled no\r\n" in st, st)
+    got = prefixes_of(port, DETAIL_SESSION)
+    check("%s: stats detail dump counts as memcached" % name, got == DETAIL_WANT, got)
+    bad = talk(port, b"stats detail\r\nstats detail foo\r\n", b"dump\r\n", seconds=5)
+    check("%s: stats detail's usage line" % name,
+          bad == b"CLIENT_ERROR usage: stats detail on|off|dump\r\n" * 2, bad)
+    talk(port, b"stats reset\r\n", b"RESET\r\n")
+    got = talk(port, b"stats detail dump\r\n", b"END\r\n")
+    check("%s: stats reset clears the prefixes" % name, got == b"END\r\n", got)
+
+
+def stats_detail(keeld):
+    with servers.memcached() as m:
+        stats_detail_of(m)
+    with servers.memcached(extra=["-D", "#"]) as m:
+        stats_detail_of(m, "#")
+    with servers.keeld(keeld, extra=["--log", "-"]) as k:
+        stats_detail_of(k)
+    with servers.keeld(keeld, extra=["--log", "-", "-D", "#"]) as k:
+        stats_detail_of(k, "#")
+
+
 def vv_lines(server, port):
     """The session's trace lines, fd numbers left out."""
     talk(port, VV_SESSION + b"mn\r\n", b"MN\r\n")
@@ -322,6 +377,7 @@ def main():
     stats_conns(keeld)
     latency_stats(keeld)
     stats_reset(keeld)
+    stats_detail(keeld)
     verbose_trace(keeld)
     admin_and_signals(keeld)
     shutdown_command(keeld)

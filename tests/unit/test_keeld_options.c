@@ -37,6 +37,7 @@ KT_TEST(defaults_match_memcached_but_listen_on_loopback)
     KT_CHECK(opts.listen_count == 1 && strcmp(opts.listen[0], "127.0.0.1") == 0);
     KT_CHECK(opts.engine == KEELD_ENGINE_SEG && opts.backend == KEELD_BACKEND_AUTO);
     KT_CHECK(opts.listener == KEELD_LISTENER_REUSEPORT);
+    KT_CHECK(opts.prefix_delimiter == ':' && !opts.detail_on);
     keeld_options_defaults(&opts, 16);
     KT_CHECK(opts.threads == 4);
 }
@@ -45,7 +46,7 @@ KT_TEST(memcached_command_line_is_accepted)
 {
     KT_REQUIRE(parse("-p", "22122", "-U", "0", "-l", "127.0.0.1,::1", "-l", "[::1]:7000", "-m",
                      "1024", "-c", "19000", "-t", "3", "-I", "2m", "-b", "512", "-vv", "-A", "-F",
-                     "-u", "nobody", "-o", "modern,hashpower=20,idle_timeout=30",
+                     "-D", "#", "-u", "nobody", "-o", "modern,hashpower=20,idle_timeout=30",
                      NULL) == KEELD_RUN);
     KT_CHECK(opts.port == 22122);
     KT_CHECK(opts.listen_count == 3);
@@ -54,6 +55,7 @@ KT_TEST(memcached_command_line_is_accepted)
     KT_CHECK(opts.max_conns == 19000 && opts.threads == 3 && opts.backlog == 512);
     KT_CHECK(opts.max_item_size == 2 * MB);
     KT_CHECK(opts.verbose == 2 && opts.allow_shutdown && opts.disable_flush_all);
+    KT_CHECK(opts.prefix_delimiter == '#' && opts.detail_on); /* -D turns them on */
     KT_CHECK(strcmp(opts.user, "nobody") == 0);
     KT_CHECK(opts.hash_power == 20 && opts.idle_timeout_s == 30);
     KT_CHECK(opts.ignored_count == 1 && strcmp(opts.ignored[0], "modern") == 0);
@@ -117,6 +119,8 @@ KT_TEST(bad_flags_are_one_line_errors)
         {"-I", "2g", "not a size"},
         {"-I", "40m", "half of -m"},
         {"-U", "5", "does not serve UDP"},
+        {"-D", "ab", "-D takes one character"},
+        {"-D", "", "-D takes one character"},
         {"-o", "foo=1", "unknown option 'foo'"},
         {"-o", "hashpower", "needs a value"},
         {"-o", "busy_poll=1", "takes no value"},

@@ -1,13 +1,15 @@
 /* test_keeld_stats: the stats reports carry memcached's names, in its order,
  * then keel's own, among them the per-command latency (latency.h): counts
  * exact, percentiles within the histogram's precision, `stats reset`'s
- * baseline subtracted. */
+ * baseline subtracted; the per-prefix table (`stats detail`) counts by the
+ * first delimiter and stays bounded. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kt.h"
 #include "latency.h"
+#include "prefix.h"
 #include "stats.h"
 
 /* memcached 1.6.18's `stats`, in its order (Debian 12). */
@@ -225,7 +227,7 @@ KT_TEST(settings_report)
     snprintf(o.listen[1], sizeof o.listen[1], "::1");
     o.allow_shutdown = true;
     struct collected c = {0};
-    keeld_stats_settings(&o, 3, collect, &c);
+    keeld_stats_settings(&o, 3, false, collect, &c);
     KT_CHECK(strcmp(value_of(&c, "maxbytes"), "67108864") == 0);
     KT_CHECK(strcmp(value_of(&c, "maxconns"), "1024") == 0);
     KT_CHECK(strcmp(value_of(&c, "tcpport"), "11211") == 0);
@@ -319,4 +321,46 @@ KT_TEST(general_report_ends_with_each_class_latency)
             kt_fail(__FILE__, __LINE__, "no %s", name);
     }
     KT_CHECK(strcmp(value_of(&c, "keel_latency_meta_count"), "0") == 0);
+}
+
+/* ---- per-prefix stats (prefix.h) ---- */
+
+static bool report_has(struct keeld_prefixes *p, const char *line)
+{
+    struct keeld_text t = {0};
+    keeld_prefixes_report(p, &t);
+    bool found = t.buf && strstr(t.buf, line) != NULL;
+    keeld_text_free(&t);
+    return found;
+}
+
+KT_TEST(prefixes_count_by_the_first_delimiter_and_stay_bounded)
+{
+    static struct keeld_prefixes p;
+    keeld_prefixes_init(&p, ':', false);
+    KT_CHECK(!keeld_prefixes_on(&p));
+    keeld_prefixes_switch(&p, true);
+    KT_CHECK(keeld_prefixes_on(&p));
+    keeld_prefix_count(&p, "user:1:name", 11, KEELD_PREFIX_GET, true);
+    keeld_prefix_count(&p, "user:2", 6, KEELD_PREFIX_GET, false);
+    keeld_prefix_count(&p, "user:2", 6, KEELD_PREFIX_SET, false);
+    keeld_prefix_count(&p, "user:2", 6, KEELD_PREFIX_DEL, false);
+    keeld_prefix_count(&p, ":x", 2, KEELD_PREFIX_GET, false);
+    keeld_prefix_count(&p, "plain", 5, KEELD_PREFIX_GET, true); /* no delimiter: not counted */
+    KT_CHECK(report_has(&p, "PREFIX user get 2 hit 1 set 1 del 1\r\n"));
+    KT_CHECK(report_has(&p, "PREFIX  get 1 hit 0 set 0 del 0\r\n"));
+    KT_CHECK(!report_has(&p, "plain"));
+    KT_EQ_U(p.count, 2);
+    /* the table holds KEELD_PREFIXES_MAX prefixes; keys of new ones go uncounted */
+    char key[32];
+    for (int i = 0; i < KEELD_PREFIXES_MAX + 10; i++) {
+        int n = snprintf(key, sizeof key, "p%d:k", i);
+        keeld_prefix_count(&p, key, (size_t)n, KEELD_PREFIX_SET, false);
+    }
+    KT_EQ_U(p.count, KEELD_PREFIXES_MAX);
+    KT_CHECK(report_has(&p, "PREFIX user get 2 hit 1 set 1 del 1\r\n")); /* old ones still count */
+    keeld_prefixes_clear(&p);
+    KT_EQ_U(p.count, 0);
+    KT_CHECK(!report_has(&p, "PREFIX"));
+    keeld_prefixes_destroy(&p);
 }
