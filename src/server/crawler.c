@@ -13,7 +13,10 @@
  * expires whole segments on its own, so `crawl` has nothing to reclaim and
  * is acknowledged; `sleep` and `tocrawl` are checked and acknowledged;
  * `enable` and `disable` switch metadump and crawl on and off, as in
- * memcached.
+ * memcached (whose `enable` of a running crawler is an error). One metadump
+ * runs at a time, as memcached's one crawler: another gets BUSY. The engine
+ * only copies each item under its hash chain's lock; the lines are
+ * formatted afterwards.
  */
 #define _GNU_SOURCE
 #include "crawler.h"
@@ -83,6 +86,10 @@ static int classes(struct kl_mc_str w)
         size_t start = i;
         while (i < w.len && w.p[i] != ',')
             i++;
+        if (i == start) { /* an empty item ("1,,2", "1,"): skipped, as memcached's strtok */
+            i++;
+            continue;
+        }
         uint64_t id;
         if (!number((struct kl_mc_str){w.p + start, (uint32_t)(i - start)}, &id) || id < 1 ||
             id > CLASS_MAX)
@@ -114,50 +121,84 @@ static size_t url_encode(char *out, const char *key, uint32_t klen)
     return n;
 }
 
-struct dump_sink {
-    struct keeld_text text;
-    int64_t now; /* unix seconds */
-    uint64_t items;
+/* One item of a part, packed behind its key bytes in the part's buffer:
+ * the engine's callback runs under a hash chain's lock, so it only copies;
+ * the lines are formatted after the part, outside every engine lock. */
+struct dump_rec {
+    uint64_t cas;
+    uint32_t exptime, last_access, size;
+    uint8_t klen;
+    bool fetched;
 };
 
-static void dump_line(void *arg, const struct kl_item_meta *m)
+static void dump_copy(void *arg, const struct kl_item_meta *m)
 {
-    struct dump_sink *d = arg;
+    struct keeld_text *part = arg;
+    struct dump_rec r = {m->cas, m->exptime, m->last_access, m->size, (uint8_t)m->klen, m->fetched};
+    keeld_text_append(part, &r, sizeof r);
+    keeld_text_append(part, m->key, m->klen);
+}
+
+/* The part's lines, in memcached's format, into `out`. */
+static void dump_format(const struct keeld_text *part, int64_t now, struct keeld_text *out)
+{
     char key[KL_KEY_MAX * 3 + 1];
-    url_encode(key, m->key, m->klen);
-    long long exp = m->exptime ? (long long)m->exptime : -1;
-    keeld_text_printf(&d->text, "key=%s exp=%lld la=%lld cas=%llu fetch=%s cls=1 size=%u\n", key,
-                      exp, (long long)(d->now - (int64_t)m->last_access),
-                      (unsigned long long)m->cas, m->fetched ? "yes" : "no", m->size);
-    d->items++;
+    for (size_t at = 0; at + sizeof(struct dump_rec) <= part->len;) {
+        struct dump_rec r;
+        memcpy(&r, part->buf + at, sizeof r);
+        at += sizeof r;
+        url_encode(key, part->buf + at, r.klen);
+        at += r.klen;
+        long long exp = r.exptime ? (long long)r.exptime : -1;
+        keeld_text_printf(out, "key=%s exp=%lld la=%lld cas=%llu fetch=%s cls=1 size=%u\n", key,
+                          exp, (long long)(now - (int64_t)r.last_access), (unsigned long long)r.cas,
+                          r.fetched ? "yes" : "no", r.size);
+    }
 }
 
 static int metadump(struct keeld_worker *w, struct kl_conn *c)
 {
-    struct dump_sink d = {.text = {0}, .now = w->now, .items = 0};
+    struct keeld_text part = {0}, lines = {0};
     uint64_t cursor = 0;
     int more, rc = 0;
+    bool failed = false;
     do {
-        more = kl_engine_dump(w->shared->engine, &cursor, DUMP_BUCKETS, dump_line, &d);
-        if (more == -ENOTSUP) {
-            keeld_text_free(&d.text);
-            return REPLY_LITERAL(w, c,
-                                 "SERVER_ERROR metadump needs the keys in memory: the disk "
-                                 "engine keeps them on disk\r\n");
-        }
-        if (d.text.failed) {
-            keeld_text_free(&d.text);
-            return REPLY_LITERAL(w, c, "SERVER_ERROR out of memory writing the dump\r\n");
-        }
-        if (d.text.len > 0) {
-            rc = keeld_reply(w, c, d.text.buf, d.text.len);
-            d.text.len = 0;
-        }
+        more = kl_engine_dump(w->shared->engine, &cursor, DUMP_BUCKETS, dump_copy, &part);
+        if (more == -ENOTSUP)
+            break;
+        dump_format(&part, w->now, &lines);
+        failed = part.failed || lines.failed;
+        if (failed)
+            break;
+        if (lines.len > 0)
+            rc = keeld_reply(w, c, lines.buf, lines.len);
+        part.len = lines.len = 0;
         if (more > 0 && rc == 0)
             kl_fiber_yield(); /* the worker's other connections, between parts */
     } while (more > 0 && rc == 0);
-    keeld_text_free(&d.text);
-    return rc != 0 ? rc : keeld_reply_line(w, c, KL_MC_R_END);
+    keeld_text_free(&part);
+    keeld_text_free(&lines);
+    if (rc != 0)
+        return rc;
+    if (more == -ENOTSUP)
+        return REPLY_LITERAL(w, c,
+                             "SERVER_ERROR metadump needs the keys in memory: the disk "
+                             "engine keeps them on disk\r\n");
+    if (failed)
+        return REPLY_LITERAL(w, c, "SERVER_ERROR out of memory writing the dump\r\n");
+    return keeld_reply_line(w, c, KL_MC_R_END);
+}
+
+/* One metadump at a time in the process, as memcached's one crawler: a
+ * dump holds its connection's fiber until a reader takes the whole key set,
+ * and many slow readers could otherwise hold every fiber of a worker. */
+static int metadump_alone(struct keeld_worker *w, struct kl_conn *c)
+{
+    if (atomic_exchange_explicit(&w->shared->dumping, true, memory_order_acquire))
+        return REPLY_LITERAL(w, c, "BUSY currently processing crawler request\r\n");
+    int rc = metadump(w, c);
+    atomic_store_explicit(&w->shared->dumping, false, memory_order_release);
+    return rc;
 }
 
 int keeld_lru_crawler(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd)
@@ -170,7 +211,10 @@ int keeld_lru_crawler(struct keeld_worker *w, struct kl_conn *c, const struct kl
     if (n == 1) {
         if (!word_is(word[0], "enable") && !word_is(word[0], "disable"))
             return keeld_reply_line(w, c, KL_MC_R_ERROR);
-        atomic_store_explicit(off, word_is(word[0], "disable"), memory_order_relaxed);
+        bool was_off =
+            atomic_exchange_explicit(off, word_is(word[0], "disable"), memory_order_relaxed);
+        if (word_is(word[0], "enable") && !was_off) /* memcached's reply: its thread runs */
+            return REPLY_LITERAL(w, c, "ERROR failed to start lru crawler thread\r\n");
         return keeld_reply_line(w, c, KL_MC_R_OK);
     }
     uint64_t v;
@@ -190,6 +234,8 @@ int keeld_lru_crawler(struct keeld_worker *w, struct kl_conn *c, const struct kl
     if (which < 0)
         return REPLY_LITERAL(w, c, "BADCLASS invalid class id\r\n");
     if (!dump)
-        return keeld_reply_line(w, c, KL_MC_R_OK);
-    return which ? metadump(w, c) : keeld_reply_line(w, c, KL_MC_R_END);
+        return atomic_load_explicit(&w->shared->dumping, memory_order_relaxed)
+                   ? REPLY_LITERAL(w, c, "BUSY currently processing crawler request\r\n")
+                   : keeld_reply_line(w, c, KL_MC_R_OK);
+    return which ? metadump_alone(w, c) : keeld_reply_line(w, c, KL_MC_R_END);
 }

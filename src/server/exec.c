@@ -322,32 +322,42 @@ static void stat_line(void *sink, enum keeld_stat_kind kind, const char *name, c
         s->rc = keeld_reply(s->w, s->c, buf, (size_t)n);
 }
 
-/* `stats detail on|off|dump` (prefix.h); anything else after "detail" gets
- * memcached's usage line. */
+/* `stats detail on|off|dump` (prefix.h): its first word decides, as in
+ * memcached; none, or another, gets memcached's usage line. The dump is
+ * written a part of the table at a time. */
 static int stats_detail(struct keeld_worker *w, struct kl_conn *c, const char *p, size_t len)
 {
     while (len > 0 && *p == ' ') {
         p++;
         len--;
     }
-    while (len > 0 && p[len - 1] == ' ')
-        len--;
+    size_t wl = 0;
+    while (wl < len && p[wl] != ' ')
+        wl++;
     struct keeld_prefixes *pre = w->shared->prefixes;
-    if ((len == 2 && memcmp(p, "on", 2) == 0) || (len == 3 && memcmp(p, "off", 3) == 0)) {
-        keeld_prefixes_switch(pre, len == 2);
+    if ((wl == 2 && memcmp(p, "on", 2) == 0) || (wl == 3 && memcmp(p, "off", 3) == 0)) {
+        keeld_prefixes_switch(pre, wl == 2);
         return keeld_reply_line(w, c, KL_MC_R_OK);
     }
-    if (len != 4 || memcmp(p, "dump", 4) != 0)
+    if (wl != 4 || memcmp(p, "dump", 4) != 0)
         return REPLY_LITERAL(w, c, "CLIENT_ERROR usage: stats detail on|off|dump\r\n");
     struct keeld_text out = {0};
-    keeld_prefixes_report(pre, &out);
+    uint32_t cursor = 0;
+    bool more, failed = false;
     int rc = 0;
-    if (out.failed)
-        rc = REPLY_LITERAL(w, c, "SERVER_ERROR out of memory writing the prefixes\r\n");
-    else if (out.len > 0)
-        rc = keeld_reply(w, c, out.buf, out.len);
+    do {
+        more = keeld_prefixes_report(pre, &cursor, 256, &out);
+        failed = out.failed;
+        if (!failed && out.len > 0)
+            rc = keeld_reply(w, c, out.buf, out.len);
+        out.len = 0;
+    } while (more && rc == 0 && !failed);
     keeld_text_free(&out);
-    return rc != 0 || out.failed ? rc : keeld_reply_line(w, c, KL_MC_R_END);
+    if (rc != 0)
+        return rc;
+    if (failed)
+        return REPLY_LITERAL(w, c, "SERVER_ERROR out of memory writing the prefixes\r\n");
+    return keeld_reply_line(w, c, KL_MC_R_END);
 }
 
 static int stats(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd)

@@ -47,6 +47,7 @@ struct keeld_shared {
     void *shutdown_arg;
     atomic_uint verbosity;
     atomic_bool crawler_off;         /* `lru_crawler disable` (crawler.h) */
+    atomic_bool dumping;             /* a metadump is running (crawler.h) */
     struct keeld_prefixes *prefixes; /* `stats detail` (prefix.h) */
 };
 

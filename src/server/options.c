@@ -432,10 +432,10 @@ static int apply(struct parse *p, int c, const char *arg, enum keeld_parse_resul
     case 'A': o->allow_shutdown = true; return 0;
     case 'F': o->disable_flush_all = true; return 0;
     case 'D':
-        if (strlen(arg) != 1)
-            return bad(p, "-D takes one character (the key prefix delimiter), not \"%s\"", arg);
-        o->prefix_delimiter = arg[0];
-        o->detail_on = true; /* as memcached: -D turns the per-prefix stats on */
+        if (arg[0] == '\0')
+            return bad(p, "-D takes a character (the key prefix delimiter)");
+        o->prefix_delimiter = arg[0]; /* as memcached: the first character of the word */
+        o->detail_on = true;          /* as memcached: -D turns the per-prefix stats on */
         return 0;
     case 'u': return copy_str(p, "-u", o->user, sizeof o->user, arg);
     case 'h': *early = KEELD_HELP; return 0;

@@ -98,14 +98,19 @@ void keeld_prefix_count(struct keeld_prefixes *p, const char *key, size_t klen,
     pthread_mutex_unlock(&p->lock);
 }
 
-void keeld_prefixes_report(struct keeld_prefixes *p, struct keeld_text *out)
+bool keeld_prefixes_report(struct keeld_prefixes *p, uint32_t *cursor, uint32_t n,
+                           struct keeld_text *out)
 {
+    uint32_t from = *cursor < KEELD_PREFIX_BUCKETS ? *cursor : KEELD_PREFIX_BUCKETS;
+    uint32_t end = n < KEELD_PREFIX_BUCKETS - from ? from + n : KEELD_PREFIX_BUCKETS;
     pthread_mutex_lock(&p->lock);
-    for (size_t b = 0; b < KEELD_PREFIX_BUCKETS; b++)
+    for (size_t b = from; b < end; b++)
         for (const struct keeld_prefix *e = p->bucket[b]; e; e = e->next)
             keeld_text_printf(out, "PREFIX %.*s get %llu hit %llu set %llu del %llu\r\n",
                               (int)e->len, e->name, (unsigned long long)e->get,
                               (unsigned long long)e->hit, (unsigned long long)e->set,
                               (unsigned long long)e->del);
     pthread_mutex_unlock(&p->lock);
+    *cursor = end;
+    return end < KEELD_PREFIX_BUCKETS;
 }

@@ -58,8 +58,12 @@ void keeld_prefixes_switch(struct keeld_prefixes *p, bool on);
 void keeld_prefix_count(struct keeld_prefixes *p, const char *key, size_t klen,
                         enum keeld_prefix_op op, bool hit);
 
-/* Append memcached's "PREFIX ..." lines, one a prefix, each ending "\r\n". */
-void keeld_prefixes_report(struct keeld_prefixes *p, struct keeld_text *out);
+/* Append memcached's "PREFIX ..." lines (each ending "\r\n") of the
+ * prefixes in `n` buckets from *cursor on (0 to start), and advance it: a
+ * long report comes in parts, the lock held for one part at a time. True
+ * while buckets remain. */
+bool keeld_prefixes_report(struct keeld_prefixes *p, uint32_t *cursor, uint32_t n,
+                           struct keeld_text *out);
 
 /* Forget every prefix (`stats reset`). */
 void keeld_prefixes_clear(struct keeld_prefixes *p);

@@ -41,6 +41,15 @@ void keeld_text_printf(struct keeld_text *t, const char *fmt, ...)
     t->len += (size_t)n;
 }
 
+void keeld_text_append(struct keeld_text *t, const void *p, size_t n)
+{
+    if (!reserve(t, n))
+        return;
+    memcpy(t->buf + t->len, p, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+}
+
 void keeld_text_free(struct keeld_text *t)
 {
     free(t->buf);

@@ -19,6 +19,9 @@ struct keeld_text {
 void keeld_text_printf(struct keeld_text *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Append n bytes as they are. */
+void keeld_text_append(struct keeld_text *t, const void *p, size_t n);
+
 /* Free the buffer and reset `t` to empty. */
 void keeld_text_free(struct keeld_text *t);
 

@@ -236,7 +236,7 @@ def stats_reset(keeld):
         stats_reset_of(k)
 
 
-DETAIL_SESSION = (b"stats detail on\r\nmg m:1 v\r\nms m:1 1\r\nx\r\nmd m:1\r\n"
+DETAIL_SESSION = (b"stats detail on please\r\nmg m:1 v\r\nms m:1 1\r\nx\r\nmd m:1\r\n"
                   b"gets g:1 g:2\r\nset g:1 0 0 1\r\ny\r\ngat 0 g:1\r\ntouch g:1 0\r\n"
                   b"incr g:1 1\r\ncas g:1 0 0 1 999\r\nz\r\nadd g:1 0 0 1\r\nz\r\n"
                   b"append g:1 0 0 1\r\nz\r\ndelete nope:1\r\nget ::x :x x: plain\r\n"
@@ -254,8 +254,8 @@ def prefixes_of(port, session):
 def stats_detail_of(server, delimiter=None):
     """Per-prefix stats: which commands count (gets, gat and the set family,
     delete; not meta, touch or incr), the prefix before the first delimiter,
-    nothing counted once off; `stats reset` clears them; -D sets the
-    delimiter and turns them on."""
+    nothing counted once off (the word after on/off/dump is not read);
+    `stats reset` clears them; -D sets the delimiter and turns them on."""
     name, port = server.name, server.port
     if delimiter:
         got = prefixes_of(port, b"set a#1 0 0 1\r\nx\r\nget a#1 b:1\r\nstats detail dump\r\n")

@@ -328,7 +328,9 @@ KT_TEST(general_report_ends_with_each_class_latency)
 static bool report_has(struct keeld_prefixes *p, const char *line)
 {
     struct keeld_text t = {0};
-    keeld_prefixes_report(p, &t);
+    uint32_t cursor = 0;
+    while (keeld_prefixes_report(p, &cursor, 100, &t))
+        ;
     bool found = t.buf && strstr(t.buf, line) != NULL;
     keeld_text_free(&t);
     return found;
