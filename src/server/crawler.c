@@ -14,9 +14,9 @@
  * is acknowledged; `sleep` and `tocrawl` are checked and acknowledged;
  * `enable` and `disable` switch metadump and crawl on and off, as in
  * memcached (whose `enable` of a running crawler is an error). One metadump
- * runs at a time, as memcached's one crawler: another gets BUSY. The engine
- * only copies each item under its hash chain's lock; the lines are
- * formatted afterwards.
+ * runs at a time, as memcached's one crawler: another gets BUSY. The engine's
+ * callback only copies each item (the seg engine calls it under a hash
+ * chain's lock); the lines are formatted afterwards.
  */
 #define _GNU_SOURCE
 #include "crawler.h"
@@ -164,7 +164,7 @@ static int metadump(struct keeld_worker *w, struct kl_conn *c)
     bool failed = false;
     do {
         more = kl_engine_dump(w->shared->engine, &cursor, DUMP_BUCKETS, dump_copy, &part);
-        if (more == -ENOTSUP)
+        if (more < 0)
             break;
         dump_format(&part, w->now, &lines);
         failed = part.failed || lines.failed;
@@ -181,10 +181,8 @@ static int metadump(struct keeld_worker *w, struct kl_conn *c)
     if (rc != 0)
         return rc;
     if (more == -ENOTSUP)
-        return REPLY_LITERAL(w, c,
-                             "SERVER_ERROR metadump needs the keys in memory: the disk "
-                             "engine keeps them on disk\r\n");
-    if (failed)
+        return REPLY_LITERAL(w, c, "SERVER_ERROR this engine cannot list its keys\r\n");
+    if (failed || more < 0)
         return REPLY_LITERAL(w, c, "SERVER_ERROR out of memory writing the dump\r\n");
     return keeld_reply_line(w, c, KL_MC_R_END);
 }

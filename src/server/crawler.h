@@ -3,7 +3,8 @@
  * `lru_crawler metadump all|hash|<class ids>` lists the engine's live items
  * in memcached's line format (for `memcached-tool dump` and `keys`); crawl,
  * sleep, tocrawl, enable and disable are answered as memcached answers them.
- * The disk engine keeps its keys on disk, so its metadump is an error.
+ * Both engines dump: the seg engine from memory, the disk engine by reading
+ * each live record (its index holds no keys).
  */
 #ifndef KEELD_CRAWLER_H
 #define KEELD_CRAWLER_H

@@ -205,7 +205,7 @@ struct kl_engine_ops {
     int (*touch)(struct kl_engine *e, const char *key, size_t klen, uint32_t exptime);
     void (*flush)(struct kl_engine *e, uint32_t delay);
     void (*stats)(struct kl_engine *e, struct kl_engine_stats *s);
-    /* Optional: engines that hold their keys in memory list them (see the wrapper). */
+    /* Optional: list the live items (see the wrapper). */
     int (*dump)(struct kl_engine *e, uint64_t *cursor, uint32_t budget, kl_dump_fn fn, void *arg);
 };
 
@@ -346,7 +346,9 @@ int kl_engine_store(struct kl_engine *e, enum kl_store_mode mode, const char *ke
 /* List the live items a part at a time: each call passes about `budget`
  * hash buckets' worth of unexpired items, from *cursor on (0 to start), to
  * fn and advances *cursor. 1 while more remain, 0 once the walk is done,
- * -ENOTSUP for an engine that keeps no keys in memory (disk). An item
+ * -ENOTSUP for an engine without a dump, -ENOMEM. The seg engine calls fn
+ * under a hash chain's lock; the disk engine reads each item's record (so
+ * the call may park the fiber) and calls fn with no lock held. An item
  * stored, moved or removed during the walk may be missed or listed twice,
  * as memcached's crawler may. */
 static inline int kl_engine_dump(struct kl_engine *e, uint64_t *cursor, uint32_t budget,

@@ -224,6 +224,7 @@ static const struct kl_engine_ops disk_ops = {
     .tick = disk_tick,
     .lookup = disk_lookup_op,
     .lookup_many = disk_lookup_many_op,
+    .dump = disk_dump_op,
     .release = disk_release_op,
     .reserve = disk_reserve_op,
     .commit = disk_commit_op,

@@ -329,6 +329,14 @@ int disk_compact(struct disk_engine *de, double below);
 /* Operations (disk_ops.c). */
 int disk_lookup_op(struct kl_engine *e, const char *key, size_t klen,
                    const struct kl_lookup_opts *o, struct kl_item *it);
+int disk_dump_op(struct kl_engine *e, uint64_t *cursor, uint32_t budget, kl_dump_fn fn, void *arg);
+/* Run fn on each of n jobs (args, `stride` bytes apart), the first in the
+ * calling fiber and the others each in a fiber of its own while a quarter of
+ * the thread's fiber slots stays free (else in turn), and wait for all: their
+ * waits on the device overlap. n <= DISK_FIBERS_MAX. */
+#define DISK_FIBERS_MAX 32
+void disk_in_fibers(uint32_t n, intptr_t (*fn)(void *), void *args, size_t stride,
+                    const char *name);
 void disk_lookup_many_op(struct kl_engine *e, size_t n, const struct kl_key *keys,
                          struct kl_item *items, int *results);
 void disk_release_op(struct kl_engine *e, struct kl_item *it);

@@ -6,8 +6,8 @@
  * each key but the first in a fiber of its own (the calling fiber takes the
  * first), so the reactor hands all n reads to the kernel in one submission
  * and the device sees the batch's whole depth; then the caller awaits the
- * fibers. They write into the caller's arrays, so the caller waits for them
- * even when it is cancelled (kl_fiber_await). A batch leaves a quarter of
+ * fibers (disk_in_fibers, which the dump's reads use too). They write into the caller's arrays, so
+ * the caller waits for them even when it is cancelled (kl_fiber_await). A batch leaves a quarter of
  * the thread's fiber slots free: the server's connection runners and posted
  * jobs (a drain, `stats conns`) need slots too, and many connections' batches
  * at once could take them all. Keys without a fiber (outside a reactor, or
@@ -47,6 +47,8 @@ static void prefetch_index(struct disk_engine *de, size_t n, const struct kl_key
         ix_prefetch(&de->ix.shards[ix_shard_of(hv[i])], ix_tag_of(hv[i]));
 }
 
+_Static_assert(KL_LOOKUP_MANY_MAX <= DISK_FIBERS_MAX, "a batch's lookups fit one wave");
+
 void disk_lookup_many_op(struct kl_engine *e, size_t n, const struct kl_key *keys,
                          struct kl_item *items, int *results)
 {
@@ -54,29 +56,37 @@ void disk_lookup_many_op(struct kl_engine *e, size_t n, const struct kl_key *key
     if (n > 1)
         prefetch_index(disk_of(e), n, keys);
     struct one_lookup jobs[KL_LOOKUP_MANY_MAX];
-    kl_fiber_id ids[KL_LOOKUP_MANY_MAX];
+    for (size_t i = 0; i < n; i++)
+        jobs[i] = (struct one_lookup){e, &keys[i], &items[i], &results[i]};
+    disk_in_fibers((uint32_t)n, lookup_fiber, jobs, sizeof jobs[0], "disk-get");
+}
+
+void disk_in_fibers(uint32_t n, intptr_t (*fn)(void *), void *args, size_t stride, const char *name)
+{
+    KL_ASSERT(n <= DISK_FIBERS_MAX, "%u jobs in one wave", n);
+    char *arg = args;
+    kl_fiber_id ids[DISK_FIBERS_MAX];
     uint32_t spare = 0, total = 0;
     if (n > 1 && kl_reactor_active() && !kl_fiber_id_eq(kl_fiber_self(), KL_FIBER_ID_NONE)) {
         kl_sched_slots(&spare, &total);
         spare = spare > total / 4 ? spare - total / 4 : 0; /* the reserve stays free */
     }
-    for (size_t i = 1; i < n; i++) {
-        jobs[i] = (struct one_lookup){e, &keys[i], &items[i], &results[i]};
+    for (uint32_t i = 1; i < n; i++) {
         ids[i] = KL_FIBER_ID_NONE;
         if (spare > 0 &&
-            kl_fiber_spawn(&ids[i], "disk-get", lookup_fiber, &jobs[i], KL_FIBER_PRIO_NORMAL) == 0)
+            kl_fiber_spawn(&ids[i], name, fn, arg + i * stride, KL_FIBER_PRIO_NORMAL) == 0)
             spare--;
         else
             ids[i] = KL_FIBER_ID_NONE;
     }
     if (n > 0)
-        results[0] = disk_lookup_op(e, keys[0].p, keys[0].len, NULL, &items[0]);
-    for (size_t i = 1; i < n; i++) {
+        fn(arg);
+    for (uint32_t i = 1; i < n; i++) {
         if (kl_fiber_id_eq(ids[i], KL_FIBER_ID_NONE)) {
-            lookup_fiber(&jobs[i]);
+            fn(arg + i * stride);
             continue;
         }
         int rc = kl_fiber_await(ids[i], NULL);
-        KL_ASSERT(rc == 0, "await of a lookup fiber: %d", rc);
+        KL_ASSERT(rc == 0, "await of a %s fiber: %d", name, rc);
     }
 }
