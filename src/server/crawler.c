@@ -28,36 +28,12 @@
 
 #include "keel/fiber.h"
 #include "text.h"
+#include "words.h"
 
 #define DUMP_BUCKETS 8  /* hash buckets a part: about 50 items, 30 us of work here */
 #define CLASS_MAX    63 /* memcached's highest slab class id */
 #define SLEEP_MAX_US 1000000
 #define MAX_WORDS    4
-
-/* The command's words (at most MAX_WORDS; *n may exceed it). */
-static uint32_t split(struct kl_mc_str arg, struct kl_mc_str *w)
-{
-    uint32_t n = 0;
-    size_t i = 0;
-    while (i < arg.len) {
-        while (i < arg.len && arg.p[i] == ' ')
-            i++;
-        size_t start = i;
-        while (i < arg.len && arg.p[i] != ' ')
-            i++;
-        if (i > start) {
-            if (n < MAX_WORDS)
-                w[n] = (struct kl_mc_str){arg.p + start, (uint32_t)(i - start)};
-            n++;
-        }
-    }
-    return n;
-}
-
-static bool word_is(struct kl_mc_str w, const char *s)
-{
-    return w.len == strlen(s) && memcmp(w.p, s, w.len) == 0;
-}
 
 /* A decimal number of at most 10 digits; false if w is not one. */
 static bool number(struct kl_mc_str w, uint64_t *out)
@@ -78,7 +54,7 @@ static bool number(struct kl_mc_str w, uint64_t *out)
  * ids naming class 1), 0 nothing (other valid ids), -1 a bad id. */
 static int classes(struct kl_mc_str w)
 {
-    if (word_is(w, "all") || word_is(w, "hash"))
+    if (keeld_word_is(w, "all") || keeld_word_is(w, "hash"))
         return 1;
     int everything = 0;
     size_t i = 0;
@@ -202,29 +178,29 @@ static int metadump_alone(struct keeld_worker *w, struct kl_conn *c)
 int keeld_lru_crawler(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd)
 {
     struct kl_mc_str word[MAX_WORDS];
-    uint32_t n = split(cmd->arg, word);
+    uint32_t n = keeld_words(cmd->arg, word, MAX_WORDS);
     if (n == 0 || n > 2)
         return keeld_reply_line(w, c, KL_MC_R_ERROR);
     atomic_bool *off = &w->shared->crawler_off;
     if (n == 1) {
-        if (!word_is(word[0], "enable") && !word_is(word[0], "disable"))
+        if (!keeld_word_is(word[0], "enable") && !keeld_word_is(word[0], "disable"))
             return keeld_reply_line(w, c, KL_MC_R_ERROR);
         bool was_off =
-            atomic_exchange_explicit(off, word_is(word[0], "disable"), memory_order_relaxed);
-        if (word_is(word[0], "enable") && !was_off) /* memcached's reply: its thread runs */
+            atomic_exchange_explicit(off, keeld_word_is(word[0], "disable"), memory_order_relaxed);
+        if (keeld_word_is(word[0], "enable") && !was_off) /* memcached's reply: its thread runs */
             return REPLY_LITERAL(w, c, "ERROR failed to start lru crawler thread\r\n");
         return keeld_reply_line(w, c, KL_MC_R_OK);
     }
     uint64_t v;
-    if (word_is(word[0], "sleep") || word_is(word[0], "tocrawl")) {
+    if (keeld_word_is(word[0], "sleep") || keeld_word_is(word[0], "tocrawl")) {
         if (!number(word[1], &v) || v > UINT32_MAX)
             return REPLY_LITERAL(w, c, "CLIENT_ERROR bad command line format\r\n");
-        if (word_is(word[0], "sleep") && v > SLEEP_MAX_US)
+        if (keeld_word_is(word[0], "sleep") && v > SLEEP_MAX_US)
             return REPLY_LITERAL(w, c, "CLIENT_ERROR sleep must be one second or less\r\n");
         return keeld_reply_line(w, c, KL_MC_R_OK);
     }
-    bool dump = word_is(word[0], "metadump");
-    if (!dump && !word_is(word[0], "crawl"))
+    bool dump = keeld_word_is(word[0], "metadump");
+    if (!dump && !keeld_word_is(word[0], "crawl"))
         return keeld_reply_line(w, c, KL_MC_R_ERROR);
     if (atomic_load_explicit(off, memory_order_relaxed))
         return REPLY_LITERAL(w, c, "CLIENT_ERROR lru crawler disabled\r\n");

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "exec.h"
 #include "crawler.h"
+#include "words.h"
 #include "retrieve.h"
 
 #include <errno.h>
@@ -325,21 +326,15 @@ static void stat_line(void *sink, enum keeld_stat_kind kind, const char *name, c
 /* `stats detail on|off|dump` (prefix.h): its first word decides, as in
  * memcached; none, or another, gets memcached's usage line. The dump is
  * written a part of the table at a time. */
-static int stats_detail(struct keeld_worker *w, struct kl_conn *c, const char *p, size_t len)
+static int stats_detail(struct keeld_worker *w, struct kl_conn *c, uint32_t n,
+                        const struct kl_mc_str *word)
 {
-    while (len > 0 && *p == ' ') {
-        p++;
-        len--;
-    }
-    size_t wl = 0;
-    while (wl < len && p[wl] != ' ')
-        wl++;
     struct keeld_prefixes *pre = w->shared->prefixes;
-    if ((wl == 2 && memcmp(p, "on", 2) == 0) || (wl == 3 && memcmp(p, "off", 3) == 0)) {
-        keeld_prefixes_switch(pre, wl == 2);
+    if (n >= 2 && (keeld_word_is(word[1], "on") || keeld_word_is(word[1], "off"))) {
+        keeld_prefixes_switch(pre, keeld_word_is(word[1], "on"));
         return keeld_reply_line(w, c, KL_MC_R_OK);
     }
-    if (wl != 4 || memcmp(p, "dump", 4) != 0)
+    if (n < 2 || !keeld_word_is(word[1], "dump"))
         return REPLY_LITERAL(w, c, "CLIENT_ERROR usage: stats detail on|off|dump\r\n");
     struct keeld_text out = {0};
     uint32_t cursor = 0;
@@ -362,15 +357,16 @@ static int stats_detail(struct keeld_worker *w, struct kl_conn *c, const char *p
 
 static int stats(struct keeld_worker *w, struct kl_conn *c, const struct kl_mc_cmd *cmd)
 {
-    if (cmd->arg.len >= 6 && memcmp(cmd->arg.p, "detail", 6) == 0 &&
-        (cmd->arg.len == 6 || cmd->arg.p[6] == ' '))
-        return stats_detail(w, c, cmd->arg.p + 6, cmd->arg.len - 6);
+    struct kl_mc_str word[2];
+    uint32_t n = keeld_words(cmd->arg, word, 2);
+    if (n >= 1 && keeld_word_is(word[0], "detail"))
+        return stats_detail(w, c, n, word);
     struct stat_sink sink = {w, c, 0};
     if (w->shared->stats(w->shared->stats_arg, cmd->arg.p, cmd->arg.len, stat_line, &sink) < 0)
         return keeld_reply_line(w, c, KL_MC_R_ERROR);
     if (sink.rc != 0)
         return sink.rc;
-    if (cmd->arg.len == 5 && memcmp(cmd->arg.p, "reset", 5) == 0)
+    if (keeld_word_is(cmd->arg, "reset"))
         return keeld_reply_line(w, c, KL_MC_R_RESET);
     return keeld_reply_line(w, c, KL_MC_R_END);
 }

@@ -40,6 +40,7 @@
 #include "keel/workers.h"
 #include "privileges.h"
 #include "stats.h"
+#include "words.h"
 
 #define MB             (1024ull * 1024ull)
 #define DRAIN_GRACE_NS (2000ull * 1000 * 1000)
@@ -157,11 +158,6 @@ static void general_view(struct server *s, struct keeld_stats_view *v)
     v->reactor_submissions = ws.reactor.submissions - rb.submissions;
 }
 
-static bool word_is(const char *p, size_t len, const char *w)
-{
-    return len == strlen(w) && memcmp(p, w, len) == 0;
-}
-
 struct conn_listing {
     struct keeld_text *out;
     uint64_t now;
@@ -192,18 +188,19 @@ static void list_conns(uint32_t index, struct keeld_text *out, void *arg)
 static int stats_report(void *arg, const char *which, size_t len, keeld_stat_emit emit, void *sink)
 {
     struct server *s = arg;
+    struct kl_mc_str sub = {which, (uint32_t)len}; /* the subcommand: the rest of the line */
     if (len == 0) {
         struct keeld_stats_view v;
         general_view(s, &v);
         keeld_stats_general(&v, emit, sink);
         return 0;
     }
-    if (word_is(which, len, "settings")) {
+    if (keeld_word_is(sub, "settings")) {
         keeld_stats_settings(s->opts, atomic_load(&s->shared.verbosity),
                              keeld_prefixes_on(&s->prefixes), emit, sink);
         return 0;
     }
-    if (word_is(which, len, "reset")) {
+    if (keeld_word_is(sub, "reset")) {
         uint64_t now[KEELD_COUNTERS];
         struct kl_workers_stats ws;
         pthread_mutex_lock(&s->baseline_lock);
@@ -221,11 +218,10 @@ static int stats_report(void *arg, const char *which, size_t len, keeld_stat_emi
         keeld_prefixes_clear(&s->prefixes); /* as memcached */
         return 0;
     }
-    if (word_is(which, len, "conns"))
+    if (keeld_word_is(sub, "conns"))
         return keeld_conns_report(atomic_load(&s->group), list_conns, s, emit, sink);
     /* memcached's slab and item reports describe machinery keel does not have */
-    if (word_is(which, len, "items") || word_is(which, len, "slabs") ||
-        word_is(which, len, "sizes"))
+    if (keeld_word_is(sub, "items") || keeld_word_is(sub, "slabs") || keeld_word_is(sub, "sizes"))
         return 0;
     return -1;
 }

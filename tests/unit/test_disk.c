@@ -698,6 +698,17 @@ static int seen_at(const struct disk_seen *d, const char *key)
     return at;
 }
 
+/* A whole dump into d (cleared first), in parts of every shard: the last result. */
+static int dump_whole(struct kl_engine *e, struct disk_seen *d)
+{
+    memset(d, 0, sizeof *d);
+    uint64_t cursor = 0;
+    int more;
+    while ((more = kl_engine_dump(e, &cursor, 4096 * 8, disk_collect, d)) == 1)
+        ;
+    return more;
+}
+
 KT_TEST(dump_lists_live_values_from_their_records)
 {
     fresh_dir();
@@ -732,10 +743,7 @@ KT_TEST(dump_lists_live_values_from_their_records)
     KT_CHECK(d.fetched[a] && !d.fetched[b]);
     /* after flush_all, nothing */
     kl_engine_flush(e, 0);
-    memset(&d, 0, sizeof d);
-    cursor = 0;
-    while (kl_engine_dump(e, &cursor, 4096 * 8, disk_collect, &d) == 1)
-        ;
+    KT_EQ_I(dump_whole(e, &d), 0);
     KT_EQ_U(d.n, 0);
     kl_engine_close(e);
     dk_rmdir(dir);
@@ -759,20 +767,11 @@ KT_TEST(dump_without_read_buffers_fails_instead_of_leaving_keys_out)
         held++;
     KT_CHECK(held > 0 && held < cap); /* the record's class ran dry */
     static struct disk_seen d;
-    memset(&d, 0, sizeof d);
-    uint64_t cursor = 0;
-    int more;
-    while ((more = kl_engine_dump(e, &cursor, 4096 * 8, disk_collect, &d)) == 1)
-        ;
-    KT_EQ_I(more, -ENOMEM);
+    KT_EQ_I(dump_whole(e, &d), -ENOMEM);
     for (size_t i = 0; i < held; i++)
         buf_put(&de->bufs, bufs[i], cls);
     free(bufs);
-    memset(&d, 0, sizeof d);
-    cursor = 0;
-    while ((more = kl_engine_dump(e, &cursor, 4096 * 8, disk_collect, &d)) == 1)
-        ;
-    KT_EQ_I(more, 0);
+    KT_EQ_I(dump_whole(e, &d), 0);
     KT_EQ_U(d.n, 2);
     kl_engine_close(e);
     dk_rmdir(dir);
